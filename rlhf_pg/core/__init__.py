@@ -1,0 +1,56 @@
+"""The policy-gradient core: pure torch functions over (batch, time) tensors with a mask.
+
+Nothing here knows about environments or language models; the gymnasium
+agents in ``classic_control`` and the token-level trainer in ``rlhf_pg.lm``
+both call these functions.
+"""
+
+from ._checks import set_finite_checks
+from .baselines import batch_mean_baseline, grpo_advantages, rloo_advantages
+from .kl import (
+    KL_ESTIMATORS,
+    AdaptiveKLController,
+    FixedKLController,
+    kl_estimate,
+    kl_k1,
+    kl_k2,
+    kl_k3,
+)
+from .losses import (
+    AGGREGATION_MODES,
+    PPOLoss,
+    aggregate_loss,
+    entropy,
+    ppo_clip_loss,
+    reinforce_loss,
+    value_loss,
+)
+from .returns import discounted_returns, gae
+from .stats import explained_variance, masked_mean, masked_var, whiten
+
+__all__ = [
+    "AGGREGATION_MODES",
+    "KL_ESTIMATORS",
+    "AdaptiveKLController",
+    "FixedKLController",
+    "PPOLoss",
+    "aggregate_loss",
+    "batch_mean_baseline",
+    "discounted_returns",
+    "entropy",
+    "explained_variance",
+    "gae",
+    "grpo_advantages",
+    "kl_estimate",
+    "kl_k1",
+    "kl_k2",
+    "kl_k3",
+    "masked_mean",
+    "masked_var",
+    "ppo_clip_loss",
+    "reinforce_loss",
+    "rloo_advantages",
+    "set_finite_checks",
+    "value_loss",
+    "whiten",
+]

@@ -1,0 +1,110 @@
+"""KL estimators between two policies from sampled log-probs, and KL-coefficient controllers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ._checks import check_finite, check_positive, check_same_shape, check_tensor
+
+KLEstimator = Literal["k1", "k2", "k3"]
+KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
+
+
+def _check_pair(logprobs: Tensor, ref_logprobs: Tensor) -> None:
+    check_tensor("logprobs", logprobs)
+    check_tensor("ref_logprobs", ref_logprobs)
+    check_same_shape("logprobs", logprobs, ref_logprobs=ref_logprobs)
+
+
+def kl_k1(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+    r"""Unbiased, high-variance estimate of KL(pi || ref) per sample.
+
+    .. math:: k_1 = \log\pi(x) - \log\pi_{\text{ref}}(x), \quad x \sim \pi
+
+    Can be negative for single samples.
+    """
+    _check_pair(logprobs, ref_logprobs)
+    return logprobs - ref_logprobs
+
+
+def kl_k2(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+    r"""Biased, low-variance, non-negative estimate of KL(pi || ref).
+
+    .. math:: k_2 = \tfrac12 (\log\pi(x) - \log\pi_{\text{ref}}(x))^2, \quad x \sim \pi
+    """
+    _check_pair(logprobs, ref_logprobs)
+    return 0.5 * (logprobs - ref_logprobs) ** 2
+
+
+def kl_k3(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+    r"""Unbiased, low-variance, non-negative estimate of KL(pi || ref).
+
+    .. math:: k_3 = (r - 1) - \log r, \qquad r = \frac{\pi_{\text{ref}}(x)}{\pi(x)}, \quad x \sim \pi
+    """
+    _check_pair(logprobs, ref_logprobs)
+    log_r = ref_logprobs - logprobs
+    return torch.expm1(log_r) - log_r
+
+
+_ESTIMATORS = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
+
+
+def kl_estimate(logprobs: Tensor, ref_logprobs: Tensor, estimator: KLEstimator = "k1") -> Tensor:
+    """Per-element KL estimate by name (``"k1"``, ``"k2"`` or ``"k3"``); see :func:`kl_k1` etc."""
+    if estimator not in _ESTIMATORS:
+        raise ValueError(f"unknown KL estimator {estimator!r}; valid: {', '.join(KL_ESTIMATORS)}")
+    return _ESTIMATORS[estimator](logprobs, ref_logprobs)
+
+
+class FixedKLController:
+    """A constant KL coefficient beta."""
+
+    def __init__(self, kl_coef: float) -> None:
+        self.value = check_positive("kl_coef", kl_coef, allow_zero=True)
+
+    def update(self, current_kl: float, n_steps: int) -> float:
+        return self.value
+
+    def state_dict(self) -> dict:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value = float(state["value"])
+
+
+class AdaptiveKLController:
+    r"""Proportional controller that steers the observed KL towards a target.
+
+    After each batch of ``n_steps`` samples with observed KL :math:`\mathrm{KL}`:
+
+    .. math::
+        e = \operatorname{clip}\Big(\frac{\mathrm{KL}}{\mathrm{KL}_{\text{target}}} - 1,\,
+        -0.2,\, 0.2\Big), \qquad
+        \beta \leftarrow \beta \Big(1 + e \, \frac{n_{\text{steps}}}{H}\Big)
+
+    (Ziegler et al., 2019), so beta grows when KL overshoots the target and
+    shrinks when it undershoots, at a rate set by the horizon H.
+    """
+
+    def __init__(self, init_kl_coef: float, target: float, horizon: float) -> None:
+        self.value = check_positive("init_kl_coef", init_kl_coef)
+        self.target = check_positive("target", target)
+        self.horizon = check_positive("horizon", horizon)
+
+    def update(self, current_kl: float, n_steps: int) -> float:
+        current_kl = float(current_kl)
+        check_finite(current_kl=torch.tensor(current_kl))
+        error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + error * n_steps / self.horizon
+        return self.value
+
+    def state_dict(self) -> dict:
+        return {"value": self.value, "target": self.target, "horizon": self.horizon}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value = float(state["value"])
+        self.target = float(state["target"])
+        self.horizon = float(state["horizon"])

@@ -1,0 +1,200 @@
+"""Policy-gradient losses over (batch, time) tensors with a validity mask."""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from ._checks import check_finite, check_mask, check_positive, check_same_shape, check_tensor
+
+AggregationMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
+AGGREGATION_MODES: tuple[str, ...] = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
+
+
+def aggregate_loss(
+    loss: Tensor,
+    mask: Tensor | None = None,
+    mode: AggregationMode = "token-mean",
+    *,
+    norm_constant: float | None = None,
+) -> Tensor:
+    r"""Reduce a (B, T) per-element loss to a scalar.
+
+    * ``token-mean``: :math:`\sum_{b,t} m_{bt} \ell_{bt} / \sum_{b,t} m_{bt}`
+      (every valid token weighs the same; long sequences weigh more).
+    * ``seq-mean-token-mean``: :math:`\frac{1}{B'} \sum_b \frac{\sum_t m_{bt}\ell_{bt}}{\sum_t m_{bt}}`
+      over the B' rows with at least one valid token (every sequence weighs the same).
+    * ``seq-mean-token-sum``: :math:`\frac{1}{B} \sum_b \frac{\sum_t m_{bt}\ell_{bt}}{C}`
+      with C = ``norm_constant`` (default T), unbiased by length (Dr. GRPO style).
+    """
+    check_tensor("loss", loss, ndim=2)
+    mask = check_mask(mask, "loss", loss)
+    masked = torch.where(mask, loss, torch.zeros_like(loss))
+    counts = mask.sum(dim=1)
+    if mode == "token-mean":
+        return masked.sum() / counts.sum().clamp(min=1)
+    if mode == "seq-mean-token-mean":
+        has = counts > 0
+        per_seq = masked.sum(dim=1) / counts.clamp(min=1)
+        return (per_seq * has).sum() / has.sum().clamp(min=1)
+    if mode == "seq-mean-token-sum":
+        const = loss.shape[1] if norm_constant is None else norm_constant
+        check_positive("norm_constant", const)
+        return masked.sum(dim=1).mean() / const
+    raise ValueError(
+        f"unknown loss aggregation mode {mode!r}; valid: {', '.join(AGGREGATION_MODES)}"
+    )
+
+
+def reinforce_loss(
+    logprobs: Tensor,
+    weights: Tensor,
+    mask: Tensor | None = None,
+    *,
+    aggregation: AggregationMode = "token-mean",
+) -> Tensor:
+    r"""REINFORCE pseudo-loss whose gradient is the policy gradient.
+
+    .. math:: L = -\operatorname{agg}_{b,t}\big[\log\pi_\theta(a_{bt}\mid s_{bt})\,
+              \operatorname{sg}(w_{bt})\big]
+
+    ``w`` is the return, reward-to-go or advantage; it is detached (sg = stop
+    gradient), so :math:`\nabla L = -\mathbb{E}[w \nabla \log \pi]`. The value of
+    L itself is not the RL objective.
+
+    Args:
+        logprobs: (B, T) log-probabilities of the taken actions, with grad.
+        weights: (B, T) per-step weights.
+        mask: (B, T) bool.
+    """
+    check_tensor("logprobs", logprobs, ndim=2)
+    check_tensor("weights", weights, ndim=2)
+    check_same_shape("logprobs", logprobs, weights=weights)
+    mask = check_mask(mask, "logprobs", logprobs)
+    check_finite(mask, logprobs=logprobs, weights=weights)
+    return aggregate_loss(-logprobs * weights.detach(), mask, aggregation)
+
+
+class PPOLoss(NamedTuple):
+    """``loss`` (scalar, with grad), ``clip_fraction`` and ``approx_kl`` (detached scalars)."""
+
+    loss: Tensor
+    clip_fraction: Tensor
+    approx_kl: Tensor
+
+
+def ppo_clip_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor | None = None,
+    *,
+    clip_eps: float = 0.2,
+    clip_eps_high: float | None = None,
+    aggregation: AggregationMode = "token-mean",
+) -> PPOLoss:
+    r"""PPO clipped surrogate (Schulman et al., 2017).
+
+    .. math::
+        \rho = \exp(\log\pi_\theta - \log\pi_{\text{old}}), \qquad
+        L = \operatorname{agg}\Big[\max\big(-A\rho,\; -A\,\operatorname{clip}(\rho,
+        1-\epsilon, 1+\epsilon_{\text{high}})\big)\Big]
+
+    At :math:`\rho = 1` its gradient equals the REINFORCE gradient with weight A;
+    elements whose clipped branch is active contribute no gradient.
+
+    Also returns the fraction of valid elements whose ratio was clipped in
+    the active branch and the k3 estimate of KL(old || new),
+    :math:`\mathbb{E}[(\rho - 1) - \log\rho]`.
+
+    Args:
+        logprobs: (B, T) log-probs under the current policy (with grad).
+        old_logprobs: (B, T) log-probs under the rollout policy.
+        advantages: (B, T).
+        mask: (B, T) bool.
+        clip_eps: lower clip range; ``clip_eps_high`` defaults to it.
+    """
+    check_tensor("logprobs", logprobs, ndim=2)
+    check_tensor("old_logprobs", old_logprobs, ndim=2)
+    check_tensor("advantages", advantages, ndim=2)
+    check_same_shape("logprobs", logprobs, old_logprobs=old_logprobs, advantages=advantages)
+    check_positive("clip_eps", clip_eps)
+    eps_high = check_positive("clip_eps_high", clip_eps if clip_eps_high is None else clip_eps_high)
+    mask = check_mask(mask, "logprobs", logprobs)
+    check_finite(mask, logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
+
+    adv = advantages.detach()
+    log_ratio = torch.where(mask, logprobs - old_logprobs.detach(), torch.zeros_like(logprobs))
+    ratio = torch.exp(log_ratio)
+    unclipped = -adv * ratio
+    clipped = -adv * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + eps_high)
+    loss = aggregate_loss(torch.maximum(unclipped, clipped), mask, aggregation)
+    with torch.no_grad():
+        n = mask.sum().clamp(min=1)
+        clip_fraction = ((clipped > unclipped) & mask).sum() / n
+        approx_kl = torch.where(mask, (ratio - 1) - log_ratio, torch.zeros_like(ratio)).sum() / n
+    return PPOLoss(loss, clip_fraction, approx_kl)
+
+
+def value_loss(
+    values: Tensor,
+    returns: Tensor,
+    mask: Tensor | None = None,
+    *,
+    old_values: Tensor | None = None,
+    clip_eps: float | None = None,
+    aggregation: AggregationMode = "token-mean",
+) -> Tensor:
+    r"""Squared-error value loss, optionally clipped around the rollout values.
+
+    .. math::
+        L = \tfrac12 \operatorname{agg}\big[(V - R)^2\big]
+        \quad\text{or, clipped,}\quad
+        \tfrac12 \operatorname{agg}\big[\max\big((V - R)^2,
+        (V_{\text{old}} + \operatorname{clip}(V - V_{\text{old}}, -\epsilon_v, \epsilon_v) - R)^2\big)\big]
+
+    Args:
+        values: (B, T) predictions (with grad).
+        returns: (B, T) targets.
+        old_values: (B, T) predictions at rollout time; required when clipping.
+        clip_eps: value clip range; None disables clipping.
+    """
+    check_tensor("values", values, ndim=2)
+    check_tensor("returns", returns, ndim=2)
+    check_same_shape("values", values, returns=returns, old_values=old_values)
+    mask = check_mask(mask, "values", values)
+    check_finite(mask, values=values, returns=returns, old_values=old_values)
+    target = returns.detach()
+    err = (values - target) ** 2
+    if clip_eps is not None:
+        check_positive("clip_eps", clip_eps)
+        if old_values is None:
+            raise ValueError(
+                "value clipping (clip_eps set) needs old_values, the rollout-time values"
+            )
+        old = old_values.detach()
+        clipped = old + torch.clamp(values - old, -clip_eps, clip_eps)
+        err = torch.maximum(err, (clipped - target) ** 2)
+    return 0.5 * aggregate_loss(err, mask, aggregation)
+
+
+def entropy(logits: Tensor) -> Tensor:
+    r"""Entropy of categorical distributions given unnormalised logits.
+
+    .. math:: H = -\sum_a p_a \log p_a, \qquad p = \operatorname{softmax}(z)
+
+    Args:
+        logits: (..., A) float; -inf entries are allowed (probability 0).
+
+    Returns:
+        (...) entropies (one per distribution); aggregate with
+        :func:`aggregate_loss` and a mask.
+    """
+    check_tensor("logits", logits)
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    p = logp.exp()
+    # -inf logits (top-k / banned tokens) have p = 0 and contribute 0, not NaN
+    plogp = torch.where(p > 0, p * logp, torch.zeros_like(p))
+    return -plogp.sum(dim=-1).to(logits.dtype)

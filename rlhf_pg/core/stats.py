@@ -1,0 +1,119 @@
+"""Masked statistics: mean, variance, whitening, explained variance.
+
+With ``distributed=True`` the sums and counts are all-reduced over the
+default ``torch.distributed`` process group (when one is initialised), so
+every process whitens with the statistics of the global batch. The reduced
+statistics carry no gradient through other processes' data.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from ._checks import check_finite, check_mask, check_tensor
+
+
+def _all_reduce_sum(t: Tensor, distributed: bool) -> Tensor:
+    if distributed and dist.is_available() and dist.is_initialized():
+        t = t.detach().clone()
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def _sum_count(x: Tensor, mask: Tensor, distributed: bool) -> tuple[Tensor, Tensor]:
+    total = torch.where(mask, x, torch.zeros_like(x)).sum()
+    count = mask.sum().to(x.dtype)
+    if distributed and dist.is_available() and dist.is_initialized():
+        both = _all_reduce_sum(torch.stack([total.detach(), count]), True)
+        # keep the local autograd path, add the other processes' part as a constant
+        total = total + (both[0] - total.detach())
+        count = both[1]
+    return total, count
+
+
+def masked_mean(x: Tensor, mask: Tensor | None = None, *, distributed: bool = False) -> Tensor:
+    r"""Mean over valid elements: :math:`\sum_i m_i x_i / \sum_i m_i`.
+
+    Args:
+        x: float tensor of any shape.
+        mask: bool tensor of x's shape (True = valid); None means all valid.
+        distributed: also average over all processes of the default group.
+
+    Returns:
+        0-dim tensor. Raises if no element is valid.
+    """
+    check_tensor("x", x)
+    mask = check_mask(mask, "x", x)
+    check_finite(mask, x=x)
+    total, count = _sum_count(x, mask, distributed)
+    if float(count) == 0:
+        raise ValueError("mask selects no element; masked_mean needs at least one valid entry")
+    return total / count
+
+
+def masked_var(
+    x: Tensor, mask: Tensor | None = None, *, unbiased: bool = True, distributed: bool = False
+) -> Tensor:
+    r"""Variance over valid elements.
+
+    .. math:: \sigma^2 = \frac{\sum_i m_i (x_i - \mu)^2}{n - 1}\ \text{(unbiased)}
+              \quad\text{or}\quad \frac{\cdot}{n}, \qquad n = \sum_i m_i
+
+    Returns a 0-dim tensor. With ``unbiased=True`` a single valid element gives 0.
+    """
+    mean = masked_mean(x, mask, distributed=distributed)
+    mask = check_mask(mask, "x", x)
+    sq, count = _sum_count((x - mean) ** 2, mask, distributed)
+    if unbiased:
+        return sq / (count - 1) if float(count) > 1 else sq * 0
+    return sq / count
+
+
+def whiten(
+    x: Tensor,
+    mask: Tensor | None = None,
+    *,
+    shift_mean: bool = True,
+    eps: float = 1e-8,
+    distributed: bool = False,
+) -> Tensor:
+    r"""Normalise valid elements to zero mean and unit variance.
+
+    .. math:: \hat{x}_i = \frac{x_i - \mu}{\sqrt{\sigma^2 + \epsilon}}
+
+    With ``shift_mean=False`` the mean is added back (only the scale changes).
+    Masked elements are returned as 0.
+    """
+    mask = check_mask(mask, "x", x) if mask is not None else None
+    mean = masked_mean(x, mask, distributed=distributed)
+    var = masked_var(x, mask, distributed=distributed)
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    if mask is not None:
+        out = torch.where(mask, out, torch.zeros_like(out))
+    return out
+
+
+def explained_variance(predictions: Tensor, targets: Tensor, mask: Tensor | None = None) -> float:
+    r"""Fraction of target variance the predictions explain.
+
+    .. math:: \mathrm{EV} = 1 - \frac{\mathrm{Var}[y - \hat{y}]}{\mathrm{Var}[y]}
+
+    1 is perfect, 0 is no better than a constant, negative is worse. Returns
+    NaN when the targets have zero variance.
+    """
+    check_tensor("predictions", predictions)
+    check_tensor("targets", targets)
+    if predictions.shape != targets.shape:
+        raise ValueError(
+            f"predictions has shape {tuple(predictions.shape)} but targets has "
+            f"{tuple(targets.shape)}; they must match"
+        )
+    var_y = masked_var(targets.detach(), mask, unbiased=False)
+    if float(var_y) == 0:
+        return float("nan")
+    var_res = masked_var((targets - predictions).detach(), mask, unbiased=False)
+    return float(1 - var_res / var_y)
