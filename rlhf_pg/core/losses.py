@@ -13,6 +13,11 @@ AggregationMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-s
 AGGREGATION_MODES: tuple[str, ...] = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
 
 
+def _zero_masked(x: Tensor, mask: Tensor) -> Tensor:
+    # torch.where (not multiplication) so NaN/inf padding cannot leak into values or gradients
+    return torch.where(mask, x, torch.zeros_like(x))
+
+
 def aggregate_loss(
     loss: Tensor,
     mask: Tensor | None = None,
@@ -31,7 +36,7 @@ def aggregate_loss(
     """
     check_tensor("loss", loss, ndim=2)
     mask = check_mask(mask, "loss", loss)
-    masked = torch.where(mask, loss, torch.zeros_like(loss))
+    masked = _zero_masked(loss, mask)
     counts = mask.sum(dim=1)
     if mode == "token-mean":
         return masked.sum() / counts.sum().clamp(min=1)
@@ -54,6 +59,7 @@ def reinforce_loss(
     mask: Tensor | None = None,
     *,
     aggregation: AggregationMode = "token-mean",
+    norm_constant: float | None = None,
 ) -> Tensor:
     r"""REINFORCE pseudo-loss whose gradient is the policy gradient.
 
@@ -68,13 +74,15 @@ def reinforce_loss(
         logprobs: (B, T) log-probabilities of the taken actions, with grad.
         weights: (B, T) per-step weights.
         mask: (B, T) bool.
+        aggregation, norm_constant: see :func:`aggregate_loss`.
     """
     check_tensor("logprobs", logprobs, ndim=2)
     check_tensor("weights", weights, ndim=2)
     check_same_shape("logprobs", logprobs, weights=weights)
     mask = check_mask(mask, "logprobs", logprobs)
     check_finite(mask, logprobs=logprobs, weights=weights)
-    return aggregate_loss(-logprobs * weights.detach(), mask, aggregation)
+    pg = -_zero_masked(logprobs, mask) * _zero_masked(weights.detach(), mask)
+    return aggregate_loss(pg, mask, aggregation, norm_constant=norm_constant)
 
 
 class PPOLoss(NamedTuple):
@@ -94,6 +102,7 @@ def ppo_clip_loss(
     clip_eps: float = 0.2,
     clip_eps_high: float | None = None,
     aggregation: AggregationMode = "token-mean",
+    norm_constant: float | None = None,
 ) -> PPOLoss:
     r"""PPO clipped surrogate (Schulman et al., 2017).
 
@@ -125,16 +134,17 @@ def ppo_clip_loss(
     mask = check_mask(mask, "logprobs", logprobs)
     check_finite(mask, logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
 
-    adv = advantages.detach()
-    log_ratio = torch.where(mask, logprobs - old_logprobs.detach(), torch.zeros_like(logprobs))
+    adv = _zero_masked(advantages.detach(), mask)
+    log_ratio = _zero_masked(logprobs, mask) - _zero_masked(old_logprobs.detach(), mask)
     ratio = torch.exp(log_ratio)
     unclipped = -adv * ratio
     clipped = -adv * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + eps_high)
-    loss = aggregate_loss(torch.maximum(unclipped, clipped), mask, aggregation)
+    per_elem = torch.maximum(unclipped, clipped)
+    loss = aggregate_loss(per_elem, mask, aggregation, norm_constant=norm_constant)
     with torch.no_grad():
         n = mask.sum().clamp(min=1)
         clip_fraction = ((clipped > unclipped) & mask).sum() / n
-        approx_kl = torch.where(mask, (ratio - 1) - log_ratio, torch.zeros_like(ratio)).sum() / n
+        approx_kl = _zero_masked((ratio - 1) - log_ratio, mask).sum() / n
     return PPOLoss(loss, clip_fraction, approx_kl)
 
 
@@ -146,6 +156,7 @@ def value_loss(
     old_values: Tensor | None = None,
     clip_eps: float | None = None,
     aggregation: AggregationMode = "token-mean",
+    norm_constant: float | None = None,
 ) -> Tensor:
     r"""Squared-error value loss, optionally clipped around the rollout values.
 
@@ -166,7 +177,8 @@ def value_loss(
     check_same_shape("values", values, returns=returns, old_values=old_values)
     mask = check_mask(mask, "values", values)
     check_finite(mask, values=values, returns=returns, old_values=old_values)
-    target = returns.detach()
+    values = _zero_masked(values, mask)
+    target = _zero_masked(returns.detach(), mask)
     err = (values - target) ** 2
     if clip_eps is not None:
         check_positive("clip_eps", clip_eps)
@@ -174,10 +186,10 @@ def value_loss(
             raise ValueError(
                 "value clipping (clip_eps set) needs old_values, the rollout-time values"
             )
-        old = old_values.detach()
+        old = _zero_masked(old_values.detach(), mask)
         clipped = old + torch.clamp(values - old, -clip_eps, clip_eps)
         err = torch.maximum(err, (clipped - target) ** 2)
-    return 0.5 * aggregate_loss(err, mask, aggregation)
+    return 0.5 * aggregate_loss(err, mask, aggregation, norm_constant=norm_constant)
 
 
 def entropy(logits: Tensor) -> Tensor:

@@ -65,7 +65,8 @@ def masked_var(
     """
     mean = masked_mean(x, mask, distributed=distributed)
     mask = check_mask(mask, "x", x)
-    sq, count = _sum_count((x - mean) ** 2, mask, distributed)
+    dev = torch.where(mask, x - mean, torch.zeros_like(x))  # NaN padding must not reach grads
+    sq, count = _sum_count(dev**2, mask, distributed)
     if unbiased:
         return sq / (count - 1) if float(count) > 1 else sq * 0
     return sq / count
@@ -86,7 +87,9 @@ def whiten(
     With ``shift_mean=False`` the mean is added back (only the scale changes).
     Masked elements are returned as 0.
     """
-    mask = check_mask(mask, "x", x) if mask is not None else None
+    if mask is not None:
+        mask = check_mask(mask, "x", x)
+        x = torch.where(mask, x, torch.zeros_like(x))
     mean = masked_mean(x, mask, distributed=distributed)
     var = masked_var(x, mask, distributed=distributed)
     out = (x - mean) * torch.rsqrt(var + eps)

@@ -1,0 +1,17 @@
+"""Suite-wide settings: headless rendering, one torch thread per xdist worker, hypothesis profile."""
+
+import os
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# `make test` runs two xdist workers on a 2-core machine: one thread each avoids oversubscription
+torch.set_num_threads(1)
+
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.load_profile("ci")

@@ -1,0 +1,115 @@
+"""Masked statistics, KL estimators and controllers, critic-free baselines."""
+
+import math
+
+import hypothesis.strategies as st
+import pytest
+import torch
+from hypothesis import given, settings
+
+from rlhf_pg import (
+    AdaptiveKLController,
+    FixedKLController,
+    batch_mean_baseline,
+    explained_variance,
+    grpo_advantages,
+    kl_estimate,
+    kl_k1,
+    kl_k2,
+    kl_k3,
+    masked_mean,
+    masked_var,
+    rloo_advantages,
+    whiten,
+)
+
+T = torch.tensor
+
+
+def test_masked_mean_var_hand_computed():
+    x = T([[1.0, 2.0, 100.0], [3.0, float("nan"), 4.0]])
+    m = T([[True, True, False], [True, False, True]])
+    assert masked_mean(x, m).item() == pytest.approx(2.5)
+    # values 1,2,3,4: biased var 1.25, unbiased 5/3
+    assert masked_var(x, m, unbiased=False).item() == pytest.approx(1.25)
+    assert masked_var(x, m).item() == pytest.approx(5 / 3)
+    with pytest.raises(ValueError, match="no element"):
+        masked_mean(x, torch.zeros_like(m))
+
+
+def test_whiten_valid_entries_zero_mean_unit_var_and_masked_zero():
+    torch.manual_seed(0)
+    x = torch.randn(4, 7) * 3 + 5
+    m = torch.rand(4, 7) > 0.3
+    w = whiten(x, m)
+    assert masked_mean(w, m).item() == pytest.approx(0.0, abs=1e-6)
+    assert masked_var(w, m).item() == pytest.approx(1.0, rel=1e-4)
+    assert bool((w[~m] == 0).all())
+    kept = whiten(x, m, shift_mean=False)
+    assert masked_mean(kept, m).item() == pytest.approx(masked_mean(x, m).item(), rel=1e-5)
+
+
+def test_whiten_gradient_ignores_nan_padding():
+    x = T([[1.0, 2.0, float("nan")]], requires_grad=True)
+    whiten(x, T([[True, True, False]])).sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_explained_variance():
+    y = T([1.0, 2.0, 3.0, 4.0])
+    assert explained_variance(y, y) == pytest.approx(1.0)
+    assert explained_variance(torch.full_like(y, 2.5), y) == pytest.approx(0.0)
+    assert math.isnan(explained_variance(y, torch.ones(4)))
+
+
+def test_kl_estimators_hand_computed_and_exact_in_expectation():
+    lp, ref = T([-1.0]), T([-2.0])
+    assert kl_k1(lp, ref).item() == pytest.approx(1.0)
+    assert kl_k2(lp, ref).item() == pytest.approx(0.5)
+    assert kl_k3(lp, ref).item() == pytest.approx(math.exp(-1) - 1 + 1)
+    # exact enumeration over a categorical: E_pi[k1] = E_pi[k3] = KL(pi || ref)
+    p = torch.softmax(T([0.3, -1.0, 2.0]), -1)
+    q = torch.softmax(T([1.0, 0.0, 0.5]), -1)
+    exact = (p * (p.log() - q.log())).sum()
+    for est in ("k1", "k3"):
+        assert (p * kl_estimate(p.log(), q.log(), est)).sum().item() == pytest.approx(exact.item())
+    assert kl_estimate(p.log(), p.log(), "k3").abs().max().item() == 0
+    with pytest.raises(ValueError, match="k1, k2, k3"):
+        kl_estimate(lp, ref, "k4")
+
+
+def test_kl_controllers():
+    fixed = FixedKLController(0.1)
+    assert fixed.update(100.0, 64) == 0.1
+    ctl = AdaptiveKLController(0.2, target=6.0, horizon=10_000)
+    v = ctl.update(12.0, 1000)  # error clipped to +0.2 -> beta * (1 + 0.2 * 0.1)
+    assert v == pytest.approx(0.2 * 1.02)
+    ctl.update(3.0, 1000)  # error -0.5 clipped to -0.2
+    assert ctl.value == pytest.approx(0.2 * 1.02 * 0.98)
+    restored = AdaptiveKLController(1.0, target=1.0, horizon=1.0)
+    restored.load_state_dict(ctl.state_dict())
+    assert restored.update(6.0, 10) == ctl.update(6.0, 10)
+    with pytest.raises(ValueError, match="target"):
+        AdaptiveKLController(0.1, target=-1.0, horizon=10)
+
+
+def test_rloo_and_grpo_hand_computed():
+    s = T([[1.0, 2.0, 3.0]])
+    assert torch.allclose(rloo_advantages(s), T([[1 - 2.5, 2 - 2.0, 3 - 1.5]]))
+    assert torch.allclose(grpo_advantages(s, scale_by_std=False), T([[-1.0, 0.0, 1.0]]))
+    assert torch.allclose(grpo_advantages(s, eps=0.0), T([[-1.0, 0.0, 1.0]]))  # std = 1
+    assert torch.allclose(grpo_advantages(T([[5.0, 5.0]])), T([[0.0, 0.0]]))
+    assert torch.allclose(batch_mean_baseline(T([1.0, 3.0])), T([-1.0, 1.0]))
+    with pytest.raises(ValueError, match="at least 2"):
+        rloo_advantages(T([[1.0], [2.0]]))
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 10_000), G=st.integers(1, 5), k=st.integers(2, 8))
+def test_group_advantages_sum_to_zero(seed, G, k):
+    s = torch.randn(G, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    for adv in (rloo_advantages(s), grpo_advantages(s), grpo_advantages(s, scale_by_std=False)):
+        assert torch.allclose(adv.sum(dim=1), torch.zeros(G, dtype=torch.float64), atol=1e-9)
+    # RLOO is the group-centred score scaled by k / (k - 1)
+    centred = s - s.mean(1, keepdim=True)
+    assert torch.allclose(rloo_advantages(s), centred * k / (k - 1), atol=1e-9)
