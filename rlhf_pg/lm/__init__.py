@@ -1,0 +1,31 @@
+"""Token-level RLHF for HuggingFace causal LMs on the shared policy-gradient core.
+
+    from rlhf_pg.lm import PPOConfig, PPOTrainer, RewardModel
+
+    trainer = PPOTrainer(PPOConfig(), model, tokenizer, reward=my_fn, prompts=prompts)
+    trainer.train()
+
+One trainer runs PPO with a value head (``estimator="ppo"``) and the
+critic-free REINFORCE / RLOO / GRPO (``estimator="reinforce" | "rloo" | "grpo"``).
+"""
+
+from .config import PPOConfig
+from .rewards import CombinedReward, RewardModel, validate_scores
+from .rollout import Rollout, ensure_pad_token
+from .tracking import TrainerCallback
+from .trainer import PPOTrainer, TrainerState
+from .value_head import PolicyWithValueHead, ValueHead
+
+__all__ = [
+    "CombinedReward",
+    "PPOConfig",
+    "PPOTrainer",
+    "PolicyWithValueHead",
+    "Rollout",
+    "RewardModel",
+    "TrainerCallback",
+    "TrainerState",
+    "ValueHead",
+    "ensure_pad_token",
+    "validate_scores",
+]

@@ -1,0 +1,89 @@
+"""From sequence scores and per-token log-probs to per-token advantages.
+
+Every formula is a call into ``rlhf_pg.core``; this module only arranges the
+token layout: responses are right-padded rows, the sequence score lands on
+the LAST VALID response token, and the KL penalty is per token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ..core import (
+    batch_mean_baseline,
+    gae,
+    grpo_advantages,
+    kl_estimate,
+    rloo_advantages,
+    whiten,
+)
+from .config import PPOConfig
+
+
+def last_valid_index(mask: Tensor) -> Tensor:
+    """(B,) index of the last True of each right-padded row (rows must have one)."""
+    lengths = mask.sum(dim=1)
+    if bool((lengths == 0).any()):
+        row = int((lengths == 0).nonzero()[0])
+        raise ValueError(f"response {row} has no valid token; every response needs at least one")
+    return lengths - 1
+
+
+def shape_scores(scores: Tensor, has_stop: Tensor, config: PPOConfig) -> Tensor:
+    """Missing-stop penalty, then optional whitening over the global batch, then clipping."""
+    scores = scores - config.missing_eos_penalty * (~has_stop).to(scores.dtype)
+    if config.normalize_scores:
+        scores = whiten(scores, distributed=True)
+    if config.score_clip > 0:
+        scores = scores.clamp(-config.score_clip, config.score_clip)
+    return scores
+
+
+def per_token_kl(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, estimator: str) -> Tensor:
+    """KL(pi || ref) estimate per response token; 0 at padding."""
+    kl = kl_estimate(logprobs, ref_logprobs, estimator)
+    return torch.where(mask, kl, torch.zeros_like(kl))
+
+
+def token_rewards(scores: Tensor, kl: Tensor, mask: Tensor, kl_coef: float) -> Tensor:
+    """r_t = -beta * kl_t on every valid token, plus the score on the last valid token."""
+    rewards = -kl_coef * kl
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    rewards[rows, last_valid_index(mask)] += scores.to(rewards.dtype)
+    return torch.where(mask, rewards, torch.zeros_like(rewards))
+
+
+def ppo_advantages(
+    rewards: Tensor, values: Tensor, mask: Tensor, config: PPOConfig
+) -> tuple[Tensor, Tensor]:
+    """GAE over the response tokens (the episode ends after the last valid token),
+    advantages whitened over the valid tokens of all processes."""
+    advantages, returns = gae(rewards, values, gamma=config.gamma, lam=config.lam, mask=mask)
+    if config.whiten_advantages:
+        advantages = whiten(advantages, mask, distributed=True)
+    return advantages, returns
+
+
+def sequence_advantages(
+    scores: Tensor,
+    config: PPOConfig,
+    gather: Callable[[Tensor], Tensor],
+    rank: int,
+) -> Tensor:
+    """Critic-free (B,) advantages. Groups of ``samples_per_prompt`` rows are local to a
+    process; the REINFORCE baseline is the mean over the global batch (``gather``)."""
+    k = config.samples_per_prompt
+    if config.estimator == "rloo":
+        return rloo_advantages(scores.view(-1, k)).reshape(-1)
+    if config.estimator == "grpo":
+        return grpo_advantages(scores.view(-1, k), scale_by_std=config.grpo_scale_by_std).reshape(
+            -1
+        )
+    if config.estimator == "reinforce":
+        everyone = gather(scores)
+        n = scores.shape[0]
+        return batch_mean_baseline(everyone)[rank * n : (rank + 1) * n]
+    raise ValueError(f"estimator {config.estimator!r} has no sequence-level advantage")

@@ -1,0 +1,204 @@
+"""All hyperparameters of the token-level trainer in one dataclass.
+
+``PPOConfig`` works with ``transformers.HfArgumentParser`` (every field is a
+plain scalar, string or list with a default and a help text) and validates
+itself on construction, so a bad value fails with one line naming it before
+any model is touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..core import AGGREGATION_MODES, KL_ESTIMATORS
+
+ESTIMATORS = ("ppo", "reinforce", "rloo", "grpo")
+KL_PENALTY_MODES = ("reward", "loss", "none")
+KL_CONTROLLERS = ("fixed", "adaptive")
+LR_SCHEDULES = ("constant", "linear")
+PROMPT_TRUNCATION = ("error", "left")
+
+
+def _help(text: str, default: Any) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class PPOConfig:
+    """Hyperparameters of :class:`rlhf_pg.lm.PPOTrainer` (PPO and the critic-free estimators).
+
+    Batch sizes are per process: each of N processes generates
+    ``batch_size * samples_per_prompt`` completions per step, so the global
+    batch is N times that.
+    """
+
+    # --- estimator -------------------------------------------------------
+    estimator: str = _help(
+        "advantage estimator: ppo (value head + GAE), reinforce (batch-mean baseline), "
+        "rloo (leave-one-out), grpo (group mean/std)",
+        "ppo",
+    )
+    samples_per_prompt: int = _help("completions per prompt (k); rloo/grpo need k >= 2", 1)
+    grpo_scale_by_std: bool = _help("grpo: divide by the group std (False = Dr. GRPO)", True)
+
+    # --- batch and optimisation -------------------------------------------
+    batch_size: int = _help("prompts per step per process", 16)
+    ppo_epochs: int = _help("passes over each rollout", 4)
+    num_minibatches: int = _help("minibatches per epoch (optimizer steps per epoch)", 1)
+    gradient_accumulation_steps: int = _help("micro-batches per minibatch", 1)
+    learning_rate: float = _help("Adam learning rate", 1e-5)
+    adam_eps: float = _help("Adam epsilon", 1e-5)
+    weight_decay: float = _help("AdamW weight decay", 0.0)
+    lr_schedule: str = _help("constant or linear decay to 0 over total_steps", "constant")
+    max_grad_norm: float = _help("global grad-norm clip; 0 disables", 1.0)
+    total_steps: int = _help("PPO steps run by train()", 100)
+    target_kl: float = _help("stop the epoch loop when approx-KL exceeds this; 0 disables", 0.0)
+
+    # --- PPO losses ----------------------------------------------------------
+    gamma: float = _help("discount over tokens", 1.0)
+    lam: float = _help("GAE lambda over tokens", 0.95)
+    clip_eps: float = _help("PPO ratio clip range", 0.2)
+    clip_eps_value: float = _help("value clip range around rollout values; 0 disables", 0.2)
+    vf_coef: float = _help("value-loss coefficient", 0.1)
+    entropy_coef: float = _help("entropy bonus coefficient", 0.0)
+    loss_aggregation: str = _help(
+        "token-mean, seq-mean-token-mean or seq-mean-token-sum", "token-mean"
+    )
+    whiten_advantages: bool = _help("ppo: whiten advantages over the global batch", True)
+
+    # --- KL to the reference ----------------------------------------------
+    kl_penalty: str = _help("where the KL goes: reward (classic RLHF), loss (GRPO), none", "reward")
+    kl_estimator: str = _help("k1, k2 or k3", "k1")
+    kl_controller: str = _help("fixed or adaptive KL coefficient", "fixed")
+    kl_coef: float = _help("(initial) KL coefficient beta", 0.05)
+    kl_target: float = _help("adaptive controller: target KL per sequence (nats)", 6.0)
+    kl_horizon: float = _help("adaptive controller: horizon in samples", 10000.0)
+
+    # --- rewards --------------------------------------------------------------
+    missing_eos_penalty: float = _help(
+        "subtracted from the score of responses without a stop token", 0.0
+    )
+    normalize_scores: bool = _help("whiten sequence scores over the global batch", False)
+    score_clip: float = _help("clip scores to [-c, c] after normalisation; 0 disables", 0.0)
+
+    # --- generation -----------------------------------------------------------
+    max_new_tokens: int = _help("response length limit", 32)
+    temperature: float = _help("sampling temperature (log-probs use logits / T)", 1.0)
+    top_k: int = _help("top-k sampling; 0 disables", 0)
+    top_p: float = _help("nucleus sampling; 1.0 disables", 1.0)
+    stop_token_ids: list[int] = _help("tokens that end a response; empty = the EOS token", [])
+    max_prompt_length: int = _help("longest prompt in tokens; 0 = context minus max_new_tokens", 0)
+    prompt_truncation: str = _help("prompts over the limit: error or left (keep the end)", "error")
+
+    # --- model -----------------------------------------------------------------
+    use_lora: bool = _help(
+        "train LoRA adapters (peft); the reference is the adapter-free base", False
+    )
+    lora_r: int = _help("LoRA rank", 8)
+    lora_alpha: float = _help("LoRA alpha", 16.0)
+    lora_dropout: float = _help("LoRA dropout (dropout is otherwise disabled)", 0.0)
+    lora_target_modules: list[str] = _help("module names to adapt; empty = peft default", [])
+    fused_gelu: bool = _help(
+        "run GPT-2's tanh-GELU (gelu_new) with torch's fused kernel: same function, faster", True
+    )
+    gradient_checkpointing: bool = _help("recompute activations in backward", False)
+    bf16: bool = _help("bf16 mixed precision via accelerate", False)
+    cpu: bool = _help("force CPU even when a GPU is present", False)
+
+    # --- bookkeeping ---------------------------------------------------------
+    seed: int = _help("random seed (each process adds its rank)", 0)
+    output_dir: str = _help("where metrics.jsonl, trackers and checkpoints go; empty = none", "")
+    log_with: str = _help("accelerate tracker: tensorboard, wandb, all or none", "none")
+    save_every: int = _help("checkpoint every N steps in train(); 0 = only at the end", 0)
+    progress_bar: bool = _help("tqdm progress bar on the main process", True)
+
+    def __post_init__(self) -> None:
+        self.stop_token_ids = [int(t) for t in self.stop_token_ids]
+        self.lora_target_modules = list(self.lora_target_modules)
+        _choice("estimator", self.estimator, ESTIMATORS)
+        _choice("kl_penalty", self.kl_penalty, KL_PENALTY_MODES)
+        _choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        _choice("kl_controller", self.kl_controller, KL_CONTROLLERS)
+        _choice("loss_aggregation", self.loss_aggregation, AGGREGATION_MODES)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("prompt_truncation", self.prompt_truncation, PROMPT_TRUNCATION)
+        if self.log_with not in ("none", "tensorboard", "wandb", "all"):
+            raise ValueError(
+                f"log_with={self.log_with!r} is not valid; choose none, tensorboard, wandb or all"
+            )
+        for name in (
+            "samples_per_prompt",
+            "batch_size",
+            "ppo_epochs",
+            "num_minibatches",
+            "gradient_accumulation_steps",
+            "total_steps",
+            "max_new_tokens",
+        ):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("top_k", "max_prompt_length", "save_every", "lora_r"):
+            _at_least(name, getattr(self, name), 0 if name != "lora_r" else 1)
+        for name in ("learning_rate", "temperature", "adam_eps", "kl_target", "kl_horizon"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in (
+            "weight_decay",
+            "max_grad_norm",
+            "target_kl",
+            "clip_eps_value",
+            "vf_coef",
+            "entropy_coef",
+            "kl_coef",
+            "missing_eos_penalty",
+            "score_clip",
+            "lora_dropout",
+        ):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("gamma", "lam"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not self.clip_eps > 0:
+            raise ValueError(f"clip_eps must be > 0, got {self.clip_eps}")
+        if self.estimator in ("rloo", "grpo") and self.samples_per_prompt < 2:
+            raise ValueError(
+                f"estimator={self.estimator!r} compares samples of the same prompt and needs "
+                f"samples_per_prompt >= 2, got {self.samples_per_prompt}"
+            )
+        rows = self.batch_size * self.samples_per_prompt
+        chunks = self.num_minibatches * self.gradient_accumulation_steps
+        if rows % chunks:
+            raise ValueError(
+                f"batch_size * samples_per_prompt = {rows} completions per process cannot be split "
+                f"into num_minibatches * gradient_accumulation_steps = {chunks} equal parts"
+            )
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.estimator == "ppo"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PPOConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown PPOConfig field(s) {unknown}; valid: {sorted(known)}")
+        return cls(**data)
+
+
+def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(valid)}")
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
