@@ -106,15 +106,26 @@ def test_wrong_number_of_scores_passed_to_step():
         trainer.step(rollout, [1.0, 2.0])
 
 
-def test_missing_tensorboard_is_reported_with_the_package_name():
+def test_missing_tracker_package_is_reported_with_the_package_name(monkeypatch):
     import importlib.util
 
-    if importlib.util.find_spec("tensorboard") is not None:
-        trainer = make_trainer(log_with="tensorboard", output_dir="")
-        assert trainer.accelerator.trackers
-    else:
-        with pytest.raises(ValueError, match="needs the tensorboard package"):
-            make_trainer(log_with="tensorboard")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
+    )
+    with pytest.raises(ValueError, match="needs the wandb package"):
+        make_trainer(log_with="wandb")
+
+
+def test_tensorboard_tracker_writes_event_files(tmp_path):
+    trainer = make_trainer(
+        log_with="tensorboard", output_dir=str(tmp_path), reward=lambda p, c: [1.0] * len(c)
+    )
+    trainer.train(num_steps=1)
+    trainer.end_training()
+    events = list(tmp_path.rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
 
 
 def test_critic_model_with_critic_free_estimator_is_rejected():
