@@ -1,0 +1,219 @@
+"""Command line: ``python -m classic_control {train,eval,envs} ...``.
+
+Bad input (unknown env, algorithm or config key, invalid hyperparameters,
+a folder that is not a run) ends with one ``error: ...`` line and exit code 2,
+before any env is stepped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+
+from . import rundir
+from .compare.cli import add_parsers as add_compare_parsers
+from .compare.cli import cmd_compare, cmd_report
+from .config import ALGOS, Config, ConfigError, available_presets, load_yaml, resolve
+from .envs import probe_env
+
+_TOP_LEVEL = {"algo", "env_id", "seed", "total_steps"}
+
+
+def _bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() in ("none", "null") else float(text)
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per Config field; None means 'keep the preset's value'."""
+    group = parser.add_argument_group("hyperparameters (override the preset)")
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        if f.name in _TOP_LEVEL:
+            continue
+        flag, hint = "--" + f.name.replace("_", "-"), hints[f.name]
+        kwargs: dict = {"dest": f.name, "default": None}
+        if hint is bool:
+            kwargs.update(type=_bool, metavar="BOOL")
+        elif hint is int or hint is float or hint is str:
+            kwargs.update(type=hint)
+        elif typing.get_origin(hint) is list:
+            kwargs.update(type=int, nargs="+")
+        elif isinstance(hint, types.UnionType):  # float | None
+            kwargs.update(type=_optional_float, metavar="FLOAT|none")
+        group.add_argument(flag, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="classic_control",
+        description="REINFORCE, A2C and PPO on gymnasium tasks, built on rlhf_pg.core.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an agent (or resume a run)")
+    t.add_argument("--algo", default="ppo", help=f"one of {', '.join(ALGOS)}")
+    t.add_argument("--env", default="CartPole-v1", dest="env_id", help="gymnasium env id")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--steps", type=int, default=None, dest="total_steps", help="env-step budget")
+    t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<env>_...)")
+    t.add_argument("--config", type=Path, default=None, help="YAML of config keys (over preset)")
+    t.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_config_flags(t)
+
+    e = sub.add_parser("eval", help="evaluate a run's policy deterministically")
+    e.add_argument("run_dir", type=Path)
+    e.add_argument("--episodes", type=int, default=10)
+    e.add_argument("--model", choices=("final", "best"), default="final")
+    e.add_argument(
+        "--video",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="record one episode (.gif, or .mp4 if imageio-ffmpeg is installed)",
+    )
+
+    sub.add_parser("envs", help="list registered env ids and bundled presets")
+    add_compare_parsers(sub)  # compare, report
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .trainer import Trainer
+
+    if args.resume is not None:
+        run_dir = args.resume
+        cfg = rundir.read_config(run_dir)
+        rundir.load_checkpoint(run_dir)  # fail early on a missing or unreadable checkpoint
+        probe_env(cfg.env_id)
+        trainer = Trainer(cfg, run_dir)
+        print(f"resuming {run_dir} at {cfg.env_id} / {cfg.algo}")
+        return _run(trainer, resume=True, show=not args.no_progress)
+
+    fields = {f.name for f in dataclasses.fields(Config)}
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if args.config is not None:
+        if not args.config.is_file():
+            raise ConfigError(f"config file {str(args.config)!r} does not exist")
+        overrides = {**load_yaml(args.config), **overrides}
+    overrides.pop("algo", None)
+    overrides.pop("env_id", None)
+    cfg, preset = resolve(args.algo, args.env_id, overrides)
+    probe_env(cfg.env_id)  # unknown id or unsupported spaces: fail before training
+    run_dir = args.out or rundir.default_run_dir(cfg)
+    if (run_dir / rundir.CHECKPOINT).exists():
+        raise ConfigError(
+            f"{str(run_dir)!r} already holds a run; continue it with --resume {run_dir} "
+            "or choose another --out"
+        )
+    print(f"run dir {run_dir} (preset: {preset or 'none, defaults'})")
+    return _run(Trainer(cfg, run_dir), resume=False, show=not args.no_progress)
+
+
+def _run(trainer, *, resume: bool, show: bool) -> int:
+    try:
+        result = trainer.train(resume=resume, show_progress=show)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted; continue with: python -m classic_control train "
+            f"--resume {trainer.run_dir}",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        trainer.close()
+    print(_format_eval(result))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .envs import ObsNormalizer
+    from .evaluate import Evaluator, record_video, summary
+    from .networks import ActorCritic
+
+    cfg = rundir.read_config(args.run_dir)
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    model = args.run_dir / (rundir.MODEL_FINAL if args.model == "final" else rundir.MODEL_BEST)
+    if not model.is_file():
+        raise ConfigError(f"{str(args.run_dir)!r} has no {model.name} (has training finished?)")
+    spec = probe_env(cfg.env_id)
+    agent = ActorCritic(spec, cfg)
+    obs_norm = ObsNormalizer(spec.obs_dim, cfg.norm_obs)
+    obs_norm.rms.load_state_dict(rundir.load_model(model, agent))
+    evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed)
+    result = summary(*evaluator.run(agent, obs_norm))
+    evaluator.close()
+    previous = {}  # keep the training step count recorded by the run
+    if (args.run_dir / rundir.EVAL).is_file():
+        previous = json.loads((args.run_dir / rundir.EVAL).read_text())
+    result.update(
+        env_steps=previous.get("env_steps"),
+        algo=cfg.algo,
+        env_id=cfg.env_id,
+        seed=cfg.seed,
+        model=model.name,
+    )
+    if args.video is not None:
+        path = Path(args.video) if args.video else args.run_dir / "video.gif"
+        result["video"] = str(record_video(cfg.env_id, spec, agent, obs_norm, path, cfg.seed))
+    rundir.write_eval(args.run_dir, result)
+    print(_format_eval(result))
+    return 0
+
+
+def cmd_envs(_: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    print("registered env ids:")
+    print("  " + "\n  ".join(sorted(gym.registry.keys())))
+    print("bundled presets (algo_env):")
+    print("  " + "\n  ".join(available_presets()))
+    return 0
+
+
+def _format_eval(result: dict | None) -> str:
+    if result is None:
+        return "stopped before the end of the run"
+    line = (
+        f"eval {result['env_id']} {result['algo']}: mean return {result['mean_return']:.1f} "
+        f"+- {result['std_return']:.1f} over {result['episodes']} deterministic episodes"
+    )
+    if result.get("video"):
+        line += f"; video {result['video']}"
+    return line
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {
+        "train": cmd_train,
+        "eval": cmd_eval,
+        "envs": cmd_envs,
+        "compare": cmd_compare,
+        "report": cmd_report,
+    }[args.command]
+    try:
+        return handler(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Algorithm registry: name -> class. New algorithms register here and in config.ALGOS."""
+
+from __future__ import annotations
+
+from .a2c import A2C
+from .a3c import A3C
+from .base import Algorithm
+from .ppo import PPO
+from .reinforce import Reinforce
+from .trpo import TRPO
+
+REGISTRY: dict[str, type[Algorithm]] = {
+    "ppo": PPO,
+    "a2c": A2C,
+    "reinforce": Reinforce,
+    "trpo": TRPO,
+    "a3c": A3C,
+}
+
+__all__ = ["A2C", "A3C", "PPO", "REGISTRY", "TRPO", "Algorithm", "Reinforce"]

@@ -1,0 +1,81 @@
+"""What every algorithm shares: the optimiser, a clipped gradient step, state for checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from rlhf_pg.core import _checks, set_finite_checks
+
+from ..config import Config
+from ..networks import ActorCritic
+from ..rollout import Batch, EpisodeCollector, VectorCollector
+
+
+def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    # fused kernels: one C++ call per step instead of a Python loop over parameters
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=cfg.adam_eps, foreach=True)
+    return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps, fused=True)
+
+
+@contextlib.contextmanager
+def unchecked_core() -> Iterator[None]:
+    """Skip the core's NaN/inf input scans inside a minibatch loop.
+
+    The rollout tensors were scanned once when the advantages were computed;
+    the loop re-checks only the loss (see ``Algorithm.step``).
+    """
+    previous = _checks._CHECK_FINITE
+    set_finite_checks(False)
+    try:
+        yield
+    finally:
+        set_finite_checks(previous)
+
+
+class Algorithm:
+    """An update rule over collected batches; subclasses set ``collector`` and ``update``."""
+
+    collector: ClassVar[type[VectorCollector] | type[EpisodeCollector]] = VectorCollector
+
+    def __init__(self, cfg: Config, agent: ActorCritic) -> None:
+        self.cfg, self.agent = cfg, agent
+        self.params = list(agent.parameters())
+        self.optimizer = make_optimizer(cfg, self.params)
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def step(self, loss: Tensor) -> Tensor:
+        """One optimiser step with global grad-norm clipping; returns the pre-clip norm."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.max_grad_norm > 0:
+            norm = nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+        else:
+            norm = nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        self.optimizer.step()
+        return norm.detach()
+
+    def check_losses(self, logs: Tensor) -> None:
+        """One scan per update for what the skipped per-minibatch checks would have caught."""
+        if not bool(torch.isfinite(logs).all()):
+            raise FloatingPointError(
+                "a loss or gradient norm became NaN/inf; lower lr or check the env's rewards"
+            )
+
+    def update(self, batch: Batch, progress_left: float) -> dict[str, float]:
+        """Learn from one batch; ``progress_left`` goes from 1 to 0 over the run."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.optimizer.load_state_dict(s["optimizer"])

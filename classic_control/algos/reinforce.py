@@ -1,0 +1,58 @@
+"""REINFORCE on batches of whole episodes: reward-to-go, optional learned baseline."""
+
+from __future__ import annotations
+
+import torch
+
+from rlhf_pg.core import (
+    discounted_returns,
+    explained_variance,
+    kl_k3,
+    masked_mean,
+    reinforce_loss,
+    value_loss,
+    whiten,
+)
+
+from ..rollout import Batch, EpisodeCollector
+from .base import Algorithm
+
+
+class Reinforce(Algorithm):
+    collector = EpisodeCollector
+
+    def update(self, b: Batch, progress_left: float) -> dict[str, float]:
+        cfg, agent, mask = self.cfg, self.agent, b.mask
+        # rows are single episodes: a truncated one continues from V(final obs)
+        bootstrap = b.bootstrap_value if cfg.use_baseline else None
+        returns = discounted_returns(b.rewards, cfg.gamma, bootstrap_value=bootstrap, mask=mask)
+        k, t = mask.shape
+        flat_obs = b.obs.reshape(k * t, -1)
+        flat_act = b.actions.reshape(k * t, *b.actions.shape[2:])
+        logp, ent, v = (x.view(k, t) for x in agent.evaluate(flat_obs, flat_act))
+        weights = returns - v.detach() if cfg.use_baseline else returns
+        if cfg.norm_returns:  # across the whole batch, so longer episodes keep their weight
+            weights = whiten(weights, mask)
+        pg = reinforce_loss(logp, weights, mask)
+        ent_mean = masked_mean(ent, mask)
+        loss = pg - cfg.ent_coef * ent_mean
+        vl = torch.zeros(())
+        if cfg.use_baseline:
+            vl = value_loss(v, returns, mask)
+            loss = loss + cfg.vf_coef * vl
+        grad_norm = self.step(loss)
+        with torch.inference_mode():
+            new_logp = agent.evaluate(flat_obs, flat_act)[0].view(k, t)
+            kl = masked_mean(kl_k3(b.logprobs, new_logp), mask)
+        m = torch.stack([pg.detach(), vl.detach(), ent_mean.detach(), kl, grad_norm]).tolist()
+        out = {
+            "policy_loss": m[0],
+            "value_loss": m[1],
+            "entropy": m[2],
+            "approx_kl": m[3],
+            "grad_norm": m[4],
+            "episodes": k,
+        }
+        if cfg.use_baseline:
+            out["explained_var"] = explained_variance(v.detach(), returns, mask)
+        return out

@@ -1,0 +1,196 @@
+"""Environment construction, space checks, running normalisers and resumable vector envs.
+
+Training envs are a gymnasium ``SyncVectorEnv`` in SAME_STEP autoreset mode:
+the step that ends an episode returns the first observation of the next
+episode and puts the real last observation in ``info["final_obs"]``, so
+every stored transition is a real one and a truncated step can bootstrap
+from V(final observation).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import warnings
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from .config import ConfigError
+
+SUPPORTED_SPACES = "Box (1-D) observations; Discrete or Box (1-D) actions"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    obs_dim: int
+    discrete: bool
+    act_dim: int  # number of actions (discrete) or action dimensions (continuous)
+    act_low: np.ndarray | None
+    act_high: np.ndarray | None
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a ConfigError naming close matches for an unknown env id."""
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ConfigError(
+        f"unknown env id {env_id!r}; {hint}list the registered ids with "
+        "`python -m classic_control envs`"
+    )
+
+
+def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
+    check_env_id(env_id)
+    if render_mode is not None:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kwargs = {} if render_mode is None else {"render_mode": render_mode}
+            return gym.make(env_id, **kwargs)
+    except gym.error.Error as e:  # deprecated versions, missing extras
+        raise ConfigError(f"cannot create env {env_id!r}: {e}") from None
+    except ImportError as e:
+        raise ConfigError(f"cannot create env {env_id!r}: missing dependency ({e})") from None
+
+
+def env_spec(env: gym.Env, env_id: str) -> EnvSpec:
+    """Check the spaces are supported and describe them."""
+    obs, act = env.observation_space, env.action_space
+    if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
+        raise ConfigError(
+            f"env {env_id!r} has unsupported observation space {obs}; supported: {SUPPORTED_SPACES}"
+        )
+    if isinstance(act, gym.spaces.Discrete):
+        return EnvSpec(obs.shape[0], True, int(act.n), None, None)
+    if isinstance(act, gym.spaces.Box) and len(act.shape) == 1:
+        return EnvSpec(obs.shape[0], False, act.shape[0], act.low.copy(), act.high.copy())
+    raise ConfigError(
+        f"env {env_id!r} has unsupported action space {act}; supported: {SUPPORTED_SPACES}"
+    )
+
+
+def probe_env(env_id: str) -> EnvSpec:
+    env = make_env(env_id)
+    try:
+        return env_spec(env, env_id)
+    finally:
+        env.close()
+
+
+class RunningMeanStd:
+    """Running mean and variance of a stream of batches (parallel-variance update)."""
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        b_mean, b_var, n = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        delta, total = b_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * n / total
+        m2 = self.var * self.count + b_var * n + delta**2 * self.count * n / total
+        self.var, self.count = m2 / total, total
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "var": self.var.tolist(), "count": self.count}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.mean = np.asarray(s["mean"], np.float64)
+        self.var = np.asarray(s["var"], np.float64)
+        self.count = float(s["count"])
+
+
+class ObsNormalizer:
+    """(obs - mean) / std clipped to +-clip; identity when disabled."""
+
+    def __init__(self, obs_dim: int, enabled: bool, clip: float = 10.0) -> None:
+        self.enabled, self.clip = enabled, clip
+        self.rms = RunningMeanStd((obs_dim,))
+
+    def __call__(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
+        if not self.enabled:  # always a copy: the vector env reuses its output buffer
+            return np.array(obs, dtype=np.float32)
+        if update:
+            self.rms.update(obs)
+        z = (obs - self.rms.mean) / np.sqrt(self.rms.var + 1e-8)
+        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+
+
+class RewardScaler:
+    """Divide rewards by the running std of the discounted return of each env."""
+
+    def __init__(self, num_envs: int, gamma: float, enabled: bool, clip: float = 10.0) -> None:
+        self.enabled, self.gamma, self.clip = enabled, gamma, clip
+        self.rms = RunningMeanStd(())
+        self.ret = np.zeros(num_envs, np.float64)
+
+    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        if not self.enabled:
+            return reward
+        self.ret = self.ret * self.gamma + reward
+        self.rms.update(self.ret)
+        self.ret[done] = 0.0
+        return np.clip(reward / np.sqrt(self.rms.var + 1e-8), -self.clip, self.clip)
+
+    def state_dict(self) -> dict:
+        return {"rms": self.rms.state_dict(), "ret": self.ret.tolist()}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.rms.load_state_dict(s["rms"])
+        self.ret = np.asarray(s["ret"], np.float64)
+
+
+class EpisodeRecorder(gym.Wrapper):
+    """Remember the RNG state at the last reset and the actions since.
+
+    Enough to rebuild the env's exact mid-episode state on resume (reset with
+    the same RNG state, replay the actions) for any env that is deterministic
+    given its ``np_random`` (all classic-control and Box2D tasks), without
+    pickling the env.
+    """
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.env.unwrapped._np_random, _ = gym.utils.seeding.np_random(seed)
+        self.reset_rng = self.env.unwrapped.np_random.bit_generator.state
+        self.actions: list = []
+        return self.env.reset(options=options)
+
+    def step(self, action):
+        self.actions.append(np.array(action).tolist())
+        return self.env.step(action)
+
+    def state_dict(self) -> dict:
+        return {"reset_rng": self.reset_rng, "actions": list(self.actions)}
+
+    def restore(self, s: dict) -> np.ndarray:
+        self.env.unwrapped.np_random.bit_generator.state = s["reset_rng"]
+        obs, _ = self.reset()
+        dtype = self.action_space.dtype
+        for a in s["actions"]:
+            obs, *_ = self.step(np.asarray(a, dtype=dtype))
+        return obs
+
+
+def make_vector_env(env_id: str, num_envs: int) -> SyncVectorEnv:
+    def thunk():
+        return EpisodeRecorder(make_env(env_id))
+
+    return SyncVectorEnv([thunk] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+
+
+def vector_env_state(envs: SyncVectorEnv) -> list[dict]:
+    return [e.state_dict() for e in envs.envs]
+
+
+def restore_vector_env(envs: SyncVectorEnv, states: list[dict], seed: int) -> np.ndarray:
+    """Bring freshly made envs back to the saved mid-episode states; returns the batched obs."""
+    envs.reset(seed=seed)  # initialises every sub-env; overwritten below
+    return np.stack([e.restore(s) for e, s in zip(envs.envs, states)])

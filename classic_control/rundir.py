@@ -1,0 +1,170 @@
+"""The run folder: resolved config, metrics, curve, models, checkpoint, eval.json.
+
+Every file is written atomically (``rlhf_pg.io``); ``metrics.jsonl`` is
+append-only and is cut back to the last checkpoint when a run resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from rlhf_pg.io import (
+    atomic_save_safetensors,
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    load_safetensors,
+    safe_torch_load,
+)
+
+from .config import Config, ConfigError, from_dict, validate
+
+CONFIG, METRICS, CHECKPOINT, EVAL = "config.yaml", "metrics.jsonl", "checkpoint.pt", "eval.json"
+MODEL_FINAL, MODEL_BEST = "model_final.safetensors", "model_best.safetensors"
+
+
+def default_run_dir(cfg: Config) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.env_id}_{cfg.algo}_s{cfg.seed}_{stamp}"
+
+
+def write_config(run_dir: Path, cfg: Config) -> None:
+    atomic_write_text(run_dir / CONFIG, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def read_config(run_dir: Path) -> Config:
+    """The run's resolved config; a ConfigError if ``run_dir`` is not a run folder."""
+    path = Path(run_dir) / CONFIG
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"run dir {str(run_dir)!r} does not exist")
+    if not path.is_file():
+        raise ConfigError(
+            f"{str(run_dir)!r} is not a classic_control run (no {CONFIG}); "
+            "pass a folder created by `python -m classic_control train`"
+        )
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} does not hold a config mapping")
+    cfg = from_dict(values, source=str(path))
+    validate(cfg)
+    return cfg
+
+
+class MetricsLog:
+    """Per-update rows appended to metrics.jsonl (flushed each row)."""
+
+    def __init__(self, run_dir: Path, keep_rows: int | None = None) -> None:
+        self.path = run_dir / METRICS
+        rows = read_metrics(run_dir) if self.path.exists() else []
+        if keep_rows is not None and len(rows) != keep_rows:
+            # rows logged after the last checkpoint belong to the lost part of the run
+            rows = rows[:keep_rows]
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
+        self.rows = rows
+        self.file = open(self.path, "a")  # noqa: SIM115 - kept open for the whole run
+
+    def log(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    lines = (Path(run_dir) / METRICS).read_text().splitlines()
+    rows = []
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a torn last line from a kill mid-write
+            break
+    return rows
+
+
+def write_csv(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
+
+
+def plot_curve(run_dir: Path, rows: list[dict[str, Any]], title: str, out: Path | None = None):
+    """Training episode return and deterministic eval return against env steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(r["env_steps"], r["train_return"]) for r in rows if "train_return" in r]
+    evals = [(r["env_steps"], r["eval_return"]) for r in rows if "eval_return" in r]
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    if train:
+        ax.plot(*zip(*train), lw=1, alpha=0.6, label="training episodes (stochastic)")
+    if evals:
+        ax.plot(*zip(*evals), "o-", lw=2, ms=3, label="eval (deterministic, mean)")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = out or run_dir / "curve.png"
+    with_tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(with_tmp)
+    plt.close(fig)
+    with_tmp.replace(path)
+
+
+def save_model(path: Path, agent: torch.nn.Module, obs_rms: dict, meta: dict[str, Any]) -> None:
+    """Weights plus observation-normaliser statistics, as safetensors."""
+    tensors = {f"agent.{k}": v for k, v in agent.state_dict().items()}
+    tensors["obs_rms.mean"] = torch.tensor(obs_rms["mean"], dtype=torch.float64)
+    tensors["obs_rms.var"] = torch.tensor(obs_rms["var"], dtype=torch.float64)
+    atomic_save_safetensors(tensors, path, metadata={k: str(v) for k, v in meta.items()})
+
+
+def load_model(path: Path, agent: torch.nn.Module) -> dict:
+    """Load weights into ``agent``; returns the obs-normaliser statistics."""
+    tensors = load_safetensors(path)
+    state = {k[len("agent.") :]: v for k, v in tensors.items() if k.startswith("agent.")}
+    agent.load_state_dict(state)
+    return {
+        "mean": tensors["obs_rms.mean"].tolist(),
+        "var": tensors["obs_rms.var"].tolist(),
+        "count": 1.0,
+    }
+
+
+def save_checkpoint(run_dir: Path, state: dict) -> None:
+    atomic_torch_save(state, run_dir / CHECKPOINT)
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError(f"{str(run_dir)!r} has no {CHECKPOINT} to resume from")
+    try:
+        return safe_torch_load(path)
+    except Exception as e:  # a foreign or damaged file: never unpickle it
+        raise ConfigError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+
+
+def write_eval(run_dir: Path, result: dict[str, Any]) -> None:
+    atomic_write_json(run_dir / EVAL, result)

@@ -1,0 +1,224 @@
+"""The training loop shared by all algorithms: collect, update, log, evaluate, checkpoint.
+
+Everything random is seeded from ``cfg.seed`` (network init, action
+sampling, minibatch order, env resets) and saved in the checkpoint, so a
+resumed run continues exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import rundir
+from .algos import REGISTRY, Algorithm
+from .config import Config, validate
+from .envs import EnvSpec, ObsNormalizer, probe_env
+from .evaluate import Evaluator, summary
+from .networks import ActorCritic
+
+# metrics that measure the machine, not the learning; excluded from determinism checks
+TIMING_KEYS = ("time", "sps", "eval_time")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - for third-party code that draws from the global RNG
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()  # noqa: NPY002
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    n = s["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))  # noqa: NPY002
+    p = s["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+class Trainer:
+    """Owns the agent, the algorithm, the collector and the run folder of one run."""
+
+    def __init__(self, cfg: Config, run_dir: Path, spec: EnvSpec | None = None) -> None:
+        validate(cfg)
+        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.spec = spec or probe_env(cfg.env_id)
+        torch.set_num_threads(cfg.torch_threads)
+        seed_everything(cfg.seed)
+        self.agent = ActorCritic(self.spec, cfg)
+        self.algo: Algorithm = REGISTRY[cfg.algo](cfg, self.agent)
+        self.collector = self.algo.collector(cfg.env_id, self.spec, cfg, self.agent)
+        self.evaluator = Evaluator(cfg.env_id, self.spec, cfg.eval_episodes, cfg.seed)
+        self.progress: dict[str, Any] = {
+            "env_steps": 0,
+            "updates": 0,
+            "time": 0.0,
+            "best_eval": -float("inf"),
+            "next_eval": cfg.eval_every or cfg.total_steps,
+            "next_checkpoint": cfg.checkpoint_every or cfg.total_steps,
+        }
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self, metrics_rows: int) -> None:
+        state = {
+            "agent": self.agent.state_dict(),
+            "algo": self.algo.state_dict(),
+            "collector": self.collector.state_dict(),
+            "rng": rng_state(),
+            "progress": dict(self.progress),
+            "metrics_rows": metrics_rows,
+        }
+        rundir.save_checkpoint(self.run_dir, state)
+
+    def load_checkpoint(self) -> int:
+        state = rundir.load_checkpoint(self.run_dir)
+        self.agent.load_state_dict(state["agent"])
+        self.algo.load_state_dict(state["algo"])
+        self.collector.load_state_dict(state["collector"])
+        set_rng_state(state["rng"])
+        self.progress.update(state["progress"])  # in place: train() holds a reference
+        return int(state["metrics_rows"])
+
+    # --- evaluation --------------------------------------------------------------------------
+    def obs_normalizer(self) -> ObsNormalizer:
+        return self.collector.obs_norm
+
+    def evaluate(self) -> dict:
+        returns, lengths = self.evaluator.run(self.agent, self.obs_normalizer())
+        return summary(returns, lengths)
+
+    def save_model(self, name: str) -> None:
+        meta = {"algo": self.cfg.algo, "env_id": self.cfg.env_id, "env_steps": self.env_steps}
+        rms = self.obs_normalizer().rms.state_dict()
+        rundir.save_model(self.run_dir / name, self.agent, rms, meta)
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.progress["env_steps"])
+
+    # --- the loop ----------------------------------------------------------------------------
+    def train(
+        self, *, resume: bool = False, show_progress: bool = True, stop_after: int | None = None
+    ) -> dict | None:
+        """Run to ``total_steps``; returns the final eval summary.
+
+        ``stop_after`` ends the session after that many updates without
+        finishing the run (what a kill right after a checkpoint leaves).
+        """
+        cfg, p = self.cfg, self.progress
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        keep = self.load_checkpoint() if resume else 0
+        rundir.write_config(self.run_dir, cfg)
+        log = rundir.MetricsLog(self.run_dir, keep_rows=keep)
+        bar = tqdm(
+            total=cfg.total_steps,
+            initial=min(self.env_steps, cfg.total_steps),
+            unit="step",
+            disable=not show_progress,
+            desc=f"{cfg.algo} {cfg.env_id} s{cfg.seed}",
+            dynamic_ncols=True,
+        )
+        session_updates = 0
+        try:
+            while p["env_steps"] < cfg.total_steps:
+                if stop_after is not None and session_updates >= stop_after:
+                    return None
+                row = self.update_once()
+                log.log(row)
+                session_updates += 1
+                bar.update(min(row["env_steps"], cfg.total_steps) - bar.n)
+                bar.set_postfix_str(_postfix(row, p["best_eval"]), refresh=False)
+                done = p["env_steps"] >= cfg.total_steps
+                if done or p["env_steps"] >= p["next_checkpoint"]:
+                    while p["next_checkpoint"] <= p["env_steps"]:
+                        p["next_checkpoint"] += cfg.checkpoint_every or cfg.total_steps
+                    self.save_checkpoint(len(log.rows))
+        finally:
+            bar.close()
+            log.close()
+        return self.finish(log.rows)
+
+    def update_once(self) -> dict[str, Any]:
+        """Collect one batch, learn from it, evaluate if due; returns the metrics row."""
+        cfg, p = self.cfg, self.progress
+        left = 1.0 - p["env_steps"] / cfg.total_steps
+        lr = cfg.lr * left if cfg.anneal_lr else cfg.lr
+        self.algo.set_lr(lr)
+        t0 = time.perf_counter()
+        batch = self.collector.collect()
+        metrics = self.algo.update(batch, left)
+        dt = time.perf_counter() - t0
+        p["env_steps"] += batch.steps
+        p["updates"] += 1
+        p["time"] += dt
+        row: dict[str, Any] = {
+            "update": p["updates"],
+            "env_steps": p["env_steps"],
+            "time": round(p["time"], 4),
+            "sps": round(batch.steps / dt, 1),
+            "lr": lr,
+            **metrics,
+        }
+        episodes = self.collector.stats.pop()
+        if episodes:
+            row["train_return"] = float(np.mean([r for r, _ in episodes]))
+            row["train_length"] = float(np.mean([n for _, n in episodes]))
+            row["train_episodes"] = len(episodes)
+        if p["env_steps"] >= p["next_eval"] or p["env_steps"] >= cfg.total_steps:
+            while p["next_eval"] <= p["env_steps"]:
+                p["next_eval"] += cfg.eval_every or cfg.total_steps
+            t1 = time.perf_counter()
+            ev = self.evaluate()
+            row.update(eval_return=ev["mean_return"], eval_std=ev["std_return"])
+            if ev["mean_return"] >= p["best_eval"]:
+                p["best_eval"] = ev["mean_return"]
+                self.save_model(rundir.MODEL_BEST)
+            row["eval_time"] = round(time.perf_counter() - t1, 4)
+        return row
+
+    def finish(self, rows: list[dict[str, Any]]) -> dict:
+        """Final model, eval.json, CSV and curve (also rebuilt when resuming a finished run)."""
+        self.save_model(rundir.MODEL_FINAL)
+        result = self.evaluate()
+        result.update(
+            env_steps=self.env_steps,
+            algo=self.cfg.algo,
+            env_id=self.cfg.env_id,
+            seed=self.cfg.seed,
+            model=rundir.MODEL_FINAL,
+            best_eval_return=self.progress["best_eval"],
+            train_time_s=round(self.progress["time"], 2),
+        )
+        rundir.write_eval(self.run_dir, result)
+        rundir.write_csv(self.run_dir, rows)
+        rundir.plot_curve(self.run_dir, rows, f"{self.cfg.algo.upper()} on {self.cfg.env_id}")
+        return result
+
+    def close(self) -> None:
+        self.collector.close()
+        self.evaluator.close()
+
+
+def _postfix(row: dict[str, Any], best: float) -> str:
+    parts = [f"sps={row['sps']:.0f}"]
+    if "train_return" in row:
+        parts.append(f"ret={row['train_return']:.1f}")
+    if "eval_return" in row:
+        parts.append(f"eval={row['eval_return']:.1f}")
+    if best > -float("inf"):
+        parts.append(f"best={best:.1f}")
+    return " ".join(parts)
