@@ -106,3 +106,12 @@ def test_nan_checks_can_be_disabled_for_hot_loops():
         assert torch.isnan(out).all()
     finally:
         set_finite_checks(True)
+
+
+def test_finite_checks_context_manager_restores_previous_setting():
+    from rlhf_pg import finite_checks
+
+    with finite_checks(False):
+        assert torch.isnan(discounted_returns(torch.tensor([[float("nan")]]), 0.9)).all()
+    with pytest.raises(ValueError, match="NaN"):
+        discounted_returns(torch.tensor([[float("nan")]]), 0.9)

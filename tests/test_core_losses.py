@@ -202,3 +202,22 @@ def test_nan_padding_never_leaks_into_gradients():
     v = T([[1.0, float("nan")]], requires_grad=True)
     value_loss(v, w, mask, old_values=T([[0.0, float("inf")]]), clip_eps=0.2).backward()
     assert torch.isfinite(v.grad).all() and v.grad[0, 1] == 0
+
+
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"])
+def test_mask_none_fast_path_equals_all_true_mask(mode):
+    g = torch.Generator().manual_seed(3)
+    new = torch.randn(4, 5, generator=g, requires_grad=True)
+    old, adv = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g)
+    ones = torch.ones(4, 5, dtype=torch.bool)
+    a = ppo_clip_loss(new, old, adv, None, aggregation=mode)
+    b = ppo_clip_loss(new, old, adv, ones, aggregation=mode)
+    for x, y in zip(a, b):
+        assert torch.allclose(x, y)
+    ga = torch.autograd.grad(a.loss, new)[0]
+    gb = torch.autograd.grad(b.loss, new)[0]
+    assert torch.allclose(ga, gb)
+    v = value_loss(new, adv, None, old_values=old, clip_eps=0.2, aggregation=mode)
+    assert torch.allclose(
+        v, value_loss(new, adv, ones, old_values=old, clip_eps=0.2, aggregation=mode)
+    )

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from rlhf_pg.core import _checks, set_finite_checks
+from rlhf_pg.core import finite_checks
 
 from ..config import Config
 from ..networks import ActorCritic
@@ -23,19 +22,13 @@ def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps, fused=True)
 
 
-@contextlib.contextmanager
-def unchecked_core() -> Iterator[None]:
+def unchecked_core() -> contextlib.AbstractContextManager[None]:
     """Skip the core's NaN/inf input scans inside a minibatch loop.
 
     The rollout tensors were scanned once when the advantages were computed;
     the loop re-checks only the loss (see ``Algorithm.step``).
     """
-    previous = _checks._CHECK_FINITE
-    set_finite_checks(False)
-    try:
-        yield
-    finally:
-        set_finite_checks(previous)
+    return finite_checks(False)
 
 
 class Algorithm:

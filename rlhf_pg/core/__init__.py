@@ -5,7 +5,7 @@ agents in ``classic_control`` and the token-level trainer in ``rlhf_pg.lm``
 both call these functions.
 """
 
-from ._checks import set_finite_checks
+from ._checks import finite_checks, set_finite_checks
 from .baselines import batch_mean_baseline, grpo_advantages, rloo_advantages
 from .kl import (
     KL_ESTIMATORS,
@@ -39,6 +39,7 @@ __all__ = [
     "discounted_returns",
     "entropy",
     "explained_variance",
+    "finite_checks",
     "gae",
     "grpo_advantages",
     "kl_estimate",

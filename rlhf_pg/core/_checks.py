@@ -7,6 +7,9 @@ a (B,) tensor against a (B, 1) one into a (B, B) result.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
 
@@ -21,6 +24,17 @@ def set_finite_checks(enabled: bool) -> None:
     """
     global _CHECK_FINITE
     _CHECK_FINITE = bool(enabled)
+
+
+@contextlib.contextmanager
+def finite_checks(enabled: bool) -> Iterator[None]:
+    """Context manager that sets the NaN/inf scan for its block and restores it after."""
+    previous = _CHECK_FINITE
+    set_finite_checks(enabled)
+    try:
+        yield
+    finally:
+        set_finite_checks(previous)
 
 
 def check_tensor(name: str, x: object, *, ndim: int | None = None) -> Tensor:
@@ -63,6 +77,11 @@ def check_mask(mask: Tensor | None, ref_name: str, ref: Tensor) -> Tensor:
         )
     check_same_shape(ref_name, ref, mask=mask)
     return mask
+
+
+def check_optional_mask(mask: Tensor | None, ref_name: str, ref: Tensor) -> Tensor | None:
+    """Like :func:`check_mask` but keeps None (all valid) so callers can take a fast path."""
+    return None if mask is None else check_mask(mask, ref_name, ref)
 
 
 def check_flags(name: str, flags: Tensor | None, ref_name: str, ref: Tensor) -> Tensor:

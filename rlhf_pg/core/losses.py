@@ -7,15 +7,22 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_mask, check_positive, check_same_shape, check_tensor
+from ._checks import (
+    check_finite,
+    check_optional_mask,
+    check_positive,
+    check_same_shape,
+    check_tensor,
+)
 
 AggregationMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum"]
 AGGREGATION_MODES: tuple[str, ...] = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
 
 
-def _zero_masked(x: Tensor, mask: Tensor) -> Tensor:
-    # torch.where (not multiplication) so NaN/inf padding cannot leak into values or gradients
-    return torch.where(mask, x, torch.zeros_like(x))
+def _zero_masked(x: Tensor, mask: Tensor | None) -> Tensor:
+    # torch.where (not multiplication) so NaN/inf padding cannot leak into values or gradients;
+    # mask=None (every element valid) skips it, which keeps small control minibatches fast
+    return x if mask is None else torch.where(mask, x, torch.zeros_like(x))
 
 
 def aggregate_loss(
@@ -35,22 +42,24 @@ def aggregate_loss(
       with C = ``norm_constant`` (default T), unbiased by length (Dr. GRPO style).
     """
     check_tensor("loss", loss, ndim=2)
-    mask = check_mask(mask, "loss", loss)
+    mask = check_optional_mask(mask, "loss", loss)
     masked = _zero_masked(loss, mask)
-    counts = mask.sum(dim=1)
+    if mode not in AGGREGATION_MODES:
+        raise ValueError(
+            f"unknown loss aggregation mode {mode!r}; valid: {', '.join(AGGREGATION_MODES)}"
+        )
+    if mask is None and mode != "seq-mean-token-sum":
+        return loss.mean()  # all valid: token-mean and seq-mean-token-mean coincide
+    counts = mask.sum(dim=1) if mask is not None else None
     if mode == "token-mean":
         return masked.sum() / counts.sum().clamp(min=1)
     if mode == "seq-mean-token-mean":
         has = counts > 0
         per_seq = masked.sum(dim=1) / counts.clamp(min=1)
         return (per_seq * has).sum() / has.sum().clamp(min=1)
-    if mode == "seq-mean-token-sum":
-        const = loss.shape[1] if norm_constant is None else norm_constant
-        check_positive("norm_constant", const)
-        return masked.sum(dim=1).mean() / const
-    raise ValueError(
-        f"unknown loss aggregation mode {mode!r}; valid: {', '.join(AGGREGATION_MODES)}"
-    )
+    const = loss.shape[1] if norm_constant is None else norm_constant
+    check_positive("norm_constant", const)
+    return masked.sum(dim=1).mean() / const
 
 
 def reinforce_loss(
@@ -79,7 +88,7 @@ def reinforce_loss(
     check_tensor("logprobs", logprobs, ndim=2)
     check_tensor("weights", weights, ndim=2)
     check_same_shape("logprobs", logprobs, weights=weights)
-    mask = check_mask(mask, "logprobs", logprobs)
+    mask = check_optional_mask(mask, "logprobs", logprobs)
     check_finite(mask, logprobs=logprobs, weights=weights)
     pg = -_zero_masked(logprobs, mask) * _zero_masked(weights.detach(), mask)
     return aggregate_loss(pg, mask, aggregation, norm_constant=norm_constant)
@@ -131,7 +140,7 @@ def ppo_clip_loss(
     check_same_shape("logprobs", logprobs, old_logprobs=old_logprobs, advantages=advantages)
     check_positive("clip_eps", clip_eps)
     eps_high = check_positive("clip_eps_high", clip_eps if clip_eps_high is None else clip_eps_high)
-    mask = check_mask(mask, "logprobs", logprobs)
+    mask = check_optional_mask(mask, "logprobs", logprobs)
     check_finite(mask, logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
 
     adv = _zero_masked(advantages.detach(), mask)
@@ -142,8 +151,9 @@ def ppo_clip_loss(
     per_elem = torch.maximum(unclipped, clipped)
     loss = aggregate_loss(per_elem, mask, aggregation, norm_constant=norm_constant)
     with torch.no_grad():
-        n = mask.sum().clamp(min=1)
-        clip_fraction = ((clipped > unclipped) & mask).sum() / n
+        was_clipped = _zero_masked((clipped > unclipped).to(ratio.dtype), mask)
+        n = ratio.numel() if mask is None else mask.sum().clamp(min=1)
+        clip_fraction = was_clipped.sum() / n
         approx_kl = _zero_masked((ratio - 1) - log_ratio, mask).sum() / n
     return PPOLoss(loss, clip_fraction, approx_kl)
 
@@ -175,7 +185,7 @@ def value_loss(
     check_tensor("values", values, ndim=2)
     check_tensor("returns", returns, ndim=2)
     check_same_shape("values", values, returns=returns, old_values=old_values)
-    mask = check_mask(mask, "values", values)
+    mask = check_optional_mask(mask, "values", values)
     check_finite(mask, values=values, returns=returns, old_values=old_values)
     values = _zero_masked(values, mask)
     target = _zero_masked(returns.detach(), mask)
