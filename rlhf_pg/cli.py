@@ -1,0 +1,64 @@
+"""The ``rlhf-pg`` command.
+
+    rlhf-pg demo [--out runs/demo] [--seed 0] [--config demo.yaml]
+
+``demo`` runs the offline sentiment pipeline end to end (SFT -> reward model -> PPO ->
+report) and prints where the report is. ``--config`` takes a YAML file of
+:class:`rlhf_pg.pipeline.demo.DemoConfig` fields (e.g. smaller sizes); flags win over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlhf-pg", description="Policy-gradient RLHF on one tested core."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser(
+        "demo",
+        help="run the offline sentiment pipeline end to end (SFT, reward model, PPO, report)",
+    )
+    demo.add_argument("--out", default=None, help="output folder (default runs/demo)")
+    demo.add_argument("--seed", type=int, default=None, help="seed of every stage (default 0)")
+    demo.add_argument("--config", default=None, help="YAML file of DemoConfig fields")
+    demo.add_argument("--cache-dir", default=None, help="cache of SFT / reward models")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def demo_config(ns: argparse.Namespace):
+    """A checked DemoConfig from the YAML file (if any) and the flags."""
+    from .pipeline.demo import DemoConfig
+    from .recipe_config import config_from_dict, load_yaml_config
+
+    values = load_yaml_config(ns.config, DemoConfig) if ns.config else {}
+    for key, value in (("out", ns.out), ("seed", ns.seed), ("cache_dir", ns.cache_dir)):
+        if value is not None:
+            values[key] = value
+    if ns.no_progress:
+        values["progress"] = False
+    return config_from_dict(DemoConfig, values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = _parser().parse_args(argv)
+    from .recipe_config import ConfigError
+
+    try:
+        cfg = demo_config(ns)
+    except ConfigError as err:
+        print(f"rlhf-pg: error: {err}", file=sys.stderr)
+        return 2
+    from .pipeline.demo import run_demo
+
+    summary = run_demo(cfg)
+    print(f"\nReport: {summary['report']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
