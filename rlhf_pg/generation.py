@@ -1,7 +1,8 @@
 """Batched sampling from a causal LM for offline data and evaluation (not the PPO rollout).
 
-Prompts are left-padded (the tokenizer's padding side), completions are cut at the first
-EOS and decoded without special tokens. Used to make preference pairs from the SFT model
+Prompts are left-padded with position ids from the mask and completions are cut after the
+first EOS, with the same helpers as the PPO rollout (``rlhf_pg.lm.rollout``), then decoded
+without special tokens. Used to make preference pairs from the SFT model
 and to measure arithmetic accuracy.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import torch
 from tqdm.auto import tqdm
+
+from .lm.rollout import left_pad, position_ids, truncate_at_stop
 
 
 @torch.no_grad()
@@ -25,38 +28,33 @@ def generate_completions(
 ) -> list[str] | tuple[list[str], list[list[int]]]:
     """One completion per prompt; ``temperature=0`` decodes greedily. With ``return_tokens``
     also the sampled token ids of each completion (ending with EOS where it stopped)."""
-    if tokenizer.padding_side != "left":
-        raise ValueError(
-            f"generate_completions: tokenizer.padding_side must be 'left', got {tokenizer.padding_side!r}"
-        )
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     torch.manual_seed(seed)
     out: list[str] = []
     tokens: list[list[int]] = []
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="generate", disable=not progress, leave=False):
-        chunk = prompts[start : start + batch_size]
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(
-            device
-        )
-        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        chunk = tokenizer(prompts[start : start + batch_size], add_special_tokens=False)
+        query_ids, query_mask = left_pad(chunk["input_ids"], pad)
+        query_ids, query_mask = query_ids.to(device), query_mask.to(device)
         gen = model.generate(
-            **enc,
+            input_ids=query_ids,
+            attention_mask=query_mask.long(),
+            position_ids=position_ids(query_mask),
             max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=pad,
+            eos_token_id=eos,
             **(sampling if temperature > 0 else {"do_sample": False}),
         )
-        new = gen[:, enc["input_ids"].shape[1] :]
-        for row in new.tolist():
-            if tokenizer.eos_token_id in row:
-                row = row[: row.index(tokenizer.eos_token_id) + 1]
-            else:  # hit max_new_tokens: drop only trailing padding
-                while row and row[-1] == tokenizer.pad_token_id:
-                    row.pop()
-            tokens.append(row)
-            out.append(tokenizer.decode(row, skip_special_tokens=True))
+        # the same stop-token truncation as the PPO rollout: keep up to and including EOS
+        ids, mask, _ = truncate_at_stop(gen[:, query_ids.shape[1] :], [eos], pad)
+        for row, valid in zip(ids, mask):
+            kept = row[valid].tolist()
+            tokens.append(kept)
+            out.append(tokenizer.decode(kept, skip_special_tokens=True))
     model.train(was_training)
     return (out, tokens) if return_tokens else out

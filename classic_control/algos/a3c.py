@@ -89,6 +89,7 @@ class _Shared:
     counter: object  # env steps taken by finished rollouts (int64 Value, its lock guards gate/busy)
     gate: object  # workers start no rollout while counter >= gate
     busy: object  # workers inside a rollout/update
+    ready: object  # workers done with their setup (imports, envs)
     stop: object
     episodes: object  # queue of finished training episodes (return, length)
     metrics: Tensor  # (workers, len(_METRICS) + 1) running sums and a count
@@ -129,6 +130,8 @@ def _worker(rank: int, seed: int, env_id: str, spec: EnvSpec, cfg: Config, sh: _
     local_params = list(local.parameters())
     collector = VectorCollector(env_id, spec, wcfg, local)
     counter, steps = sh.counter, wcfg.num_envs * wcfg.num_steps
+    with counter.get_lock():
+        sh.ready.value += 1
     try:
         while not sh.stop.is_set():
             with counter.get_lock():
@@ -198,6 +201,7 @@ class WorkerPool:
             counter=ctx.Value("q", 0),
             gate=ctx.Value("q", 0),
             busy=ctx.Value("i", 0),
+            ready=ctx.Value("i", 0),
             stop=ctx.Event(),
             episodes=ctx.Queue(),
             metrics=torch.zeros(n, len(_METRICS) + 1).share_memory_(),
@@ -232,6 +236,11 @@ class WorkerPool:
             )
             p.start()
             self.procs.append(p)
+        # no worker starts training while another is still importing (short runs would
+        # otherwise be one worker's run)
+        while self.sh.ready.value < len(self.procs):
+            time.sleep(_POLL_S)
+            self._check_alive()
 
     def _check_alive(self) -> None:
         for rank, p in enumerate(self.procs):
@@ -240,11 +249,11 @@ class WorkerPool:
 
     def collect(self) -> Batch:
         sh = self.sh
+        if not self.procs:
+            self._start()
         with sh.counter.get_lock():
             barrier = self._next_barrier(sh.counter.value)
             sh.gate.value = barrier
-        if not self.procs:
-            self._start()
         start, seen, last_change = self.steps, self.steps, time.monotonic()
         while True:
             time.sleep(_POLL_S)
