@@ -6,7 +6,6 @@ import torch
 
 from rlhf_pg.core import (
     explained_variance,
-    gae,
     kl_k3,
     masked_mean,
     reinforce_loss,
@@ -21,15 +20,7 @@ from .base import Algorithm
 class A2C(Algorithm):
     def update(self, b: Batch, progress_left: float) -> dict[str, float]:
         cfg, agent = self.cfg, self.agent
-        adv, ret = gae(
-            b.rewards,
-            b.values,
-            gamma=cfg.gamma,
-            lam=cfg.gae_lambda,
-            terminated=b.terminated,
-            truncated=b.truncated,
-            next_values=b.next_values,
-        )
+        adv, ret = self.advantages(b)
         n_envs, n_steps = b.rewards.shape
         flat_obs = b.obs.reshape(n_envs * n_steps, -1)
         flat_act = b.actions.reshape(n_envs * n_steps, *b.actions.shape[2:])

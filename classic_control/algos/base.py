@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from rlhf_pg.core import finite_checks
+from rlhf_pg.core import finite_checks, gae
 
 from ..config import Config
 from ..networks import ActorCritic
@@ -40,6 +40,19 @@ class Algorithm:
         self.cfg, self.agent = cfg, agent
         self.params = list(agent.parameters())
         self.optimizer = make_optimizer(cfg, self.params)
+
+    def advantages(self, b: Batch) -> tuple[Tensor, Tensor]:
+        """GAE advantages and returns of a vector rollout; truncated steps bootstrap from
+        V(final observation) through ``next_values``."""
+        return gae(
+            b.rewards,
+            b.values,
+            gamma=self.cfg.gamma,
+            lam=self.cfg.gae_lambda,
+            terminated=b.terminated,
+            truncated=b.truncated,
+            next_values=b.next_values,
+        )
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rlhf_pg.core import explained_variance, gae, ppo_clip_loss, value_loss, whiten
+from rlhf_pg.core import explained_variance, ppo_clip_loss, value_loss, whiten
 
 from ..rollout import Batch
 from .base import Algorithm, unchecked_core
@@ -16,15 +16,7 @@ _LOGGED = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "gr
 class PPO(Algorithm):
     def update(self, b: Batch, progress_left: float) -> dict[str, float]:
         cfg = self.cfg
-        adv, ret = gae(
-            b.rewards,
-            b.values,
-            gamma=cfg.gamma,
-            lam=cfg.gae_lambda,
-            terminated=b.terminated,
-            truncated=b.truncated,
-            next_values=b.next_values,
-        )
+        adv, ret = self.advantages(b)
         n = b.steps
         flat = {
             "obs": b.obs.reshape(n, -1),

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.distributions import Categorical, Independent, Normal, kl_divergence
 from torch.nn.utils import parameters_to_vector
 
-from rlhf_pg.core import explained_variance, gae, ppo_clip_loss, value_loss, whiten
+from rlhf_pg.core import explained_variance, ppo_clip_loss, value_loss, whiten
 
 from ..config import Config, ConfigError
 from ..networks import ActorCritic
@@ -152,15 +152,7 @@ class TRPO(Algorithm):
 
     def update(self, b: Batch, progress_left: float) -> dict[str, float]:
         cfg = self.cfg
-        adv, ret = gae(
-            b.rewards,
-            b.values,
-            gamma=cfg.gamma,
-            lam=cfg.gae_lambda,
-            terminated=b.terminated,
-            truncated=b.truncated,
-            next_values=b.next_values,
-        )
+        adv, ret = self.advantages(b)
         n = b.steps
         obs = b.obs.reshape(n, -1)
         actions = b.actions.reshape(n, *b.actions.shape[2:])
