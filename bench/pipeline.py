@@ -82,19 +82,17 @@ def sentiment_run(seed: int, out: Path, threads: int) -> dict:
     }
 
 
-def arithmetic_sft(out: Path) -> str:
+def arithmetic_sft(out: Path, threads: int) -> str:
     path = out / "sft_arithmetic"
     if not (path / "sft_metrics.json").exists():
         cmd = [sys.executable, "recipes/sft.py", "--config", "recipes/configs/sft_arithmetic.yaml"]
-        # the SFT model measured here: 0..19 operands, 1500 steps at lr 1e-3
-        cmd += ["--max_operand", "19", "--num_steps", "1500", "--learning_rate", "0.001"]
-        cmd += ["--output_dir", str(path), "--num_threads", "2"]
+        cmd += ["--output_dir", str(path), "--num_threads", str(threads)]
         cmd += ["--no_progress"]
         run_timed(cmd, out / "sft_arithmetic.log")
     return str(path)
 
 
-def arithmetic_run(estimator: str, seed: int, sft: str, out: Path) -> dict:
+def arithmetic_run(estimator: str, seed: int, sft: str, out: Path, threads: int) -> dict:
     run_dir = out / f"{estimator}_arithmetic_seed{seed}"
     cmd = [
         sys.executable,
@@ -103,7 +101,7 @@ def arithmetic_run(estimator: str, seed: int, sft: str, out: Path) -> dict:
         f"recipes/configs/{estimator}_arithmetic.yaml",
     ]
     cmd += ["--model_name_or_path", sft, "--seed", str(seed), "--output_dir", str(run_dir)]
-    cmd += ["--num_threads", "2", "--progress_bar", "false", "--save_policy", "false"]
+    cmd += ["--num_threads", str(threads), "--progress_bar", "false", "--save_policy", "false"]
     wall, cpu = run_timed(cmd, out / f"{estimator}_arithmetic_seed{seed}.log")
     res = json.loads((run_dir / "ppo_results.json").read_text())
     evals = res["evals"]
@@ -216,14 +214,14 @@ def main(argv: list[str] | None = None) -> None:
             results["sentiment"][str(seed)] = sentiment_run(seed, out, ns.threads)
             save(out, results)
     if ns.part in ("arithmetic", "all"):
-        sft = arithmetic_sft(out)
+        sft = arithmetic_sft(out, ns.threads)
         for seed in ns.seeds:
             for est in ns.estimators:
                 key = f"{est}_seed{seed}"
                 if ns.resume and key in results["arithmetic"]:
                     continue
                 print(f"arithmetic {est}, seed {seed} ...", flush=True)
-                results["arithmetic"][key] = arithmetic_run(est, seed, sft, out)
+                results["arithmetic"][key] = arithmetic_run(est, seed, sft, out, ns.threads)
                 save(out, results)
     print(markdown(results))
 

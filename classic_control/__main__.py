@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train an agent (or resume a run)")
-    t.add_argument("--algo", default="ppo", help=f"one of {', '.join(ALGOS)}")
-    t.add_argument("--env", default="CartPole-v1", dest="env_id", help="gymnasium env id")
+    t.add_argument("--algo", default=None, help=f"one of {', '.join(ALGOS)} (default ppo)")
+    t.add_argument("--env", default=None, dest="env_id", help="gymnasium env id (CartPole-v1)")
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--steps", type=int, default=None, dest="total_steps", help="env-step budget")
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<env>_...)")
@@ -96,7 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     from .trainer import Trainer
 
+    fields = {f.name for f in dataclasses.fields(Config)}
     if args.resume is not None:
+        given = [k for k in (*fields, "out", "config") if getattr(args, k, None) is not None]
+        if given:  # the saved config is what makes a resumed run equal an uninterrupted one
+            renamed = {"total_steps": "steps", "env_id": "env"}
+            flags = ", ".join("--" + renamed.get(k, k).replace("_", "-") for k in sorted(given))
+            raise ConfigError(
+                f"--resume continues {str(args.resume)!r} with its saved config; drop {flags} "
+                "(start a new run with --out to change them)"
+            )
         run_dir = args.resume
         cfg = rundir.read_config(run_dir)
         rundir.load_checkpoint(run_dir)  # fail early on a missing or unreadable checkpoint
@@ -105,7 +114,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"resuming {run_dir} at {cfg.env_id} / {cfg.algo}")
         return _run(trainer, resume=True, show=not args.no_progress)
 
-    fields = {f.name for f in dataclasses.fields(Config)}
     overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if args.config is not None:
         if not args.config.is_file():
@@ -113,7 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides = {**load_yaml(args.config), **overrides}
     overrides.pop("algo", None)
     overrides.pop("env_id", None)
-    cfg, preset = resolve(args.algo, args.env_id, overrides)
+    cfg, preset = resolve(args.algo or "ppo", args.env_id or "CartPole-v1", overrides)
     probe_env(cfg.env_id)  # unknown id or unsupported spaces: fail before training
     run_dir = args.out or rundir.default_run_dir(cfg)
     if (run_dir / rundir.CHECKPOINT).exists():

@@ -26,25 +26,26 @@ class ConfigError(ValueError):
     """A recipe config with an unknown key, a value of the wrong type, or one out of range."""
 
 
-def _describe(tp: Any) -> str:
+def describe_type(tp: Any) -> str:
+    """How an error message names type ``tp`` ("a float", "one of [...]", "a list of an int")."""
     origin = typing.get_origin(tp)
     if origin is Literal:
         return f"one of {list(typing.get_args(tp))}"
     if origin in (Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(tp))
+        return " or ".join(describe_type(a) for a in typing.get_args(tp))
     if tp is type(None):
         return "null"
     if origin is list:
-        return f"a list of {_describe(typing.get_args(tp)[0])}"
+        return f"a list of {describe_type(typing.get_args(tp)[0])}"
     return f"a {getattr(tp, '__name__', str(tp))}"
 
 
-def _conforms(value: Any, tp: Any) -> tuple[bool, Any]:
+def conforms(value: Any, tp: Any) -> tuple[bool, Any]:
     """Whether ``value`` fits type ``tp``; returns it converted (int -> float) where allowed."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         for arg in typing.get_args(tp):
-            ok, conv = _conforms(value, arg)
+            ok, conv = conforms(value, arg)
             if ok:
                 return True, conv
         return False, value
@@ -54,7 +55,7 @@ def _conforms(value: Any, tp: Any) -> tuple[bool, Any]:
         if not isinstance(value, list):
             return False, value
         item = typing.get_args(tp)[0]
-        checked = [_conforms(v, item) for v in value]
+        checked = [conforms(v, item) for v in value]
         return all(ok for ok, _ in checked), [c for _, c in checked]
     if origin is dict or tp is dict:
         return isinstance(value, dict), value
@@ -77,11 +78,11 @@ def check_types(obj: Any) -> None:
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        ok, converted = _conforms(value, hints[f.name])
+        ok, converted = conforms(value, hints[f.name])
         if not ok:
             raise ConfigError(
                 f"{type(obj).__name__}: {f.name}={value!r} is invalid; expected "
-                f"{_describe(hints[f.name])}"
+                f"{describe_type(hints[f.name])}"
             )
         setattr(obj, f.name, converted)
 

@@ -106,3 +106,9 @@ def test_damaged_checkpoint_is_a_clean_error(capsys, tmp_path):
     assert "cannot read" in err and "checkpoint.pt" in err
     err = _error(capsys, ["train", "--out", str(tmp_path / "r")])
     assert "already holds a run" in err and "--resume" in err
+
+
+def test_resume_refuses_options_it_would_ignore(capsys, tmp_path):
+    # refused before the run folder is even read: the saved config decides a resumed run
+    err = _error(capsys, ["train", "--resume", str(tmp_path), "--lr", "0.1", "--steps", "9"])
+    assert "--lr" in err and "--steps" in err and "saved config" in err

@@ -7,61 +7,22 @@ import runpy
 from pathlib import Path
 
 import pytest
-import torch
 from datasets import Dataset
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    BertConfig,
-    BertForSequenceClassification,
-    BertTokenizerFast,
-    GPT2Config,
-    GPT2LMHeadModel,
-    PreTrainedTokenizerFast,
-)
+from hub_stand_ins import gpt2_like_tokenizer, save_bert_classifier, save_gpt2
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlhf_pg.data.reviews import build_corpus
-from rlhf_pg.data.tokenizer import train_tokenizer
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-
-
-def _bert_classifier(path: Path, texts: list[str]) -> None:
-    """A 2-label BERT-style classifier with its own WordPiece vocabulary, like distilbert-imdb."""
-    words = sorted({w.strip(".,!?").lower() for t in texts for w in t.split()} - {""})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "!", "?", *words]
-    path.mkdir()
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(path / "vocab.txt"))
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        num_labels=2,
-        id2label={0: "NEGATIVE", 1: "POSITIVE"},
-        label2id={"NEGATIVE": 0, "POSITIVE": 1},
-    )
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(path)
-    tok.save_pretrained(path)
 
 
 @pytest.fixture(scope="module")
 def stand_ins(tmp_path_factory):
     root = tmp_path_factory.mktemp("hub_ppo")
     texts = build_corpus(200, seed=3)
-    # like the hub's gpt2 tokenizer: EOS, no pad token, right padding
-    bpe = train_tokenizer(texts, vocab_size=400).backend_tokenizer
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=1, n_head=2)
-    GPT2LMHeadModel(config).save_pretrained(root / "gpt2")
-    tok.save_pretrained(root / "gpt2")
+    save_gpt2(root / "gpt2", gpt2_like_tokenizer(texts))
     Dataset.from_dict({"text": texts, "label": [0, 1] * 100}).save_to_disk(str(root / "imdb"))
-    _bert_classifier(root / "distilbert-imdb", texts)
+    save_bert_classifier(root / "distilbert-imdb", texts)
     return root
 
 

@@ -8,52 +8,23 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    GPT2Config,
-    GPT2ForSequenceClassification,
-    GPT2LMHeadModel,
-    PreTrainedTokenizerFast,
-)
+from hub_stand_ins import gpt2_like_tokenizer, save_gpt2, save_gpt2_classifier
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rlhf_pg.data.reviews import build_corpus
-from rlhf_pg.data.tokenizer import train_tokenizer
 from rlhf_pg.reward_scoring import ClassifierReward
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
-
-
-def _gpt2_like_tokenizer(texts):
-    """Like the hub's gpt2 tokenizer: EOS but no pad token, right padding."""
-    trained = train_tokenizer(texts, vocab_size=400)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=trained.backend_tokenizer, eos_token="<|endoftext|>"
-    )
 
 
 @pytest.fixture(scope="module")
 def stand_ins(tmp_path_factory):
     root = tmp_path_factory.mktemp("hub")
     texts = build_corpus(300, seed=2)
-    tok = _gpt2_like_tokenizer(texts)
-    config = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=1, n_head=2)
-    GPT2LMHeadModel(config).save_pretrained(root / "gpt2")
-    tok.save_pretrained(root / "gpt2")
+    tok = gpt2_like_tokenizer(texts)
+    save_gpt2(root / "gpt2", tok)
     Dataset.from_dict({"text": texts, "label": [0] * len(texts)}).save_to_disk(str(root / "imdb"))
-    clf_config = GPT2Config(
-        vocab_size=len(tok),
-        n_positions=64,
-        n_embd=32,
-        n_layer=1,
-        n_head=2,
-        num_labels=2,
-        id2label={0: "NEGATIVE", 1: "POSITIVE"},
-        label2id={"NEGATIVE": 0, "POSITIVE": 1},
-        pad_token_id=tok.eos_token_id,
-    )
-    GPT2ForSequenceClassification(clf_config).save_pretrained(root / "classifier")
-    tok.save_pretrained(root / "classifier")
+    save_gpt2_classifier(root / "classifier", tok)
     return root
 
 

@@ -75,7 +75,7 @@ def _classes() -> dict[str, type]:
     return {"ppo": PPO, "a2c": A2C, "trpo": TRPO}
 
 
-class _Policy:
+class SB3Policy:
     """What ``Evaluator`` needs from an agent: the deterministic action for a batch."""
 
     def __init__(self, model, vecnorm) -> None:
@@ -111,27 +111,33 @@ def _grid_callback(evaluate, every: int, total: int):
     return GridEval()
 
 
-def run_sb3(spec, out) -> dict[str, Any]:
-    """Train ``spec.algo`` = "sb3-<algo>" and return the record body (curve, final eval, time)."""
+def build_model(algo: str, env_id: str, seed: int):
+    """An SB3 ``algo`` model with the zoo settings for ``env_id`` (SB3 defaults where the zoo
+    has none). Returns ``(model, vec_env, vecnorm)``; ``vecnorm`` is None without
+    observation normalisation."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
-    algo = spec.algo.removeprefix("sb3-")
-    hp = dict(ZOO.get((algo, spec.env_id), {}))
-    settings = dict(hp)
+    hp = dict(ZOO.get((algo, env_id), {}))
     n_envs, normalize = hp.pop("n_envs", 1), hp.pop("normalize", False)
     for key, value in hp.items():
         if isinstance(value, str) and value.startswith("lin_"):
             hp[key] = _linear(float(value[4:]))
-    env = make_vec_env(spec.env_id, n_envs=n_envs, seed=spec.seed)
+    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
     vecnorm = VecNormalize(env, gamma=hp.get("gamma", 0.99)) if normalize else None
-    model = _classes()[algo](
-        "MlpPolicy", vecnorm or env, seed=spec.seed, device="cpu", verbose=0, **hp
-    )
+    model = _classes()[algo]("MlpPolicy", vecnorm or env, seed=seed, device="cpu", verbose=0, **hp)
+    return model, env, vecnorm
+
+
+def run_sb3(spec, out) -> dict[str, Any]:
+    """Train ``spec.algo`` = "sb3-<algo>" and return the record body (curve, final eval, time)."""
+    algo = spec.algo.removeprefix("sb3-")
+    settings = ZOO.get((algo, spec.env_id), {})
+    model, env, vecnorm = build_model(algo, spec.env_id, spec.seed)
     obs_spec = probe_env(spec.env_id)
     evaluator = Evaluator(spec.env_id, obs_spec, spec.eval_episodes, spec.seed)
     identity = ObsNormalizer(obs_spec.obs_dim, False)
-    policy = _Policy(model, vecnorm)
+    policy = SB3Policy(model, vecnorm)
     curve: list[dict[str, Any]] = []
     clock = {"start": 0.0, "eval": 0.0}
 

@@ -101,7 +101,7 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 def check_yaml(path: str | Path) -> dict[str, Any]:
     """Read a recipe YAML file; unknown keys and mistyped values raise :class:`ConfigError`."""
-    from ..recipe_config import _conforms, _describe
+    from ..recipe_config import conforms, describe_type
 
     path = Path(path)
     if not path.is_file():
@@ -114,10 +114,10 @@ def check_yaml(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys: {sorted(types)}")
     for key, value in data.items():
-        ok, converted = _conforms(value, types[key])
+        ok, converted = conforms(value, types[key])
         if not ok:
             raise ConfigError(
-                f"{path}: {key}={value!r} is invalid; expected {_describe(types[key])}"
+                f"{path}: {key}={value!r} is invalid; expected {describe_type(types[key])}"
             )
         data[key] = converted
     return data

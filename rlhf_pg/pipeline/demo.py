@@ -38,9 +38,11 @@ class DemoConfig:
     sft_steps: int = 800
     # reward model: pairs of SFT completions labelled by VADER
     rm_prompts: int = 3000
-    rm_epochs: float = 2.0
-    rm_learning_rate: float = 5e-4
-    rm_max_new_tokens: int = 24
+    # the settings of recipes/configs/rm_sentiment.yaml: 40-token completions give the gold
+    # scorer more words to judge, and 3 epochs at 1e-3 kept held-out accuracy >= 0.88 on 3 seeds
+    rm_epochs: float = 3.0
+    rm_learning_rate: float = 1e-3
+    rm_max_new_tokens: int = 40
     # PPO against the reward model
     ppo_steps: int = 40
     batch_size: int = 64
