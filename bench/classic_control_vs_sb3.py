@@ -36,6 +36,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from classic_control_preset_search import steps_to_solve  # noqa: E402
+
 from classic_control.compare.baselines_sb3 import ZOO as ZOO_SETTINGS  # noqa: E402
 from classic_control.compare.baselines_sb3 import SB3Policy, build_model  # noqa: E402
 from classic_control.config import resolve  # noqa: E402
@@ -128,23 +130,8 @@ def sb3_time_to_solve(seed: int) -> tuple[float | None, int | None]:
 
 
 def ours_time_to_solve(seed: int) -> tuple[float | None, int | None]:
-    # the trainer's own evaluation is pushed past the budget; we evaluate outside the clock
-    cfg, _ = resolve("ppo", ENV, {"seed": seed, "eval_every": 10**9})
-    with tempfile.TemporaryDirectory() as d:
-        trainer = Trainer(cfg, Path(d))
-        cpu, next_eval = 0.0, EVAL_EVERY
-        try:
-            while trainer.env_steps < cfg.total_steps - cfg.num_envs * cfg.num_steps:
-                c0 = time.process_time()
-                trainer.update_once()
-                cpu += time.process_time() - c0
-                if trainer.env_steps >= next_eval:
-                    next_eval += EVAL_EVERY
-                    if trainer.evaluate()["mean_return"] >= THRESHOLD:
-                        return cpu, trainer.env_steps
-        finally:
-            trainer.close()
-    return None, None
+    # the same protocol as SB3's above: eval every 2,560 steps, outside the clock
+    return steps_to_solve({}, seed, max_steps=50_000) or (None, None)
 
 
 def _median(xs):
