@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from classic_control_preset_search import steps_to_solve  # noqa: E402
+from classic_control_preset_search import ENV, EVAL_EVERY, THRESHOLD, steps_to_solve  # noqa: E402
 
 from classic_control.compare.baselines_sb3 import ZOO as ZOO_SETTINGS  # noqa: E402
 from classic_control.compare.baselines_sb3 import SB3Policy, build_model  # noqa: E402
@@ -45,7 +45,6 @@ from classic_control.envs import ObsNormalizer, probe_env  # noqa: E402
 from classic_control.evaluate import Evaluator  # noqa: E402
 from classic_control.trainer import Trainer  # noqa: E402
 
-ENV, THRESHOLD, EVAL_EVERY = "CartPole-v1", 475.0, 2560
 ZOO = ZOO_SETTINGS[("ppo", ENV)]
 SB3_BUDGET = 100_000  # the zoo's CartPole budget: sets the learning-rate and clip schedules
 # the zoo settings in our config's names; SB3's value loss is MSE without the 1/2, hence vf 1.0
