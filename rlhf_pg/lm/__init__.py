@@ -9,9 +9,11 @@ One trainer runs PPO with a value head (``estimator="ppo"``) and the
 critic-free REINFORCE / RLOO / GRPO (``estimator="reinforce" | "rloo" | "grpo"``).
 """
 
+from ..hf.scoring import RewardModel
+from ..hf.tokens import ensure_pad_token
 from .config import PPOConfig
-from .rewards import CombinedReward, RewardModel, validate_scores
-from .rollout import Rollout, ensure_pad_token
+from .rewards import CombinedReward, validate_scores
+from .rollout import Rollout
 from .tracking import TrainerCallback
 from .trainer import PPOTrainer, TrainerState
 from .value_head import PolicyWithValueHead, ValueHead

@@ -61,7 +61,7 @@ def ppo_advantages(
 ) -> tuple[Tensor, Tensor]:
     """GAE over the response tokens (the episode ends after the last valid token),
     advantages whitened over the valid tokens of all processes."""
-    advantages, returns = gae(rewards, values, gamma=config.gamma, lam=config.lam, mask=mask)
+    advantages, returns = gae(rewards, values, gamma=config.gamma, lam=config.gae_lambda, mask=mask)
     if config.whiten_advantages:
         advantages = whiten(advantages, mask, distributed=True)
     return advantages, returns

@@ -8,10 +8,11 @@ any model is touched.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 from ..core import AGGREGATION_MODES, KL_ESTIMATORS
+from ..utils.config import config_from_dict, with_aliases
 
 ESTIMATORS = ("ppo", "reinforce", "rloo", "grpo")
 KL_PENALTY_MODES = ("reward", "loss", "none")
@@ -26,6 +27,7 @@ def _help(text: str, default: Any) -> Any:
     return field(default=default, metadata={"help": text})
 
 
+@with_aliases
 @dataclass
 class PPOConfig:
     """Hyperparameters of :class:`rlhf_pg.lm.PPOTrainer` (PPO and the critic-free estimators).
@@ -33,7 +35,17 @@ class PPOConfig:
     Batch sizes are per process: each of N processes generates
     ``batch_size * samples_per_prompt`` completions per step, so the global
     batch is N times that.
+
+    Names are shared with ``classic_control`` where the meaning is the same
+    (``learning_rate``, ``gae_lambda``, ``clip_eps``, ``update_epochs``,
+    ``entropy_coef``); the old names in ``ALIASES`` still work, with a notice.
     """
+
+    ALIASES: ClassVar[dict[str, str]] = {
+        "lam": "gae_lambda",
+        "ppo_epochs": "update_epochs",
+        "total_steps": "max_steps",
+    }
 
     # --- estimator -------------------------------------------------------
     estimator: str = _help(
@@ -46,20 +58,20 @@ class PPOConfig:
 
     # --- batch and optimisation -------------------------------------------
     batch_size: int = _help("prompts per step per process", 16)
-    ppo_epochs: int = _help("passes over each rollout", 4)
+    update_epochs: int = _help("passes over each rollout", 4)
     num_minibatches: int = _help("minibatches per epoch (optimizer steps per epoch)", 1)
     gradient_accumulation_steps: int = _help("micro-batches per minibatch", 1)
     learning_rate: float = _help("Adam learning rate", 1e-5)
     adam_eps: float = _help("Adam epsilon", 1e-5)
     weight_decay: float = _help("AdamW weight decay", 0.0)
-    lr_schedule: str = _help("constant or linear decay to 0 over total_steps", "constant")
+    lr_schedule: str = _help("constant or linear decay to 0 over max_steps", "constant")
     max_grad_norm: float = _help("global grad-norm clip; 0 disables", 1.0)
-    total_steps: int = _help("PPO steps run by train()", 100)
+    max_steps: int = _help("PPO steps (rollout + update) run by train()", 100)
     target_kl: float = _help("stop the epoch loop when approx-KL exceeds this; 0 disables", 0.0)
 
     # --- PPO losses ----------------------------------------------------------
     gamma: float = _help("discount over tokens", 1.0)
-    lam: float = _help("GAE lambda over tokens", 0.95)
+    gae_lambda: float = _help("GAE lambda over tokens", 0.95)
     clip_eps: float = _help("PPO ratio clip range", 0.2)
     clip_eps_value: float = _help("value clip range around rollout values; 0 disables", 0.2)
     vf_coef: float = _help("value-loss coefficient", 0.1)
@@ -132,10 +144,10 @@ class PPOConfig:
         for name in (
             "samples_per_prompt",
             "batch_size",
-            "ppo_epochs",
+            "update_epochs",
             "num_minibatches",
             "gradient_accumulation_steps",
-            "total_steps",
+            "max_steps",
             "max_new_tokens",
         ):
             _at_least(name, getattr(self, name), 1)
@@ -158,7 +170,7 @@ class PPOConfig:
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("gamma", "lam"):
+        for name in ("gamma", "gae_lambda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 < self.top_p <= 1.0:
@@ -187,11 +199,7 @@ class PPOConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PPOConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown PPOConfig field(s) {unknown}; valid: {sorted(known)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "PPOConfig")
 
 
 def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:

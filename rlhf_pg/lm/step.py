@@ -140,7 +140,7 @@ def gather_valid(accelerator, x: Tensor, mask: Tensor) -> Tensor:
 
 
 def ppo_update(trainer, batch: dict[str, Tensor], kl_coef: float) -> dict[str, list[Tensor]]:
-    """``ppo_epochs`` passes of ``num_minibatches`` optimizer steps, each over
+    """``update_epochs`` passes of ``num_minibatches`` optimizer steps, each over
     ``gradient_accumulation_steps`` micro-batches.
 
     Each micro-batch loss is scaled by its share of the minibatch's aggregation
@@ -156,7 +156,7 @@ def ppo_update(trainer, batch: dict[str, Tensor], kl_coef: float) -> dict[str, l
     stats: dict[str, list[Tensor]] = {"ppo/epochs": []}
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
     model.train()  # dropout is disabled; train mode only switches gradient checkpointing on
-    for epoch in range(cfg.ppo_epochs):
+    for epoch in range(cfg.update_epochs):
         perm = torch.randperm(n, generator=trainer.perm_generator).to(trainer.device)
         epoch_kl = []
         for m in range(cfg.num_minibatches):

@@ -22,20 +22,14 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..core import AdaptiveKLController, FixedKLController, masked_mean
+from ..hf.models import context_length
+from ..hf.sampling import sample_tokens
+from ..hf.tokens import decode_rows, encode_prompts, left_pad, truncate_at_stop
 from . import advantages as adv_lib
 from .config import PPOConfig
 from .models import build_policy
 from .rewards import CombinedReward, RewardSpec
-from .rollout import (
-    Rollout,
-    context_length,
-    decode_rows,
-    encode_prompts,
-    evaluate_rollout,
-    left_pad,
-    sample_responses,
-    truncate_at_stop,
-)
+from .rollout import Rollout, evaluate_rollout
 from .step import run_step
 from .tracking import MetricsWriter, TrainerCallback, as_callback, tracker_names
 from .value_head import PolicyWithValueHead
@@ -111,7 +105,7 @@ class PPOTrainer:
         optimizer = torch.optim.AdamW(
             params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay
         )
-        total = cfg.total_steps
+        total = cfg.max_steps
         decay = cfg.lr_schedule == "linear"
         # not passed to accelerate.prepare, which would step it once per process
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -129,6 +123,9 @@ class PPOTrainer:
             self.kl_ctl = FixedKLController(cfg.kl_coef)
         self.state = TrainerState()
         set_seed(cfg.seed + self.accelerator.process_index)  # distinct samples per rank
+        self.sample_generator = torch.Generator().manual_seed(
+            cfg.seed + self.accelerator.process_index
+        )
         self.perm_generator = torch.Generator().manual_seed(cfg.seed)  # same on every rank
         self.callbacks = [as_callback(c) for c in callbacks]
         self.writer = MetricsWriter(self.accelerator, cfg.output_dir)
@@ -177,10 +174,11 @@ class PPOTrainer:
         # eval mode: dropout is off anyway, but gradient checkpointing would disable the KV cache
         self.unwrapped_model.eval()
         with self.accelerator.autocast():
-            raw = sample_responses(
+            raw = sample_tokens(
                 self.unwrapped_model.pretrained_model,
                 query_ids,
                 query_mask,
+                generator=self.sample_generator,
                 max_new_tokens=cfg.max_new_tokens,
                 temperature=cfg.temperature,
                 top_k=cfg.top_k,
@@ -228,13 +226,16 @@ class PPOTrainer:
         query_ids, query_mask = left_pad(ids, self.tokenizer.pad_token_id)
         self.unwrapped_model.eval()
         with self.accelerator.autocast():
-            raw = sample_responses(
+            raw = sample_tokens(
                 self.unwrapped_model.pretrained_model,
                 query_ids.to(self.device),
                 query_mask.to(self.device),
+                generator=self.sample_generator,
                 max_new_tokens=max_new_tokens or cfg.max_new_tokens,
-                temperature=temperature or cfg.temperature,
-                top_k=1 if greedy else cfg.top_k,
+                temperature=0.0
+                if greedy
+                else (cfg.temperature if temperature is None else temperature),
+                top_k=cfg.top_k,
                 top_p=cfg.top_p,
                 stop_ids=self.stop_ids,
                 pad_id=self.tokenizer.pad_token_id,
@@ -347,7 +348,7 @@ class PPOTrainer:
         return batch[rank * cfg.batch_size : (rank + 1) * cfg.batch_size]
 
     def train(self, num_steps: int | None = None) -> list[dict]:
-        """Run until ``config.total_steps`` steps are done (or ``num_steps`` more)."""
+        """Run until ``config.max_steps`` steps are done (or ``num_steps`` more)."""
         cfg = self.config
         if not self.prompts:
             raise ValueError("train() needs prompts: PPOTrainer(..., prompts=[...])")
@@ -360,7 +361,7 @@ class PPOTrainer:
             max_length=self.max_prompt_length,
             truncation=cfg.prompt_truncation,
         )
-        end = cfg.total_steps if num_steps is None else self.state.step + num_steps
+        end = cfg.max_steps if num_steps is None else self.state.step + num_steps
         history = []
         bar = tqdm(
             total=end,
