@@ -373,6 +373,9 @@ class PPOTrainer:
             rollout = self.generate(self._next_prompts())
             scores, parts = self.score(rollout)
             extra = {f"reward/{name}": self.global_mean(part) for name, part in parts.items()}
+            for cb in self.callbacks:
+                for name, value in (cb.on_rollout(self, rollout) or {}).items():
+                    extra[name] = self.global_mean(torch.tensor(float(value)))
             metrics = self.step(rollout, scores, extra_metrics=extra)
             history.append(metrics)
             bar.update(1)
