@@ -18,7 +18,7 @@ def tiny_arithmetic_sft(tmp_path_factory):
     torch.set_num_threads(1)
     cfg = SFTArgs(
         task="arithmetic", max_operand=9, corpus_size=500, vocab_size=300, n_layer=1, n_head=2,
-        n_embd=32, n_positions=32, max_length=16, num_steps=30, warmup_steps=5, batch_size=32,
+        n_embd=32, n_positions=32, max_length=16, max_steps=30, warmup_steps=5, batch_size=32,
         progress=False, output_dir=str(tmp_path_factory.mktemp("sft_arith") / "m"),
     )  # fmt: skip
     return train_sft(cfg)

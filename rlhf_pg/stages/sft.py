@@ -18,21 +18,28 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
 from ..utils.cache import atomic_dir, config_hash, default_cache_root, is_complete
-from ..utils.config import check_types, require
+from ..utils.config import check_types, require, with_aliases
 from ..utils.io import atomic_write_json
 
 # Fields that choose where or how a run happens, not what it produces.
 _NOT_IN_KEY = ("output_dir", "cache_dir", "reuse_cache", "num_threads", "log_every", "progress")
 
 
+@with_aliases
 @dataclass
 class SFTArgs:
-    """Hyperparameters of one SFT run (recipe YAML keys and CLI flags)."""
+    """Hyperparameters of one SFT run (recipe YAML keys and CLI flags).
+
+    ``max_steps`` counts optimizer steps, as :attr:`rlhf_pg.lm.PPOConfig.max_steps` does;
+    the old name ``num_steps`` still works, with a notice.
+    """
+
+    ALIASES: ClassVar[dict[str, str]] = {"num_steps": "max_steps"}
 
     task: Literal["sentiment", "arithmetic", "dataset"] = "sentiment"
     model_name_or_path: str | None = None  # None: a fresh GPT-2 from n_layer/n_head/n_embd
@@ -55,7 +62,7 @@ class SFTArgs:
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 50
-    num_steps: int = 400
+    max_steps: int = 400
     batch_size: int = 32
     max_grad_norm: float = 1.0
     eval_fraction: float = 0.02
@@ -78,7 +85,7 @@ class SFTArgs:
                 "dataset_name",
                 "must be set for task 'dataset'",
             )
-        for name in ("num_steps", "batch_size", "corpus_size", "n_layer", "n_head", "n_embd"):
+        for name in ("max_steps", "batch_size", "corpus_size", "n_layer", "n_head", "n_embd"):
             require(getattr(self, name) >= 1, self, name, "must be >= 1")
         require(self.max_length >= 2, self, "max_length", "must be >= 2")
         require(self.learning_rate > 0, self, "learning_rate", "must be > 0")
@@ -200,7 +207,7 @@ def _lr_lambda(cfg: SFTArgs):
     def f(step: int) -> float:  # linear warm-up, then cosine decay to 10%
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
-        progress = (step - cfg.warmup_steps) / max(1, cfg.num_steps - cfg.warmup_steps)
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return f
@@ -245,7 +252,7 @@ def train_sft(cfg: SFTArgs) -> Path:
     model.train()
     history, batches, start = [], iter(loader), time.perf_counter()
     bar = tqdm(
-        range(cfg.num_steps), desc="SFT", disable=not (cfg.progress and accelerator.is_main_process)
+        range(cfg.max_steps), desc="SFT", disable=not (cfg.progress and accelerator.is_main_process)
     )
     for step in bar:
         try:
@@ -259,7 +266,7 @@ def train_sft(cfg: SFTArgs) -> Path:
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        if step % cfg.log_every == 0 or step == cfg.num_steps - 1:
+        if step % cfg.log_every == 0 or step == cfg.max_steps - 1:
             row = {
                 "step": step,
                 "loss": loss.item(),
