@@ -156,6 +156,33 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
 
 
+def _write_report(cfg: DemoConfig, sft_run, rm_run, ppo_config, results, seconds) -> Path:
+    (sft_path, sft), (rm_path, rm), (args, config) = sft_run, rm_run, ppo_config
+    facts = {
+        "SFT model": str(sft_path),
+        "SFT parameters": sft["num_parameters"],
+        "SFT held-out loss before / after": f"{sft['eval_loss_before']:.3f} / "
+        f"{sft['eval_loss_after']:.3f}",
+        "reward model": str(rm_path),
+        "reward model held-out pairwise accuracy": rm["heldout_pairwise_accuracy"],
+        "reward model pairs (train / held-out)": f"{rm['n_train_pairs']} / {rm['n_heldout_pairs']}",
+        "PPO steps x completions": f"{config.max_steps} x {config.batch_size}",
+        "KL coefficient": config.kl_coef,
+        "seed": cfg.seed,
+        **{f"seconds, {k}": round(v, 1) for k, v in seconds.items()},
+    }
+    intro = (
+        "Offline sentiment task: a tiny GPT-2 fine-tuned on generated movie reviews is "
+        "trained with PPO against a reward model that learned VADER's preferences from pairs; "
+        "VADER itself (the gold scorer) is used only to evaluate. Held-out figures use "
+        f"{args.num_eval_prompts} prompts drawn with their own seed (not the SFT corpus's or "
+        f"the reward model's), {args.eval_samples} sample(s) each at temperature "
+        f"{config.temperature:g} with a fixed sampling seed."
+    )
+    summary = {"title": "rlhf-pg demo report", "intro": intro, "facts": facts}
+    return write_report(Path(cfg.out), results, summary)
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage (reusing cached SFT / reward models) and write the report."""
     if cfg.num_threads > 0:
@@ -190,37 +217,14 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     t = _stage(4, "report")
     seconds["before_report"] = time.perf_counter() - begin
+    report = _write_report(cfg, (sft_path, sft), (rm_path, rm), (args, config), results, seconds)
+    seconds["total"] = time.perf_counter() - begin
+    summary = {**summary, "rm_accuracy": acc, "seconds": seconds, "report": str(report)}
     stage_settings = {
         "sft": dataclasses.asdict(sft_cfg),
         "reward_model": dataclasses.asdict(rm_cfg),
         "ppo": args_to_dict(args, config),
     }
-    facts = {
-        "SFT model": str(sft_path),
-        "SFT parameters": sft["num_parameters"],
-        "SFT held-out loss before / after": f"{sft['eval_loss_before']:.3f} / "
-        f"{sft['eval_loss_after']:.3f}",
-        "reward model": str(rm_path),
-        "reward model held-out pairwise accuracy": acc,
-        "reward model pairs (train / held-out)": f"{rm['n_train_pairs']} / {rm['n_heldout_pairs']}",
-        "PPO steps x completions": f"{config.max_steps} x {config.batch_size}",
-        "KL coefficient": config.kl_coef,
-        "seed": cfg.seed,
-        **{f"seconds, {k}": round(v, 1) for k, v in seconds.items()},
-    }
-    intro = (
-        "Offline sentiment task: a tiny GPT-2 fine-tuned on generated movie reviews is "
-        "trained with PPO against a reward model that learned VADER's preferences from pairs; "
-        "VADER itself (the gold scorer) is used only to evaluate. Held-out figures use "
-        f"{args.num_eval_prompts} prompts drawn with their own seed (not the SFT corpus's or "
-        f"the reward model's), {args.eval_samples} sample(s) each at temperature "
-        f"{config.temperature:g} with a fixed sampling seed."
-    )
-    report = write_report(
-        out, results, {"title": "rlhf-pg demo report", "intro": intro, "facts": facts}
-    )
-    seconds["total"] = time.perf_counter() - begin
-    summary = {**summary, "rm_accuracy": acc, "seconds": seconds, "report": str(report)}
     record = {"config": dataclasses.asdict(cfg), "stages": stage_settings, **summary}
     atomic_write_json(out / "summary.json", record)
     _done(t, f"report: {report}")

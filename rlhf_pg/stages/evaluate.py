@@ -36,11 +36,13 @@ from torch import Tensor
 
 from ..core import kl_k1
 from ..hf.sampling import generate_completions
+from ..hf.scoring import RewardModel
 from ..hf.tokens import encode_prompts, left_pad
 from ..lm.rewards import CombinedReward, RewardSpec
 from ..lm.rollout import Rollout, response_forward
-from ..tasks.arithmetic import exact_match_reward
+from ..tasks.arithmetic import arithmetic_prompts, exact_match_reward
 from ..tasks.gold import fraction_positive, gold_reward
+from ..tasks.reviews import sentiment_prompts
 from ..utils.config import check_types, require
 from ..utils.io import atomic_write_json
 
@@ -155,18 +157,30 @@ def sequence_kl(
     return out
 
 
-def _sample_rows(rows: list[dict], every: int, n_shown: int) -> list[dict]:
-    """One row per distinct prompt (rows come ``every`` per prompt), in prompt order."""
-    return rows[::every][:n_shown]
+def proxy_scores(
+    reward: RewardSpec,
+    tokenizer,
+    prompts: list[str],
+    completions: list[str],
+    completion_tokens: Sequence[Sequence[int]],
+) -> list[float]:
+    """The reward of sampled completions, scored as the trainer scores a rollout (a reward
+    model sharing the policy's vocabulary reads the tokens, anything else the text)."""
+    scorer = reward if isinstance(reward, CombinedReward) else CombinedReward(reward)
+    ids = token_batch(tokenizer, prompts, completion_tokens)
+    eos = tokenizer.eos_token_id
+    has_stop = torch.tensor([len(t) > 0 and t[-1] == eos for t in completion_tokens])
+    scores, _ = scorer(Rollout(*ids, prompts, completions, has_stop), tokenizer)
+    return scores.tolist()
 
 
-def _arithmetic_metrics(
-    policy, tokenizer, prompts: list[str], sampled: list[str], *, every: int, n_shown: int, **kw
+def arithmetic_accuracy(
+    prompts: list[str], greedy: list[str], sampled: list[str], k: int, n_shown: int
 ) -> dict:
-    """Greedy and sampled exact-match accuracy; the rows shown are the greedy answers."""
-    greedy, _ = generate_completions(policy, tokenizer, prompts, temperature=0.0, **kw)
+    """Exact-match accuracy of the greedy answers and of the ``k`` samples per prompt; the
+    rows shown are the greedy answers."""
     correct = exact_match_reward(prompts, greedy)
-    repeated = [p for p in prompts for _ in range(every)]
+    repeated = [p for p in prompts for _ in range(k)]
     rows = [
         {"prompt": p, "completion": c, "correct": bool(r)}
         for p, c, r in zip(prompts, greedy, correct)
@@ -203,27 +217,19 @@ def evaluate_policy(
     """
     if task not in TASKS:
         raise ValueError(f"task={task!r} is not valid; choose one of {', '.join(TASKS)}")
-    prompts = list(prompts)
-    repeated = [p for p in prompts for _ in range(samples_per_prompt)]
+    prompts, k = list(prompts), samples_per_prompt
+    repeated = [p for p in prompts for _ in range(k)]
     kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    gen = torch.Generator().manual_seed(seed)
     completions, tokens = generate_completions(
-        policy,
-        tokenizer,
-        repeated,
-        temperature=temperature,
-        generator=torch.Generator().manual_seed(seed),
-        **kw,
+        policy, tokenizer, repeated, temperature=temperature, generator=gen, **kw
     )
     result: dict = {"response_length": statistics.fmean(len(t) for t in tokens)}
     rows = [{"prompt": p, "completion": c} for p, c in zip(repeated, completions)]
     if reward is not None:
-        scorer = reward if isinstance(reward, CombinedReward) else CombinedReward(reward)
-        ids = token_batch(tokenizer, repeated, tokens)
-        eos = tokenizer.eos_token_id
-        has_stop = torch.tensor([len(t) > 0 and t[-1] == eos for t in tokens])
-        scores, _ = scorer(Rollout(*ids, repeated, completions, has_stop), tokenizer)
-        result["proxy"] = float(scores.mean())
-        for row, s in zip(rows, scores.tolist()):
+        scores = proxy_scores(reward, tokenizer, repeated, completions, tokens)
+        result["proxy"] = statistics.fmean(scores)
+        for row, s in zip(rows, scores):
             row["proxy"] = s
     if reference is not None:
         kls = sequence_kl(policy, reference, tokenizer, repeated, tokens, temperature, batch_size)
@@ -233,41 +239,26 @@ def evaluate_policy(
         result.update(gold_mean=statistics.fmean(gold), gold_positive=fraction_positive(gold))
         for row, g in zip(rows, gold):
             row["gold"] = g
-    result["samples"] = _sample_rows(rows, samples_per_prompt, n_samples_shown)
+    result["samples"] = rows[::k][:n_samples_shown]  # one row per distinct prompt
     if task == "arithmetic":
-        result.update(
-            _arithmetic_metrics(
-                policy,
-                tokenizer,
-                prompts,
-                completions,
-                every=samples_per_prompt,
-                n_shown=n_samples_shown,
-                **kw,
-            )
-        )
+        greedy, _ = generate_completions(policy, tokenizer, prompts, temperature=0.0, **kw)
+        result.update(arithmetic_accuracy(prompts, greedy, completions, k, n_samples_shown))
     return result
 
 
 def eval_prompts(args: EvalArgs) -> list[str]:
     """The held-out prompts an :class:`EvalArgs` names."""
     if args.task == "arithmetic":
-        from ..tasks.arithmetic import arithmetic_prompts
-
         held = arithmetic_prompts(
             "held_out", args.max_operand, args.held_out_fraction, args.split_seed
         )
         return held[: args.n_prompts]
-    from ..tasks.reviews import sentiment_prompts
-
     return sentiment_prompts(args.n_prompts, seed=args.prompt_seed, n_words=args.prompt_words)
 
 
 def run_evaluation(args: EvalArgs) -> dict:
     """The evaluate recipe: load the models by path, evaluate, write ``output_file`` if set."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..hf.scoring import RewardModel
 
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)

@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 
 from ..lm import PPOConfig, PPOTrainer, TrainerCallback
+from ..tasks.arithmetic import arithmetic_prompts
 from ..tasks.gold import fraction_positive, gold_reward
+from ..tasks.reviews import sentiment_prompts
 from ..utils.io import atomic_write_json
 from .evaluate import AdaptersDisabled, evaluate_policy
 from .ppo_args import PPORecipeArgs, args_to_dict
@@ -50,8 +52,6 @@ def load_policy(args: PPORecipeArgs):
 def build_prompts(args: PPORecipeArgs) -> tuple[list[str], list[str]]:
     """(training prompts, held-out evaluation prompts) for the task."""
     if args.task == "sentiment":
-        from ..tasks.reviews import sentiment_prompts
-
         train = sentiment_prompts(
             args.num_prompts, seed=args.prompt_seed, n_words=args.prompt_words
         )
@@ -60,8 +60,6 @@ def build_prompts(args: PPORecipeArgs) -> tuple[list[str], list[str]]:
         )
         return train, held
     if args.task == "arithmetic":
-        from ..tasks.arithmetic import arithmetic_prompts
-
         split = dict(
             max_operand=args.max_operand,
             held_out_fraction=args.held_out_fraction,

@@ -22,6 +22,10 @@ from typing import ClassVar, Literal
 
 import torch
 
+from ..hf.tokens import ensure_pad_token
+from ..tasks.arithmetic import build_arithmetic_corpus
+from ..tasks.reviews import build_corpus
+from ..tasks.tokenizer import train_tokenizer
 from ..utils.cache import atomic_dir, config_hash, default_cache_root, is_complete
 from ..utils.config import check_types, require, with_aliases
 from ..utils.io import atomic_write_json
@@ -110,12 +114,8 @@ def sft_output_dir(cfg: SFTArgs) -> Path:
 def build_texts(cfg: SFTArgs) -> list[str]:
     """The SFT corpus the config names."""
     if cfg.task == "sentiment":
-        from ..tasks.reviews import build_corpus
-
         return build_corpus(cfg.corpus_size, seed=cfg.corpus_seed)
     if cfg.task == "arithmetic":
-        from ..tasks.arithmetic import build_arithmetic_corpus
-
         return build_arithmetic_corpus(
             cfg.corpus_size, cfg.error_rate, cfg.max_operand, cfg.held_out_fraction, cfg.corpus_seed
         )
@@ -128,8 +128,6 @@ def build_tokenizer(cfg: SFTArgs, texts: list[str]):
     """A tokenizer from a path (hub name or folder), else a byte-level BPE trained on ``texts``."""
     from transformers import AutoTokenizer
 
-    from ..tasks.tokenizer import train_tokenizer
-
     path = cfg.tokenizer_name_or_path or cfg.model_name_or_path
     if path is not None:
         return AutoTokenizer.from_pretrained(path, padding_side="left")
@@ -139,8 +137,6 @@ def build_tokenizer(cfg: SFTArgs, texts: list[str]):
 def build_model(cfg: SFTArgs, tokenizer):
     """A pretrained causal LM from a path, else a fresh GPT-2 sized by the config."""
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
-
-    from ..hf.tokens import ensure_pad_token
 
     if cfg.model_name_or_path is not None:
         model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)
@@ -213,11 +209,43 @@ def _lr_lambda(cfg: SFTArgs):
     return f
 
 
+def _train_loop(cfg: SFTArgs, accelerator, model, loader, optimizer, scheduler) -> list[dict]:
+    """``cfg.max_steps`` optimizer steps (cycling over the loader); returns the logged rows."""
+    from tqdm.auto import tqdm
+
+    model.train()
+    history, batches = [], iter(loader)
+    bar = tqdm(
+        range(cfg.max_steps), desc="SFT", disable=not (cfg.progress and accelerator.is_main_process)
+    )
+    for step in bar:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
+        loss = model(**batch).loss
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % cfg.log_every == 0 or step == cfg.max_steps - 1:
+            row = {
+                "step": step,
+                "loss": loss.item(),
+                "grad_norm": None if grad_norm is None else float(grad_norm),
+                "lr": scheduler.get_last_lr()[0],
+            }
+            history.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+    return history
+
+
 def train_sft(cfg: SFTArgs) -> Path:
     """Train (or reuse from the cache) an SFT model; returns its ``save_pretrained`` folder."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
 
     out = sft_output_dir(cfg)
     if cfg.reuse_cache and is_complete(out):
@@ -249,32 +277,8 @@ def train_sft(cfg: SFTArgs) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
-    model.train()
-    history, batches, start = [], iter(loader), time.perf_counter()
-    bar = tqdm(
-        range(cfg.max_steps), desc="SFT", disable=not (cfg.progress and accelerator.is_main_process)
-    )
-    for step in bar:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            batch = next(batches)
-        loss = model(**batch).loss
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % cfg.log_every == 0 or step == cfg.max_steps - 1:
-            row = {
-                "step": step,
-                "loss": loss.item(),
-                "grad_norm": None if grad_norm is None else float(grad_norm),
-                "lr": scheduler.get_last_lr()[0],
-            }
-            history.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}")
+    start = time.perf_counter()
+    history = _train_loop(cfg, accelerator, model, loader, optimizer, scheduler)
     train_seconds = time.perf_counter() - start
 
     accelerator.wait_for_everyone()
