@@ -36,7 +36,9 @@ def test_ppo_against_the_gold_trained_reward_model_raises_the_proxy_reward(tiny_
         max_new_tokens=12,
         max_steps=12,
         learning_rate=3e-4,
-        kl_coef=0.1,
+        # at 0.1 the held-out KL after 12 steps sat at 8.2-9.9 (seeds 0-2) with the old hand
+        # loop and 9.6-10.6 with PPOTrainer.train's prompt order: too close to the bound below
+        kl_coef=0.2,
         num_minibatches=2,
         seed=0,
         cpu=True,
