@@ -229,12 +229,8 @@ def parse_recipe_args(cls: type[T] | tuple[type, ...], argv: list[str] | None = 
     parser = HfArgumentParser(classes)
     # A non-string sentinel default marks flags not given (argparse would parse a string one).
     parser.set_defaults(**{f.name: _UNSET for c in classes for f in dataclasses.fields(c)})
-    try:
-        given, unknown = parser.parse_known_args(_rename_alias_flags(classes, rest))
-    except SystemExit as exc:  # --help (code 0), or argparse already printed why
-        if exc.code in (0, None):
-            raise
-        raise ConfigError(f"bad command line {rest}") from exc
+    # a value argparse cannot convert exits with status 2 and argparse's one-line reason
+    given, unknown = parser.parse_known_args(_rename_alias_flags(classes, rest))
     if unknown:
         names = " / ".join(c.__name__ for c in classes)
         raise ConfigError(f"unknown argument(s) {unknown} for {names}")
