@@ -100,7 +100,8 @@ def describe_type(tp: Any) -> str:
         return "null"
     if origin is list:
         return f"a list of {describe_type(typing.get_args(tp)[0])}"
-    return f"a {getattr(tp, '__name__', str(tp))}"
+    name = getattr(tp, "__name__", str(tp))
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
 
 
 def conforms(value: Any, tp: Any) -> tuple[bool, Any]:
