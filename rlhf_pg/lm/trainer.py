@@ -333,11 +333,7 @@ class PPOTrainer:
             disable=not (cfg.progress_bar and acc.is_local_main_process),
         )
         while self.state.step < end:
-            prompts = next_prompts(
-                self.prompts, self.state, batch_size=cfg.batch_size, rank=acc.process_index,
-                num_processes=acc.num_processes, seed=cfg.seed,
-            )  # fmt: skip
-            rollout = self.generate(prompts)
+            rollout = self.generate(self.next_prompts())
             scores, parts = self.score(rollout)
             metrics = self.step(rollout, scores, extra_metrics=self._rollout_extras(rollout, parts))
             history.append(metrics)
@@ -352,6 +348,14 @@ class PPOTrainer:
         for cb in self.callbacks:
             cb.on_train_end(self)
         return history
+
+    def next_prompts(self) -> list[str]:
+        """This process's share of the next global batch of training prompts."""
+        acc = self.accelerator
+        return next_prompts(
+            self.prompts, self.state, batch_size=self.config.batch_size,
+            rank=acc.process_index, num_processes=acc.num_processes, seed=self.config.seed,
+        )  # fmt: skip
 
     def _rollout_extras(self, rollout: Rollout, parts: dict[str, Tensor]) -> dict[str, float]:
         """Each reward component's mean and the callbacks' rollout metrics, over processes."""
