@@ -161,3 +161,18 @@ def test_explicit_reference_grows_with_the_pad_token_and_kl_starts_at_zero(famil
     rollout = trainer.generate(PROMPTS)
     mask = rollout.response_mask
     assert torch.equal(rollout.logprobs[mask], rollout.ref_logprobs[mask])  # KL exactly 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_dropout_is_off_in_train_mode_for_every_family(family, tmp_path):
+    dropout = {"gpt2": {"attn_pdrop": 0.1, "resid_pdrop": 0.1, "embd_pdrop": 0.1}}.get(
+        family, {"attention_dropout": 0.1}
+    )
+    model, tok, _ = load_family(family, tmp_path, **dropout)
+    cfg = PPOConfig(batch_size=4, max_new_tokens=4, progress_bar=False, cpu=True)
+    trainer = PPOTrainer(cfg, model, tok, reward=lambda p, c: [0.0] * len(c))
+    policy = trainer.unwrapped_model.pretrained_model.train()
+    ids = torch.tensor([tok("the movie was great")["input_ids"]])
+    torch.testing.assert_close(
+        policy(input_ids=ids).logits, policy(input_ids=ids).logits, atol=0, rtol=0
+    )
