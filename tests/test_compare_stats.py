@@ -71,7 +71,12 @@ def _rec(seed, curve, algo="ppo", env="CartPole-v1", time_s=10.0):
         "protocol": {"steps": 20000, "eval_every": 5000, "eval_episodes": 10},
         "config": {"num_workers": 2},
         "curve": [
-            {"env_steps": s, "eval_return": r, "eval_std": 0.0, "train_time_s": s / 1000}
+            {
+                "env_steps": s,
+                "eval/return_mean": r,
+                "eval/return_std": 0.0,
+                "time/elapsed": s / 1000,
+            }
             for s, r in curve
         ],
         "final_eval": {"mean_return": curve[-1][1]},

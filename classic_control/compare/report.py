@@ -19,6 +19,8 @@ import numpy as np
 
 from rlhf_pg.utils.io import atomic_write_text
 
+from ..config import ConfigError
+from ..metrics import ELAPSED, EVAL_RETURN
 from . import records, stats
 
 REPORT_DIR = "report"
@@ -47,7 +49,7 @@ def grid(recs: list[dict[str, Any]]) -> np.ndarray:
     return np.array(points)
 
 
-def on_grid(rec: dict[str, Any], points: np.ndarray, key: str = "eval_return") -> np.ndarray:
+def on_grid(rec: dict[str, Any], points: np.ndarray, key: str = EVAL_RETURN) -> np.ndarray:
     """The run's first evaluation at or after each grid point (NaN if it has none)."""
     steps = np.array([c["env_steps"] for c in rec["curve"]])
     values = np.array([c[key] for c in rec["curve"]], dtype=np.float64)
@@ -66,7 +68,7 @@ def summarize(recs: list[dict[str, Any]], env_id: str) -> dict[str, Any]:
         for r in recs:
             steps = [c["env_steps"] for c in r["curve"]]
             to_thr.append(
-                stats.steps_to_threshold(steps, [c["eval_return"] for c in r["curve"]], thr)
+                stats.steps_to_threshold(steps, [c[EVAL_RETURN] for c in r["curve"]], thr)
             )
     reached = sum(s is not None for s in to_thr)
     return {
@@ -187,7 +189,7 @@ def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], out: Path) -
     for algo, recs in by_algo.items():
         points = grid(recs)
         ret = np.stack([on_grid(r, points) for r in recs])
-        secs = np.stack([on_grid(r, points, "train_time_s") for r in recs])
+        secs = np.stack([on_grid(r, points, ELAPSED) for r in recs])
         m, lo, hi = stats.curve_band(ret)
         label = f"{algo} (n={len(recs)})"
         ax1.plot(points, m, color=colors[algo], ls=styles[algo], lw=1.8, label=label)
@@ -240,8 +242,6 @@ def write_report(results: Path, out: Path | None = None) -> Path:
     """Rebuild ``report/`` (or ``out``) from the records of ``results``; returns report.md."""
     recs = records.load_records(Path(results))
     if not recs:
-        from ..config import ConfigError
-
         raise ConfigError(f"{str(results)!r} has no finished runs yet (records/ is empty)")
     out = Path(out) if out is not None else Path(results) / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
