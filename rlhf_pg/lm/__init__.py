@@ -12,10 +12,11 @@ critic-free REINFORCE / RLOO / GRPO (``estimator="reinforce" | "rloo" | "grpo"``
 from ..hf.scoring import RewardModel
 from ..hf.tokens import ensure_pad_token
 from .config import PPOConfig
+from .prompts import TrainerState
 from .rewards import CombinedReward, validate_scores
 from .rollout import Rollout
 from .tracking import TrainerCallback
-from .trainer import PPOTrainer, TrainerState
+from .trainer import PPOTrainer
 from .value_head import PolicyWithValueHead, ValueHead
 
 __all__ = [

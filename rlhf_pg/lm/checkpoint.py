@@ -52,7 +52,7 @@ def save_checkpoint(trainer, path: str | Path) -> Path:
         state = {
             "optimizer": trainer.optimizer.state_dict(),
             "scheduler": trainer.scheduler.state_dict(),
-            "kl_controller": trainer.kl_ctl.state_dict(),
+            "kl_controller": trainer.kl_controller.state_dict(),
             "trainer_state": asdict(trainer.state),
             "perm_generator": trainer.perm_generator.get_state(),
             "num_processes": acc.num_processes,
@@ -95,7 +95,7 @@ def load_checkpoint(trainer, path: str | Path) -> None:
             p.copy_(saved[name].to(p.device, p.dtype))
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
-    trainer.kl_ctl.load_state_dict(state["kl_controller"])
+    trainer.kl_controller.load_state_dict(state["kl_controller"])
     for key, value in state["trainer_state"].items():
         setattr(trainer.state, key, value)
     trainer.perm_generator.set_state(state["perm_generator"])

@@ -135,3 +135,20 @@ def evaluate_rollout(
     else:
         ref, _, _ = response_forward(ref_model, *tokens, temperature=temperature)
     rollout.logprobs, rollout.values, rollout.ref_logprobs = logprobs, values, ref
+
+
+def check_rollout(rollout: Rollout, config) -> None:
+    """The rollout splits into the configured minibatches and, for RLOO/GRPO, into groups."""
+    n = len(rollout)
+    chunks = config.num_minibatches * config.gradient_accumulation_steps
+    if n % chunks:
+        raise ValueError(
+            f"rollout has {n} rows, not divisible into num_minibatches * "
+            f"gradient_accumulation_steps = {chunks} equal parts"
+        )
+    if config.estimator in ("rloo", "grpo") and rollout.group_size != config.samples_per_prompt:
+        raise ValueError(
+            f"estimator={config.estimator!r} needs groups of samples_per_prompt="
+            f"{config.samples_per_prompt} rows per prompt; the rollout has group_size="
+            f"{rollout.group_size}"
+        )

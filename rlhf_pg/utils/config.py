@@ -100,7 +100,8 @@ def describe_type(tp: Any) -> str:
         return "null"
     if origin is list:
         return f"a list of {describe_type(typing.get_args(tp)[0])}"
-    return f"a {getattr(tp, '__name__', str(tp))}"
+    name = getattr(tp, "__name__", str(tp))
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
 
 
 def conforms(value: Any, tp: Any) -> tuple[bool, Any]:
@@ -229,12 +230,8 @@ def parse_recipe_args(cls: type[T] | tuple[type, ...], argv: list[str] | None = 
     parser = HfArgumentParser(classes)
     # A non-string sentinel default marks flags not given (argparse would parse a string one).
     parser.set_defaults(**{f.name: _UNSET for c in classes for f in dataclasses.fields(c)})
-    try:
-        given, unknown = parser.parse_known_args(_rename_alias_flags(classes, rest))
-    except SystemExit as exc:  # --help (code 0), or argparse already printed why
-        if exc.code in (0, None):
-            raise
-        raise ConfigError(f"bad command line {rest}") from exc
+    # a value argparse cannot convert exits with status 2 and argparse's one-line reason
+    given, unknown = parser.parse_known_args(_rename_alias_flags(classes, rest))
     if unknown:
         names = " / ".join(c.__name__ for c in classes)
         raise ConfigError(f"unknown argument(s) {unknown} for {names}")
