@@ -1,12 +1,14 @@
 """Names of the per-update metrics, in the language-model trainer's style.
 
-Quantities both trainers log carry the same key (``loss/policy``,
-``loss/value``, ``entropy``, ``policy/approx_kl``, ``policy/clipfrac``,
-``value/explained_variance``, ``grad_norm``, ``lr``); the rest are grouped
-by what they describe: ``train/`` (training episodes), ``eval/``
-(deterministic evaluation), ``time/`` and ``throughput/`` (the machine, not
-the learning), and one group per algorithm for its own diagnostics
-(``ppo/epochs``, ``trpo/step_accepted``, ``a3c/worker_updates``, ...).
+Quantities both trainers log carry the same key: ``loss/policy``,
+``loss/value``, ``loss/entropy`` (mean policy entropy over the update's batch,
+the term ``entropy_coef`` multiplies), ``policy/approx_kl``,
+``policy/clipfrac``, ``value/explained_variance``, ``grad_norm``, ``lr``,
+``ppo/epochs``. The rest are grouped by what they describe: ``train/``
+(training episodes), ``eval/`` (deterministic evaluation), ``time/`` and
+``throughput/`` (the machine, not the learning), and one group per algorithm
+for its own diagnostics (``ppo/clip_eps``, ``trpo/step_accepted``,
+``a3c/worker_updates``, ...).
 
 Runs written before the renaming used flat names; ``upgrade_row`` reads them.
 """
@@ -30,6 +32,7 @@ LEGACY_METRICS = {
     "train_time_s": ELAPSED,  # compare records' curve points
     "policy_loss": "loss/policy",
     "value_loss": "loss/value",
+    "entropy": "loss/entropy",
     "approx_kl": "policy/approx_kl",
     "clip_frac": "policy/clipfrac",
     "explained_var": "value/explained_variance",

@@ -15,7 +15,7 @@ import classic_control
 from classic_control.__main__ import main
 from classic_control.algos import REGISTRY
 from classic_control.config import Config, ConfigError
-from classic_control.metrics import is_timing
+from classic_control.metrics import LEGACY_METRICS, is_timing
 from classic_control.settings import resolve
 from classic_control.trainer import Trainer
 
@@ -145,10 +145,10 @@ def test_a_run_saved_under_the_old_names_resumes_and_evaluates(tmp_path, capsys)
     new_to_old = {new: old for old, new in Config.ALIASES.items()}
     old_cfg = {new_to_old.get(k, k): v for k, v in saved.items()}
     (cut / "config.yaml").write_text(yaml.safe_dump(old_cfg))
-    renames = {"loss/policy": "policy_loss", "policy/clipfrac": "clip_frac", "time/elapsed": "time"}
-    renames.update({"train/episode_return": "train_return", "eval/return_mean": "eval_return"})
+    renames = {new: old for old, new in LEGACY_METRICS.items() if old != "train_time_s"}
     rows = [json.loads(line) for line in (cut / "metrics.jsonl").open()]
     old_rows = [{renames.get(k, k): v for k, v in r.items()} for r in rows]
+    assert {"policy_loss", "entropy", "time", "train_return"} <= set(old_rows[0])
     (cut / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old_rows))
 
     assert main(["train", "--resume", str(cut), "--no-progress"]) == 0

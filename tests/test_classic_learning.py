@@ -39,7 +39,7 @@ def test_learns_cartpole(tmp_path, algo, steps, threshold):
     # the training return rose too: last episodes beat the first ones
     train = [r["train/episode_return"] for r in rows if "train/episode_return" in r]
     assert np.mean(train[-5:]) > 2 * np.mean(train[:5])
-    keys = ("loss/policy", "loss/value", "entropy", "policy/approx_kl", "grad_norm", "lr")
+    keys = ("loss/policy", "loss/value", "loss/entropy", "policy/approx_kl", "grad_norm", "lr")
     for key in (*keys, "throughput/env_steps_per_s"):
         assert all(np.isfinite(r[key]) for r in rows), key
 

@@ -122,7 +122,7 @@ def test_cli_train_eval_and_video(tmp_path, capsys):
         "train/episode_return",
         "loss/policy",
         "loss/value",
-        "entropy",
+        "loss/entropy",
         "policy/approx_kl",
         "policy/clipfrac",
         "value/explained_variance",

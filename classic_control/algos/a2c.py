@@ -60,7 +60,7 @@ class A2C(Algorithm):
         return {
             "loss/policy": m[0],
             "loss/value": m[1],
-            "entropy": m[2],
+            "loss/entropy": m[2],
             "policy/approx_kl": m[3],
             "grad_norm": m[4],
             "value/explained_variance": explained_variance(b.values, ret),

@@ -36,7 +36,7 @@ from ..rollout import Batch, Collector, VectorCollector
 from .a2c import actor_critic_loss
 from .base import Algorithm, gae_advantages
 
-_METRICS = ("loss/policy", "loss/value", "entropy", "grad_norm")
+_METRICS = ("loss/policy", "loss/value", "loss/entropy", "grad_norm")
 _POLL_S = 0.002
 _STALL_S = 600.0  # no finished rollout for this long: the workers are stuck
 

@@ -14,7 +14,7 @@ from .base import Algorithm, check_minibatches, unchecked_core
 _LOGGED = (
     "loss/policy",
     "loss/value",
-    "entropy",
+    "loss/entropy",
     "policy/approx_kl",
     "policy/clipfrac",
     "grad_norm",

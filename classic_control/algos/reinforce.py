@@ -53,7 +53,7 @@ class Reinforce(Algorithm):
         out = {
             "loss/policy": m[0],
             "loss/value": m[1],
-            "entropy": m[2],
+            "loss/entropy": m[2],
             "policy/approx_kl": m[3],
             "grad_norm": m[4],
             "reinforce/episodes": mask.shape[0],

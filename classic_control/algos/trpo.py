@@ -204,7 +204,7 @@ class TRPO(Algorithm):
             "trpo/line_search_tries": float(res.tries),
             "trpo/cg_residual": residual,
             "trpo/policy_grad_norm": float(grad.norm()),
-            "entropy": entropy,
+            "loss/entropy": entropy,  # of the updated policy on the batch
         }
 
     def _fit_critic(self, obs: Tensor, ret: Tensor) -> float:

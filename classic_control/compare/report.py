@@ -174,16 +174,23 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], out: Path) -> list[str]:
+    """The env's three plots (return vs steps, vs time, steps to threshold); their names."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    thr = records.threshold(env_id)
     bases = list(dict.fromkeys(a.removeprefix("sb3-") for a in by_algo))
     colors = {a: f"C{bases.index(a.removeprefix('sb3-'))}" for a in by_algo}
     styles = {a: "--" if a.startswith("sb3-") else "-" for a in by_algo}  # SB3: dashed
     names = [f"curves_{env_id}.png", f"steps_to_threshold_{env_id}.png", f"wallclock_{env_id}.png"]
+    _plot_curves(env_id, by_algo, colors, styles, out / names[0], out / names[2])
+    _plot_steps_to_threshold(env_id, by_algo, colors, out / names[1])
+    return names
+
+
+def _plot_curves(env_id, by_algo, colors, styles, steps_path: Path, time_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    thr = records.threshold(env_id)
     fig1, ax1 = plt.subplots(figsize=(7, 4.2), dpi=110)
     fig3, ax3 = plt.subplots(figsize=(7, 4.2), dpi=110)
     for algo, recs in by_algo.items():
@@ -204,9 +211,14 @@ def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], out: Path) -
         ax.legend(fontsize=7, loc="best")
     ax1.set_title(f"{env_id}: mean eval return, 95% bootstrap CI over seeds")
     ax3.set_title(f"{env_id}: mean eval return vs training time")
-    _save(fig1, out / names[0])
-    _save(fig3, out / names[2])
+    _save(fig1, steps_path)
+    _save(fig3, time_path)
 
+
+def _plot_steps_to_threshold(env_id, by_algo, colors, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    thr = records.threshold(env_id)
     fig2, ax2 = plt.subplots(figsize=(7, 0.6 + 0.5 * len(by_algo)), dpi=110)
     for y, (algo, recs) in enumerate(by_algo.items()):
         s = summarize(recs, env_id)
@@ -234,8 +246,7 @@ def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], out: Path) -
     ax2.set_xlim(0, None if not by_algo else max(grid(r)[-1] for r in by_algo.values()) * 1.12)
     ax2.grid(alpha=0.3, axis="x")
     fig2.tight_layout()
-    _save(fig2, out / names[1])
-    return names
+    _save(fig2, path)
 
 
 def write_report(results: Path, out: Path | None = None) -> Path:
