@@ -63,6 +63,9 @@ def resolve(
 
 def read_config(path: Path) -> Config:
     """A saved run's ``config.yaml`` (old field names accepted), checked."""
-    cfg = config_from_dict(Config, layer(load_yaml(path), str(path)), source=str(path))
+    values = load_yaml(path)
+    if not {"algo", "env_id"} <= set(values):
+        raise ConfigError(f"{path} does not hold a run's config (no algo / env_id)")
+    cfg = config_from_dict(Config, layer(values, str(path)), source=str(path))
     validate(cfg)
     return cfg

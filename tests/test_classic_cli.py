@@ -81,6 +81,10 @@ def test_folder_that_is_not_a_run(capsys, tmp_path, command):
     assert "is not a classic_control run" in err
     err = _error(capsys, [*command, str(tmp_path / "missing")])
     assert "does not exist" in err
+    (tmp_path / "config.yaml").write_text("")
+    assert "does not hold a run's config" in _error(capsys, [*command, str(tmp_path)])
+    (tmp_path / "config.yaml").write_text("algo: [ppo\n")
+    assert "not valid YAML at line 2" in _error(capsys, [*command, str(tmp_path)])
 
 
 def test_damaged_checkpoint_is_a_clean_error(capsys, tmp_path):

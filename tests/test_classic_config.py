@@ -164,3 +164,13 @@ def test_a_run_saved_under_the_old_names_resumes_and_evaluates(tmp_path, capsys)
     (cut / "config.yaml").write_text(yaml.safe_dump(old_cfg))
     assert main(["eval", str(cut), "--episodes", "2"]) == 0
     assert json.loads((cut / "eval.json").read_text())["env_steps"] == 1536
+
+
+def test_an_algorithm_with_the_old_collector_attribute_fails_loudly():
+    from classic_control.algos.base import Algorithm
+    from classic_control.rollout import EpisodeCollector
+
+    with pytest.raises(TypeError, match="make_collector"):
+
+        class Old(Algorithm):  # noqa: F841 - defining it is the test
+            collector = EpisodeCollector

@@ -72,6 +72,13 @@ class Algorithm:
         self.params = list(agent.parameters())
         self.optimizer = make_optimizer(cfg, self.params)
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        # the old ways (a ``collector`` class attribute or method) would now be ignored
+        # silently, leaving the algorithm on vector rollouts: fail at import instead
+        super().__init_subclass__(**kwargs)
+        if "collector" in vars(cls):
+            raise TypeError(f"{cls.__name__}: define make_collector(env_id, spec), not collector")
+
     @classmethod
     def check_config(cls, cfg: Config) -> None:
         """Raise ``ConfigError`` for a setting only this algorithm reads (the generic ones
