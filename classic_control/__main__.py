@@ -93,7 +93,7 @@ def _rename_old_flags(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="classic_control",
-        description="REINFORCE, A2C and PPO on gymnasium tasks, built on rlhf_pg.core.",
+        description="REINFORCE, A2C, A3C, PPO and TRPO on gymnasium tasks, built on rlhf_pg.core.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 

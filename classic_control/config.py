@@ -127,9 +127,6 @@ class Config:
         return dataclasses.asdict(self)
 
 
-FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Config))
-
-
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     """``name must be > 0, got value`` (or ``>= 0``); NaN always fails."""
     ok = value >= 0 if allow_zero else value > 0
