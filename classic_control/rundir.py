@@ -3,7 +3,7 @@
 Every file is written atomically (``rlhf_pg.utils.io``); ``metrics.jsonl`` is
 append-only and is cut back to the last checkpoint when a run resumes.
 
-Metric names are ``classic_control.metrics``'; rows of older runs, written
+Metric names are those of ``classic_control.metrics``; rows of older runs, written
 under flat names, are renamed when read.
 """
 
