@@ -87,7 +87,7 @@ def test_stop_tokens_and_early_stop():
     tok = make_tokenizer()
     model = make_policy(tok)
     stop = tok.convert_tokens_to_ids("e")
-    trainer = make_trainer(tok, model, stop_token_ids=[stop], max_new_tokens=30, top_k=0)
+    trainer = make_trainer(tok, model, stop_token_ids=[stop], max_new_tokens=30)
     rollout = trainer.generate(PROMPTS * 2)
     for ids, mask, has in zip(rollout.response_ids, rollout.response_mask, rollout.has_stop):
         valid = ids[mask].tolist()
