@@ -187,7 +187,15 @@ def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], out: Path) -
     return names
 
 
-def _plot_curves(env_id, by_algo, colors, styles, steps_path: Path, time_path: Path) -> None:
+def _plot_curves(
+    env_id: str,
+    by_algo: dict[str, list[dict[str, Any]]],
+    colors: dict[str, str],
+    styles: dict[str, str],
+    steps_path: Path,
+    time_path: Path,
+) -> None:
+    """Mean eval return with its bootstrap band against env steps, and against train time."""
     import matplotlib.pyplot as plt
 
     thr = records.threshold(env_id)
@@ -215,7 +223,10 @@ def _plot_curves(env_id, by_algo, colors, styles, steps_path: Path, time_path: P
     _save(fig3, time_path)
 
 
-def _plot_steps_to_threshold(env_id, by_algo, colors, path: Path) -> None:
+def _plot_steps_to_threshold(
+    env_id: str, by_algo: dict[str, list[dict[str, Any]]], colors: dict[str, str], path: Path
+) -> None:
+    """Each seed's env steps to the threshold, a cross for the seeds that never got there."""
     import matplotlib.pyplot as plt
 
     thr = records.threshold(env_id)
