@@ -93,6 +93,7 @@ class Config:
     def check(self) -> None:
         """The checks every algorithm needs: types, then ranges (one ``ConfigError`` line)."""
         check_types(self)
+        check_finite(self)
         for name in (
             "learning_rate",
             "adam_eps",
@@ -125,6 +126,15 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_finite(cfg: Config) -> None:
+    """Every float setting is a finite number (inf passes every range check but breaks
+    training on its first update)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and math.isinf(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value}")
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
