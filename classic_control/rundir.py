@@ -244,14 +244,14 @@ def read_eval(run_dir: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def claim(run_dir: Path) -> Iterator[Path]:
+def claim(run_dir: Path, what: str = "run folder") -> Iterator[Path]:
     """Be the one writer of ``run_dir`` while inside (``RunLockError`` naming the holder's
     pid otherwise); leftovers of killed saves are removed first. If the command fails, a
     folder this call created is removed again unless something was written into it."""
     run_dir = Path(run_dir)
     existed, failed = run_dir.exists(), False
     try:
-        with RunLock(run_dir):
+        with RunLock(run_dir, what):
             remove_stale_temporaries(run_dir)
             yield run_dir
     except BaseException:
