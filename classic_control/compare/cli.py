@@ -149,6 +149,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     if not args.results_dir.is_dir():
-        raise ConfigError(f"results dir {str(args.results_dir)!r} does not exist")
+        problem = "is not a folder" if args.results_dir.exists() else "does not exist"
+        raise ConfigError(f"results dir {str(args.results_dir)!r} {problem}")
+    out = args.out
+    if out is not None:  # checked before the records are read and plotted
+        above = next((p for p in [out, *out.parents] if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise ConfigError(f"--out {str(out)!r}: {str(above)!r} is a file, not a folder")
     print(f"report: {write_report(args.results_dir, args.out)}")
     return 0
