@@ -190,3 +190,27 @@ def test_kill_9_of_a_compare_sweep_leaves_no_worker(tmp_path):
         assert [m.stat().st_size for m in metrics] == sizes  # nothing writes there any more
     finally:
         proc.kill()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_compare_sweep_with_checkpoints(tmp_path):
+    res = tmp_path / "res"
+    argv = ["-m", "classic_control", "compare", "--algos", "a2c", "--seeds", "1", "--jobs", "1"]
+    argv += ["--steps", "100000000", "--eval-every", "0", "--eval-episodes", "1", "--no-progress"]
+    proc = _start([*argv, "--out", str(res)], tmp_path)
+    run = res / "runs" / "CartPole-v1" / "a2c" / "seed0"
+    try:
+        _wait_for(lambda: _rows(run / rundir.METRICS) >= 2, 120, "two updates")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()
+    assert b"1 runs saved a checkpoint" in out and b"Traceback" not in err, err.decode()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+    # the run can be continued: its checkpoint covers every row it logged; no record, no failure
+    assert rundir.load_checkpoint(run)["metrics_rows"] == _rows(run / rundir.METRICS)
+    assert not (res / "records").exists() and not (res / "failed").exists()
+    assert not (res / LOCK_NAME).exists() and not (run / LOCK_NAME).exists()

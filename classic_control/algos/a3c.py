@@ -288,7 +288,7 @@ class WorkerPool:
         for p in self.procs:
             p.join(timeout=10)
             if p.is_alive():
-                p.terminate()
+                p.kill()  # they ignore SIGTERM (see _worker)
                 p.join()
         self.procs = []
 
