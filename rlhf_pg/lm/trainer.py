@@ -184,6 +184,10 @@ class PPOTrainer:
         k = self.config.samples_per_prompt
         repeated = [p for p in prompts for _ in range(k)]
         query_ids, query_mask = self._encode(repeated)
+        if self.config.prompt_truncation == "left":  # rewards see the prompt the policy saw
+            cut = query_mask.sum(dim=1) >= self.max_prompt_length
+            seen = decode_rows(self.tokenizer, query_ids, query_mask)
+            repeated = [s if c else p for p, s, c in zip(repeated, seen, cut.tolist())]
         start = time.perf_counter()
         response_ids, response_mask, has_stop = self._sample(query_ids, query_mask)
         seconds = time.perf_counter() - start
