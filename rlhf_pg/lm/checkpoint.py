@@ -184,10 +184,10 @@ def read_checkpoint(trainer, path: str | Path) -> dict[str, Any]:
             f"{folder / 'trainer_config.json'}: written with estimator={theirs!r}, this "
             f"trainer runs estimator={mine!r}"
         )
-    state = _read(folder / "trainer_state.pt", safe_torch_load)
-    _check_state(trainer, folder / "trainer_state.pt", state)
     weights = _read(folder / "trainable.safetensors", load_safetensors)
     _check_weights(trainer, folder / "trainable.safetensors", weights)
+    state = _read(folder / "trainer_state.pt", safe_torch_load)
+    _check_state(trainer, folder / "trainer_state.pt", state)
     acc = trainer.accelerator
     for rank in range(acc.num_processes):  # every rank's file, so all ranks agree
         if not (folder / f"rng_state_{rank}.pt").is_file():
