@@ -169,6 +169,8 @@ def read_checkpoint(trainer, path: str | Path) -> dict[str, Any]:
     """Every file of the checkpoint, read and checked against ``trainer``; changes nothing."""
     path = Path(path)
     folder = resolve_replaced_dir(path)  # a kill mid-replacement: its new (or old) version
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a file, not a checkpoint folder")
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint {path} not found (no such folder)")
     if (
