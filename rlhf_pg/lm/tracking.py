@@ -119,7 +119,9 @@ class MetricsWriter:
         """A checkpoint of ``step`` was loaded: drop the lines of later steps (logged by a
         run killed before it saved them), atomically."""
         if self.path is not None and self.accelerator.is_main_process:
-            filter_jsonl(self.path, lambda record: record.get("step", 0) <= step)
+            filter_jsonl(
+                self.path, lambda rec: isinstance(rec.get("step"), int) and rec["step"] <= step
+            )
         self.accelerator.wait_for_everyone()
         self.started = True
 

@@ -14,6 +14,7 @@ KL controller, schedule, RNGs, counters) and is the only place that changes it.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -84,7 +85,7 @@ class PPOTrainer:
             log_with=trackers or None,
             project_dir=cfg.output_dir or None,
         )
-        check_process_group(self.accelerator.num_processes)  # N lone copies of one job
+        check_process_group(self.accelerator.num_processes, cpu_flag="--cpu true (cpu=True)")
         # the same seed on every rank while building (new embedding rows, heads), so the
         # reference copies match the policy that DDP broadcasts from rank 0
         set_seed(cfg.seed)
@@ -394,6 +395,6 @@ class PPOTrainer:
         """Everything needed for an identical continuation, written atomically."""
         save_checkpoint(self, path)
 
-    def load_checkpoint(self, path: str) -> None:
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Resume from a checkpoint (all or nothing; CheckpointError names what is wrong)."""
         load_checkpoint(self, path)
