@@ -78,11 +78,13 @@ class MetricsWriter:
     deletes them first; a resumed run keeps the lines up to the checkpoint's step.
     """
 
-    def __init__(self, accelerator, output_dir: str, *, overwrite: bool = False) -> None:
+    def __init__(self, accelerator, config) -> None:
+        """``config``: the trainer's PPOConfig (``output_dir``, ``overwrite_output_dir``).
+        An output_dir that cannot be created or written, or is in use, fails here."""
         self.accelerator = accelerator
-        self.output_dir = Path(output_dir) if output_dir else None
+        self.output_dir = Path(config.output_dir) if config.output_dir else None
         self.path = self.output_dir / "metrics.jsonl" if self.output_dir else None
-        self.overwrite = overwrite
+        self.overwrite = config.overwrite_output_dir
         self.started = self.output_dir is None  # nothing to check without a folder
         self.lock = (
             lock_run_folder(self.output_dir, "output_dir")

@@ -14,7 +14,6 @@ KL controller, schedule, RNGs, counters) and is the only place that changes it.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -92,10 +91,7 @@ class PPOTrainer:
         self.tokenizer = tokenizer
         self.reward = CombinedReward(reward) if reward is not None else None
         self.prompts = list(prompts) if prompts is not None else None
-        # one writer per output_dir, claimed before any work (unwritable: fails here)
-        self.writer = MetricsWriter(
-            self.accelerator, cfg.output_dir, overwrite=cfg.overwrite_output_dir
-        )
+        self.writer = MetricsWriter(self.accelerator, cfg)  # claims output_dir before any work
         reward_models = self.reward.models() if self.reward else []
         policy, self.ref_model = build_policy(
             cfg, model, tokenizer, ref_model=ref_model, critic_model=critic_model,
@@ -400,6 +396,5 @@ class PPOTrainer:
         """Everything needed for an identical continuation, written atomically."""
         save_checkpoint(self, path)
 
-    def load_checkpoint(self, path: str | os.PathLike) -> None:
-        """Resume from a checkpoint (all or nothing; CheckpointError names what is wrong)."""
+    def load_checkpoint(self, path: str) -> None:
         load_checkpoint(self, path)
