@@ -3,7 +3,13 @@ and resumes that survive kills: metrics cut to the checkpoint, atomic replacemen
 cleaned, and broken or foreign checkpoints refused before anything is restored."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -267,3 +273,56 @@ def test_a_broken_checkpoint_is_named_and_restores_nothing(tmp_path):
         assert _same(before, _snapshot(target)), ckpt
     target.load_checkpoint(str(good))  # the intact one still loads
     assert target.state.step == 2
+
+
+KILLED_RUN = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from lm_fixtures import PROMPTS, make_trainer
+trainer = make_trainer(
+    reward=lambda p, c: [float(len(x)) for x in c], prompts=PROMPTS, batch_size=2,
+    max_steps=100000, save_every=2, output_dir=sys.argv[1],
+)
+trainer.train()
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_during_training_then_resume_gives_each_step_once(tmp_path):
+    """A real kill -9 wherever it lands (a step, a log line, a checkpoint write): the latest
+    checkpoint resumes and metrics.jsonl ends with every step exactly once."""
+    out = tmp_path / "run"
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": str(tests.parent), "OMP_NUM_THREADS": "1"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(out), str(tests)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and child.poll() is None:
+            lines = (out / "metrics.jsonl").read_text() if (out / "metrics.jsonl").exists() else ""
+            if lines.count("\n") >= 5:
+                break
+            time.sleep(0.05)
+        assert child.poll() is None, "the run ended before it could be killed"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    ckpt = latest_checkpoint(out)
+    assert ckpt is not None
+    resumed = make_trainer(
+        reward=lambda p, c: [float(len(x)) for x in c],
+        batch_size=2,
+        max_steps=int(ckpt.name.split("-")[1]) + 2,
+        save_every=2,
+        output_dir=str(out),
+    )
+    resumed.load_checkpoint(str(ckpt))
+    resumed.train()
+    resumed.end_training()
+    assert _steps(out) == list(range(1, resumed.config.max_steps + 1))
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
