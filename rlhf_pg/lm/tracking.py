@@ -73,9 +73,10 @@ class MetricsWriter:
     """Appends one JSON line per step (main process only) and forwards to the trackers.
 
     The main process holds ``output_dir``'s lock (:func:`lock_run_folder`) from
-    construction until :meth:`close`. It also applies the rule for a used ``output_dir``: a new run (no checkpoint loaded)
-    refuses a folder holding ``metrics.jsonl`` or checkpoints unless ``overwrite``, which
-    deletes them first; a resumed run keeps the lines up to the checkpoint's step.
+    construction until :meth:`close`. The writer also applies the rule for a used
+    ``output_dir``: a new run (no checkpoint loaded) refuses a folder holding
+    ``metrics.jsonl`` or checkpoints unless ``overwrite``, which deletes them first; a
+    resumed run keeps the lines up to the checkpoint's step.
     """
 
     def __init__(self, accelerator, config) -> None:
