@@ -209,8 +209,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
             entry.unlink()
             removed.append(entry)
         elif name.startswith(".") and name.endswith((".partial", ".old")) and entry.is_dir():
-            final = folder / name[1:].rsplit(".", 1)[0]
-            if entry.exists():  # the .old of a pair may have gone with its .partial
-                recover_replaced_dir(final)
-                removed.append(entry)
+            # (the .partial of a pair is gone with its .old by the time the loop reaches it)
+            recover_replaced_dir(folder / name[1:].rsplit(".", 1)[0])
+            removed.append(entry)
     return removed
