@@ -1,4 +1,5 @@
-"""Algorithm registry: name -> class. New algorithms register here and in config.ALGOS."""
+"""Algorithm registry: name -> class. A new algorithm subclasses ``Algorithm`` (its own
+``check_config``, and ``make_collector`` if it needs another collector) and registers here."""
 
 from __future__ import annotations
 
@@ -16,5 +17,6 @@ REGISTRY: dict[str, type[Algorithm]] = {
     "trpo": TRPO,
     "a3c": A3C,
 }
+ALGOS: tuple[str, ...] = tuple(REGISTRY)
 
-__all__ = ["A2C", "A3C", "PPO", "REGISTRY", "TRPO", "Algorithm", "Reinforce"]
+__all__ = ["A2C", "A3C", "ALGOS", "PPO", "REGISTRY", "TRPO", "Algorithm", "Reinforce"]
