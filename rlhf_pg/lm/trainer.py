@@ -27,6 +27,7 @@ from ..core import AdaptiveKLController, FixedKLController
 from ..hf.models import context_length
 from ..hf.sampling import sample_tokens
 from ..hf.tokens import decode_rows, encode_prompts, left_pad, truncate_at_stop
+from ..utils.run_folder import check_process_group
 from .advantages import compute_advantages, last_valid_index, update_batch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PPOConfig
@@ -83,12 +84,14 @@ class PPOTrainer:
             log_with=trackers or None,
             project_dir=cfg.output_dir or None,
         )
+        check_process_group(self.accelerator.num_processes, cpu_flag="--cpu true (cpu=True)")
         # the same seed on every rank while building (new embedding rows, heads), so the
         # reference copies match the policy that DDP broadcasts from rank 0
         set_seed(cfg.seed)
         self.tokenizer = tokenizer
         self.reward = CombinedReward(reward) if reward is not None else None
         self.prompts = list(prompts) if prompts is not None else None
+        self.writer = MetricsWriter(self.accelerator, cfg)  # claims output_dir before any work
         reward_models = self.reward.models() if self.reward else []
         policy, self.ref_model = build_policy(
             cfg, model, tokenizer, ref_model=ref_model, critic_model=critic_model,
@@ -112,7 +115,6 @@ class PPOTrainer:
         self.sample_generator = torch.Generator().manual_seed(cfg.seed + rank)  # per rank
         self.perm_generator = torch.Generator().manual_seed(cfg.seed)  # same on every rank
         self.callbacks = [as_callback(c) for c in callbacks]
-        self.writer = MetricsWriter(self.accelerator, cfg.output_dir)
         if trackers:
             self.accelerator.init_trackers(
                 "rlhf_pg_lm", config={k: str(v) for k, v in cfg.to_dict().items()}
@@ -290,6 +292,7 @@ class PPOTrainer:
         """
         cfg, acc = self.config, self.accelerator
         start = time.perf_counter()
+        self.writer.start_run()  # a fresh run refuses a used output_dir before changing state
         # 1. the rollout: this process's rows with the sampling policy's log-probs (and values)
         check_rollout(rollout, cfg)
         rollout = rollout.to(self.device)
@@ -329,6 +332,7 @@ class PPOTrainer:
         if self.reward is None:
             raise ValueError("train() needs a reward: PPOTrainer(..., reward=fn or RewardModel)")
         self._encode(self.prompts)  # every prompt checked before the first step
+        self.writer.start_run()
         end = cfg.max_steps if num_steps is None else self.state.step + num_steps
         history = []
         bar = tqdm(
@@ -380,8 +384,9 @@ class PPOTrainer:
             cb.on_step_end(self, metrics)
 
     def end_training(self) -> None:
-        """Close trackers and the process group (call once at the end of a script)."""
+        """Close trackers and the process group, free output_dir (call once at the end)."""
         self.accelerator.end_training()
+        self.writer.close()
 
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, path: str) -> None:
