@@ -33,7 +33,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PPOConfig
 from .metrics import global_mean, rollout_metrics, timing_metrics, update_metrics
 from .models import build_policy
-from .prompts import TrainerState, next_prompts
+from .prompts import TrainerState, next_prompts, prompt_limit
 from .rewards import CombinedReward, RewardSpec, validate_scores
 from .rollout import Rollout, check_rollout, evaluate_rollout
 from .tracking import MetricsWriter, TrainerCallback, as_callback, tracker_names
@@ -98,7 +98,7 @@ class PPOTrainer:
             reward_models=reward_models,
         )  # fmt: skip
         self.stop_ids = cfg.stop_token_ids or [tokenizer.eos_token_id]
-        self.max_prompt_length = self._prompt_limit(policy)
+        self.max_prompt_length = prompt_limit(context_length(policy.pretrained_model), cfg)
         optimizer, self.scheduler = optimizer_and_schedule(policy, cfg)
         self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)
         for frozen in [self.ref_model, *reward_models]:
@@ -119,17 +119,6 @@ class PPOTrainer:
             self.accelerator.init_trackers(
                 "rlhf_pg_lm", config={k: str(v) for k, v in cfg.to_dict().items()}
             )
-
-    def _prompt_limit(self, policy: PolicyWithValueHead) -> int:
-        cfg = self.config
-        ctx = context_length(policy.pretrained_model)
-        limit = cfg.max_prompt_length or (ctx - cfg.max_new_tokens if ctx else 10**9)
-        if limit < 1 or (ctx and limit + cfg.max_new_tokens > ctx):
-            raise ValueError(
-                f"max_prompt_length={cfg.max_prompt_length} plus max_new_tokens="
-                f"{cfg.max_new_tokens} exceeds the model's context window of {ctx} tokens"
-            )
-        return limit
 
     @property
     def unwrapped_model(self) -> PolicyWithValueHead:
