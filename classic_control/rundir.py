@@ -24,14 +24,16 @@ import torch
 import yaml
 
 from rlhf_pg.utils.io import (
+    atomic_path,
     atomic_save_safetensors,
     atomic_torch_save,
     atomic_write_json,
     atomic_write_text,
     load_safetensors,
+    remove_stale_temporaries,
     safe_torch_load,
 )
-from rlhf_pg.utils.runlock import RunLock, RunLockError
+from rlhf_pg.utils.run_folder import OutputDirError, lock_run_folder
 
 from .config import Config, ConfigError
 from .metrics import EVAL_RETURN, TRAIN_RETURN, upgrade_row
@@ -128,11 +130,9 @@ def plot_curve(run_dir: Path, rows: list[dict[str, Any]], title: str, out: Path 
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path = out or run_dir / "curve.png"
-    with_tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(with_tmp)
+    with atomic_path(out or run_dir / "curve.png") as tmp:
+        fig.savefig(tmp, format="png")  # the temporary name has no .png to go by
     plt.close(fig)
-    with_tmp.replace(path)
 
 
 def save_model(path: Path, agent: torch.nn.Module, obs_rms: dict, meta: dict[str, Any]) -> None:
@@ -245,19 +245,21 @@ def read_eval(run_dir: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def claim(run_dir: Path, what: str = "run folder") -> Iterator[Path]:
-    """Be the one writer of ``run_dir`` while inside (``RunLockError`` naming the holder's
-    pid otherwise); leftovers of killed saves are removed first. If the command fails, a
-    folder this call created is removed again unless something was written into it."""
+    """Be the one writer of ``run_dir`` while inside (``RunFolderBusy`` naming the holder's
+    pid otherwise; a file, a path under a file or an unwritable folder is one line too);
+    leftovers of killed saves are removed first. If the command fails, a folder this call
+    created is removed again unless something was written into it."""
     run_dir = Path(run_dir)
     existed, failed = run_dir.exists(), False
+    lock = lock_run_folder(run_dir, what)
     try:
-        with RunLock(run_dir, what):
-            remove_stale_temporaries(run_dir)
-            yield run_dir
+        remove_stale_temporaries(run_dir)
+        yield run_dir
     except BaseException:
         failed = True
         raise
     finally:
+        lock.release()
         if failed and not existed:
             with contextlib.suppress(OSError):  # not empty: keep what the run wrote
                 run_dir.rmdir()
@@ -268,26 +270,14 @@ def check_writable_file(path: Path, what: str) -> Path:
     a temporary file next to it), before the work that produces it."""
     path = Path(path)
     if path.is_dir():
-        raise RunLockError(f"{what} {str(path)!r} is a folder; give a file name")
+        raise OutputDirError(f"{what} {str(path)!r} is a folder; give a file name")
     parent = path.parent
     if not parent.is_dir():
         problem = "is a file" if parent.exists() else "does not exist"
-        raise RunLockError(f"{what} {str(path)!r}: the folder {str(parent)!r} {problem}")
+        raise OutputDirError(f"{what} {str(path)!r}: the folder {str(parent)!r} {problem}")
     try:
         with tempfile.TemporaryFile(dir=parent):
             pass
     except OSError as e:
-        raise RunLockError(f"{what} {str(path)!r} cannot be written: {e.strerror}") from None
+        raise OutputDirError(f"{what} {str(path)!r} cannot be written: {e.strerror}") from None
     return path
-
-
-def remove_stale_temporaries(run_dir: Path) -> list[Path]:
-    """Delete the temporary files a killed atomic save left (``.<name>.<random>.tmp`` from
-    ``rlhf_pg.utils.io``, ``.curve.png.tmp.png``). Only the folder's writer may do this."""
-    removed = []
-    for entry in Path(run_dir).iterdir():
-        name = entry.name
-        if name.startswith(".") and (name.endswith(".tmp") or ".tmp." in name) and entry.is_file():
-            entry.unlink(missing_ok=True)
-            removed.append(entry)
-    return removed

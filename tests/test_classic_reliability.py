@@ -20,7 +20,7 @@ import pytest
 from classic_control import rundir
 from classic_control.__main__ import main
 from classic_control.trainer import Trainer
-from rlhf_pg.utils.runlock import LOCK_NAME, RunLock
+from rlhf_pg.utils.run_folder import LOCK_NAME, lock_run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--num-envs", "1", "--num-steps", "32", "--eval-episodes", "1", "--no-progress"]
@@ -54,18 +54,24 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen:
 
 
 # --- one writer per run folder --------------------------------------------------------------
-def test_second_writer_gets_one_line_naming_folder_and_pid(capsys, tmp_path, finished_run):
-    run = tmp_path / "r"
-    shutil.copytree(finished_run, run)
-    code = f"from rlhf_pg.utils.runlock import RunLock; RunLock({str(run)!r}).acquire(); input()"
-    holder = subprocess.Popen(
+def _holder(folder: Path) -> subprocess.Popen:
+    """Another process that claims ``folder`` and keeps it until killed."""
+    code = f"from rlhf_pg.utils.run_folder import lock_run_folder as f; k = f({str(folder)!r}); input()"
+    proc = subprocess.Popen(
         [sys.executable, "-c", code],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdin=subprocess.PIPE,
     )
+    lock = folder / LOCK_NAME
+    _wait_for(lambda: lock.exists() and lock.read_text().strip() != "", 30, "the other claim")
+    return proc
+
+
+def test_second_writer_gets_one_line_naming_folder_and_pid(capsys, tmp_path, finished_run):
+    run = tmp_path / "r"
+    shutil.copytree(finished_run, run)
+    holder = _holder(run)
     try:
-        _wait_for(lambda: (run / LOCK_NAME).exists(), 30, "the other writer's lock")
-        _wait_for(lambda: (run / LOCK_NAME).read_text().strip() != "", 30, "its pid")
         capsys.readouterr()
         for argv in (
             ["train", "--resume", str(run), "--no-progress"],
@@ -75,24 +81,31 @@ def test_second_writer_gets_one_line_naming_folder_and_pid(capsys, tmp_path, fin
             assert main(argv) == 2
             err = capsys.readouterr().err.strip()
             assert err.count("\n") == 0 and err.startswith("error: "), err
-            assert str(run) in err and f"process {holder.pid}" in err, err
+            assert f"'{run}'" in err and f"process {holder.pid} " in err, err
     finally:
         holder.kill()  # kill -9: the lock file stays behind with the dead pid
         holder.wait()
-    assert (run / LOCK_NAME).read_text().strip() == str(holder.pid)
-    with RunLock(run):  # a stale lock is no obstacle
-        assert (run / LOCK_NAME).read_text().strip() == str(os.getpid())
-    assert not (run / LOCK_NAME).exists()  # released on exit
+    assert (run / LOCK_NAME).read_text().split()[0] == str(holder.pid)
+    # a stale lock is no obstacle: the next run goes ahead and releases it at the end
+    assert main(["eval", str(run), "--episodes", "1"]) == 0
+    assert not (run / LOCK_NAME).exists()
 
 
 def test_compare_refuses_a_results_folder_in_use(capsys, tmp_path):
     res = tmp_path / "res"
-    with RunLock(res):
+    res.mkdir()
+    holder = _holder(res)
+    try:
         argv = ["compare", "--algos", "a2c", "--seeds", "1", "--steps", "64", "--out", str(res)]
         assert main(argv) == 2
+    finally:
+        holder.kill()
+        holder.wait()
     err = capsys.readouterr().err.strip()
-    assert f"results folder '{res}' is in use by process {os.getpid()}" in err
+    assert f"results folder '{res}' is in use by process {holder.pid} " in err, err
     assert not (res / "sweep.json").exists()
+    lock = lock_run_folder(res)  # the killed holder's lock is stale
+    lock.release()
 
 
 # --- eval.json and leftovers ----------------------------------------------------------------
@@ -111,7 +124,7 @@ def test_resume_removes_temporaries_of_killed_saves(tmp_path, finished_run):
     run = tmp_path / "r"
     shutil.copytree(finished_run, run)
     torn = [run / ".checkpoint.pt.k3j9x0ab.tmp", run / ".eval.json.q1w2e3r4.tmp"]
-    torn.append(run / ".curve.png.tmp.png")
+    torn.append(run / ".curve.png.a1b2c3d4.tmp")
     for path in torn:
         path.write_bytes(b"torn")
     keep = run / ".notes"  # not a temporary file: stays
