@@ -100,7 +100,7 @@ def test_every_algorithm_builds_its_collector_one_way(tmp_path):
 def _downward_imports() -> list[tuple[str, str]]:
     """(importer, imported) for each import inside classic_control that goes up a layer."""
     order = [
-        "metrics config envs networks evaluate rollout",
+        "metrics config envs networks evaluate rollout lifetime",
         "algos",
         "settings",
         "rundir",
