@@ -121,6 +121,8 @@ class Config:
             raise ConfigError(
                 f"hidden_sizes must be positive layer widths, got {self.hidden_sizes}"
             )
+        if not 0 <= self.seed < 2**32:  # what numpy's and torch's seeding accept
+            raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}")
         if self.torch_threads < 1:
             raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
 

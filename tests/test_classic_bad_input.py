@@ -55,7 +55,7 @@ def _probe(capsys, root: Path, argv: list[str], named: str) -> None:
 # --- train ----------------------------------------------------------------------------------
 def _yaml(text: str) -> Callable[[Path], list[str]]:
     def make(d: Path) -> list[str]:
-        (d / "c.yaml").write_text(text)
+        (d / "c.yaml").write_bytes(text.encode("utf-8", "surrogateescape"))
         return ["--config", str(d / "c.yaml"), "--out", str(d / "r")]
 
     return make
@@ -94,6 +94,10 @@ TRAIN = {
     "yaml syntax": (_yaml("learning_rate: [0.1\n"), "not valid YAML at line 2"),
     "yaml list": (_yaml("- 1\n- 2\n"), "expected a mapping"),
     "yaml missing": (lambda d: ["--config", str(d / "none.yaml")], "none.yaml"),
+    "yaml binary": (_yaml("\udcff\udcfe"), "not a UTF-8 text file"),
+    "yaml other env": (_yaml("env_id: Acrobot-v1\n"), "'Acrobot-v1'"),
+    "yaml seed negative": (_yaml("seed: -1\n"), "-1"),
+    "seed too large": (lambda d: ["--seed", str(2**32), "--out", str(d / "r")], str(2**32)),
     "out is a file": (lambda d: ["--out", str(_file(d))], "afile"),
     "out under a file": (lambda d: ["--out", str(_file(d) / "sub")], "afile"),
     "out not writable": (lambda d: ["--out", "/proc/classic-control-run"], "/proc/classic"),
