@@ -33,8 +33,14 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _optional_float(text: str) -> float | None:
-    return None if text.lower() in ("none", "null") else float(text)
+def _optional(kind: type):
+    """Parser for ``kind | None`` flags: 'none' or 'null' gives None."""
+
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -52,8 +58,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs.update(type=hint)
         elif typing.get_origin(hint) is list:
             kwargs.update(type=int, nargs="+")
-        elif isinstance(hint, types.UnionType):  # float | None
-            kwargs.update(type=_optional_float, metavar="FLOAT|none")
+        elif isinstance(hint, types.UnionType):  # float | None, int | None
+            inner = next(a for a in typing.get_args(hint) if a is not type(None))
+            kwargs.update(type=_optional(inner), metavar=f"{inner.__name__.upper()}|none")
         group.add_argument(flag, **kwargs)
 
 
@@ -164,7 +171,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     agent = ActorCritic(spec, cfg)
     obs_norm = ObsNormalizer(spec.obs_dim, cfg.norm_obs)
     obs_norm.rms.load_state_dict(rundir.load_model(model, agent))
-    evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed)
+    evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed, cfg.max_episode_steps)
     result = summary(*evaluator.run(agent, obs_norm))
     evaluator.close()
     previous = {}  # keep the training step count recorded by the run

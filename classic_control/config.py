@@ -27,11 +27,15 @@ class Config:
     env_id: str = "CartPole-v1"
     seed: int = 0
     total_steps: int = 100_000  # env-step budget (all envs together)
+    max_episode_steps: int | None = None  # time limit passed to gym.make (None: the env's own)
     num_envs: int = 8
     num_steps: int = 128  # rollout length per env (ppo, a2c)
     gamma: float = 0.99
     gae_lambda: float = 0.95  # ppo, a2c
     lr: float = 3e-4
+    # learning rate of the critic's parameters when actor and critic are separate networks
+    # (None: the same as lr); annealed together with lr
+    critic_learning_rate: float | None = None
     anneal_lr: bool = True  # linear decay to 0 over total_steps
     optimizer: str = "adam"  # adam | rmsprop
     adam_eps: float = 1e-5  # eps of either optimizer
@@ -53,9 +57,14 @@ class Config:
     vf_clip_coef: float = 0.2
     norm_adv: bool = True
     target_kl: float | None = None  # stop the epoch loop once approx-KL exceeds it
+    # ppo_kl (PPO with the adaptive KL penalty instead of the clip; names as in rlhf_pg.lm)
+    kl_coef: float = 1.0  # initial penalty coefficient beta
+    kl_target: float = 0.01  # the controller steers the mean KL(old || new) of an update here
+    kl_horizon: float = 10_000.0  # controller horizon in env steps
     # reinforce
     episodes_per_batch: int = 8
     use_baseline: bool = True  # learned value baseline
+    return_mode: str = "reward_to_go"  # reward_to_go | total (whole-episode return at every step)
     norm_returns: bool = True  # across the whole batch of episodes
     # trpo (its critic takes update_epochs x num_minibatches Adam steps per batch)
     max_kl: float = 0.01  # trust region: bound on the mean KL(old || new) of one update
@@ -75,7 +84,8 @@ class Config:
         return dataclasses.asdict(self)
 
 
-ALGOS: tuple[str, ...] = ("ppo", "a2c", "reinforce", "trpo", "a3c")
+ALGOS: tuple[str, ...] = ("ppo", "a2c", "reinforce", "trpo", "a3c", "actor_critic", "ppo_kl")
+RETURN_MODES = ("reward_to_go", "total")
 ACTIVATIONS = ("tanh", "relu")
 OPTIMIZERS = ("adam", "rmsprop")
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Config))
@@ -150,6 +160,17 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"hidden_sizes must be positive layer widths, got {cfg.hidden_sizes}")
     if cfg.torch_threads < 1:
         raise ConfigError(f"torch_threads must be >= 1, got {cfg.torch_threads}")
+    if cfg.max_episode_steps is not None and cfg.max_episode_steps < 1:
+        raise ConfigError(
+            f"max_episode_steps must be >= 1 (or none for the env's own limit), "
+            f"got {cfg.max_episode_steps}"
+        )
+    if cfg.critic_learning_rate is not None:
+        _positive("critic_learning_rate", cfg.critic_learning_rate)
+    if cfg.return_mode not in RETURN_MODES:
+        raise ConfigError(
+            f"unknown return_mode {cfg.return_mode!r}; valid: {', '.join(RETURN_MODES)}"
+        )
     if cfg.algo == "ppo":
         _positive("clip_coef", cfg.clip_coef)
         _positive("update_epochs", cfg.update_epochs)
@@ -171,3 +192,7 @@ def validate(cfg: Config) -> None:
         from .algos import a3c, trpo
 
         {"trpo": trpo.validate_trpo, "a3c": a3c.validate_a3c}[cfg.algo](cfg)
+    if cfg.algo in ("actor_critic", "ppo_kl"):  # Algorithm.check_config; imported late (cycle)
+        from .algos import REGISTRY
+
+        REGISTRY[cfg.algo].check_config(cfg)

@@ -1,4 +1,5 @@
-"""REINFORCE on batches of whole episodes: reward-to-go, optional learned baseline."""
+"""REINFORCE on batches of whole episodes: reward-to-go (or the whole-episode return),
+optional learned baseline."""
 
 from __future__ import annotations
 
@@ -18,6 +19,18 @@ from ..rollout import Batch, EpisodeCollector
 from .base import Algorithm
 
 
+def episode_weights(returns: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """The per-step weight of log pi(a_t|s_t) in the policy gradient of one episode per row.
+
+    ``reward_to_go``: G_t (an action cannot change the rewards before it);
+    ``total``: G_0, the whole episode's discounted return, at every step (the
+    lecture's first, higher-variance form; same expectation up to the discount weight).
+    """
+    if mode == "reward_to_go":
+        return returns
+    return torch.where(mask, returns[:, :1].expand_as(returns), torch.zeros_like(returns))
+
+
 class Reinforce(Algorithm):
     collector = EpisodeCollector
 
@@ -30,7 +43,9 @@ class Reinforce(Algorithm):
         flat_obs = b.obs.reshape(k * t, -1)
         flat_act = b.actions.reshape(k * t, *b.actions.shape[2:])
         logp, ent, v = (x.view(k, t) for x in agent.evaluate(flat_obs, flat_act))
-        weights = returns - v.detach() if cfg.use_baseline else returns
+        weights = episode_weights(returns, mask, cfg.return_mode)
+        if cfg.use_baseline:  # V(s_t) depends on the state only: the expectation is unchanged
+            weights = weights - v.detach()
         if cfg.norm_returns:  # across the whole batch, so longer episodes keep their weight
             weights = whiten(weights, mask)
         pg = reinforce_loss(logp, weights, mask)
