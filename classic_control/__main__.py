@@ -1,4 +1,4 @@
-"""Command line: ``python -m classic_control {train,eval,envs} ...``.
+"""Command line: ``python -m classic_control {train,eval,envs,compare,report,lab} ...``.
 
 Bad input (unknown env, algorithm or config key, invalid hyperparameters,
 a folder that is not a run) ends with one ``error: ...`` line and exit code 2,
@@ -20,6 +20,8 @@ from .compare.cli import add_parsers as add_compare_parsers
 from .compare.cli import cmd_compare, cmd_report
 from .config import ALGOS, Config, ConfigError, available_presets, load_yaml, resolve
 from .envs import probe_env
+from .lab.cli import add_parsers as add_lab_parsers
+from .lab.cli import cmd_lab
 
 _TOP_LEVEL = {"algo", "env_id", "seed", "total_steps"}
 
@@ -97,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("envs", help="list registered env ids and bundled presets")
     add_compare_parsers(sub)  # compare, report
+    add_lab_parsers(sub)  # lab gradients | importance | actor-critic | kl-penalty
     return parser
 
 
@@ -222,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "envs": cmd_envs,
         "compare": cmd_compare,
         "report": cmd_report,
+        "lab": cmd_lab,
     }[args.command]
     try:
         return handler(args)

@@ -93,9 +93,7 @@ class PPOKL(PPO):
                 adv = d["adv"][:, idx]
                 if cfg.norm_adv and mb_size > 1:
                     adv = whiten(adv)
-                pg = ppo_kl_penalty_loss(
-                    logp.view(1, -1), d["old_logp"][:, idx], adv, kl_coef=beta
-                )
+                pg = ppo_kl_penalty_loss(logp.view(1, -1), d["old_logp"][:, idx], adv, kl_coef=beta)
                 vl = value_loss(
                     v.view(1, -1), d["ret"][:, idx], old_values=d["old_v"][:, idx], clip_eps=vf_clip
                 )

@@ -111,7 +111,11 @@ def _summary(g: Tensor, reference: Tensor, ref_mean_var: float) -> dict:
     for size in batch_sizes(n):
         means = g[: n - n % size].view(-1, size, g.shape[1]).mean(1)
         cos = torch.nn.functional.cosine_similarity(means, reference.unsqueeze(0), dim=1)
-        cosine[str(size)] = {"mean": float(cos.mean()), "std": float(cos.std()), "batches": len(cos)}
+        cosine[str(size)] = {
+            "mean": float(cos.mean()),
+            "std": float(cos.std()),
+            "batches": len(cos),
+        }
     return {
         "total_variance": total_var,
         "relative_variance": total_var / max(float(reference @ reference), 1e-30),

@@ -90,14 +90,82 @@ def gae_lambda(data: dict, path: Path) -> None:
         lams = sorted(gae)
         ref2 = res["reference_norm"] ** 2
         pos = np.arange(len(lams))
-        ax.plot(pos, [gae[m]["relative_variance"] for m in lams], "-o", color=cmap(i),
-                label=f"{_policy_title(percent, res)}: variance")
-        ax.plot(pos, [gae[m]["bias"] ** 2 / ref2 for m in lams], ":x", color=cmap(i),
-                label="bias^2")
+        ax.plot(
+            pos,
+            [gae[m]["relative_variance"] for m in lams],
+            "-o",
+            color=cmap(i),
+            label=f"{_policy_title(percent, res)}: variance",
+        )
+        ax.plot(
+            pos, [gae[m]["bias"] ** 2 / ref2 for m in lams], ":x", color=cmap(i), label="bias^2"
+        )
         ax.set_xticks(pos, [f"{m:g}" for m in lams])
     ax.set_yscale("log")
     ax.set_xlabel("GAE lambda")
     ax.set_ylabel("per episode, / |reference|^2")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
+    _save(fig, path)
+
+
+def importance(data: dict, path: Path) -> None:
+    """Effective sample size, weight spread and gradient-estimate quality against the horizon."""
+    rows = data["horizons"]
+    h = [r["horizon"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=110)
+    ax = axes[0]
+    ax.plot(h, [r["ess_fraction"] for r in rows], "-o", label="trajectory weights: ESS / n")
+    ax.plot(h, [r["max_weight_share"] for r in rows], "-s", label="largest weight's share")
+    ax.set_yscale("log")
+    ax.set_title("whole-trajectory importance weights", fontsize=9)
+    ax = axes[1]
+    ax.plot(h, [r["log_weight_std"] for r in rows], "-o", label="std of log w(tau)")
+    ax.plot(h, [r["step_ratio_std"] for r in rows], "-s", label="std of a per-step ratio")
+    ax.set_title("spread of the weights", fontsize=9)
+    ax = axes[2]
+    for kind, marker in (("trajectory", "o"), ("per_step", "s")):
+        g = [r["gradient"][kind] for r in rows]
+        ax.plot(
+            h,
+            [x["relative_variance"] for x in g],
+            "-" + marker,
+            label=f"{kind.replace('_', '-')} ratios: variance / |g|^2",
+        )
+        ax.plot(
+            h,
+            [x["relative_error"] ** 2 for x in g],
+            ":" + marker,
+            label=f"{kind.replace('_', '-')}: |mean - g|^2 / |g|^2",
+        )
+    ax.set_yscale("log")
+    ax.set_title("gradient of the new policy from old episodes", fontsize=9)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("time limit (max_episode_steps)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def seed_curves(results: Path, path: Path) -> None:
+    """Every seed's deterministic-eval curve (thin) and the median (thick), per env and algo."""
+    from ..compare import records, report
+
+    by_env = report.group(records.load_records(results))
+    n_algo = max(len(v) for v in by_env.values())
+    fig, axes = plt.subplots(
+        len(by_env), n_algo, figsize=(3.8 * n_algo, 3.2 * len(by_env)), dpi=110, squeeze=False
+    )
+    for row, (env_id, by_algo) in zip(axes, by_env.items()):
+        for ax, (algo, recs) in zip(row, by_algo.items()):
+            points = report.grid(recs)
+            curves = np.stack([report.on_grid(r, points) for r in recs])
+            for c in curves:
+                ax.plot(points, c, lw=0.7, alpha=0.5, color="tab:blue")
+            ax.plot(points, np.nanmedian(curves, 0), lw=2, color="k", label="median")
+            ax.set_title(f"{env_id}: {algo} ({len(recs)} seeds)", fontsize=9)
+            ax.set_xlabel("env steps")
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel("eval return (deterministic)")
     _save(fig, path)

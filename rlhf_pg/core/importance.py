@@ -22,9 +22,7 @@ def _log_ratios(logprobs: Tensor, behaviour_logprobs: Tensor, mask: Tensor | Non
     return diff if mask is None else torch.where(mask, diff, torch.zeros_like(diff))
 
 
-def step_ratios(
-    logprobs: Tensor, behaviour_logprobs: Tensor, mask: Tensor | None = None
-) -> Tensor:
+def step_ratios(logprobs: Tensor, behaviour_logprobs: Tensor, mask: Tensor | None = None) -> Tensor:
     r"""Per-step ratios, the weights of the PPO/TRPO surrogate.
 
     .. math:: \rho_t = \frac{\pi(a_t \mid s_t)}{\mu(a_t \mid s_t)}
