@@ -172,6 +172,8 @@ def _gradient_summary(g: Tensor, reference: Tensor) -> dict:
     mean, ref2 = g.mean(0), float(reference @ reference)
     total_var = float(((g - mean) ** 2).sum(1).mean()) * len(g) / (len(g) - 1)
     return {
+        "total_variance": total_var,
+        "reference_norm": ref2**0.5,
         "relative_variance": total_var / ref2,
         "relative_error": float((mean - reference).norm()) / ref2**0.5,
         "cosine": float(torch.nn.functional.cosine_similarity(mean, reference, dim=0)),

@@ -126,22 +126,17 @@ def importance(data: dict, path: Path) -> None:
     ax = axes[2]
     for kind, marker in (("trajectory", "o"), ("per_step", "s")):
         g = [r["gradient"][kind] for r in rows]
-        ax.plot(
-            h,
-            [x["relative_variance"] for x in g],
-            "-" + marker,
-            label=f"{kind.replace('_', '-')} ratios: variance / |g|^2",
-        )
-        ax.plot(
-            h,
-            [x["relative_error"] ** 2 for x in g],
-            ":" + marker,
-            label=f"{kind.replace('_', '-')}: |mean - g|^2 / |g|^2",
-        )
+        name = kind.replace("_", "-")
+        ax.plot(h, [x["total_variance"] for x in g], "-" + marker,
+                label=f"{name} ratios: variance of one episode's estimate")
+    ax.plot(h, [r["gradient"]["trajectory"]["reference_norm"] ** 2 for r in rows], "k:",
+            label="|on-policy gradient|^2")
     ax.set_yscale("log")
     ax.set_title("gradient of the new policy from old episodes", fontsize=9)
     for ax in axes:
         ax.set_xscale("log")
+        ax.set_xticks(h, [str(x) for x in h])
+        ax.minorticks_off()
         ax.set_xlabel("time limit (max_episode_steps)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
