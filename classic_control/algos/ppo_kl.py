@@ -59,7 +59,7 @@ class PPOKL(PPO):
             "adv": adv.reshape(1, n),
             "ret": ret.reshape(1, n),
         }
-        beta = self.kl_ctl.value
+        beta = self.kl_ctl.kl_coef
         with unchecked_core():
             logs = self._penalty_epochs(flat, beta)
         self.check_losses(logs)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from rlhf_pg.io import atomic_write_text
+from rlhf_pg.utils.io import atomic_write_text
 
 from ..config import ConfigError
 from ..envs import probe_env

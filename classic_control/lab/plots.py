@@ -127,10 +127,18 @@ def importance(data: dict, path: Path) -> None:
     for kind, marker in (("trajectory", "o"), ("per_step", "s")):
         g = [r["gradient"][kind] for r in rows]
         name = kind.replace("_", "-")
-        ax.plot(h, [x["total_variance"] for x in g], "-" + marker,
-                label=f"{name} ratios: variance of one episode's estimate")
-    ax.plot(h, [r["gradient"]["trajectory"]["reference_norm"] ** 2 for r in rows], "k:",
-            label="|on-policy gradient|^2")
+        ax.plot(
+            h,
+            [x["total_variance"] for x in g],
+            "-" + marker,
+            label=f"{name} ratios: variance of one episode's estimate",
+        )
+    ax.plot(
+        h,
+        [r["gradient"]["trajectory"]["reference_norm"] ** 2 for r in rows],
+        "k:",
+        label="|on-policy gradient|^2",
+    )
     ax.set_yscale("log")
     ax.set_title("gradient of the new policy from old episodes", fontsize=9)
     for ax in axes:
