@@ -11,6 +11,7 @@ import copy
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from .. import rundir
 from ..config import Config, resolve
@@ -36,6 +37,8 @@ def train_snapshots(cfg: Config, folder: Path, percents: list[int]) -> None:
     meta = {"algo": "ppo", "env_id": cfg.env_id}
     rms = trainer.obs_normalizer().rms.state_dict()
     pending = sorted(percents)
+    last = min(cfg.total_steps, -(-pending[-1] * cfg.total_steps // 100))
+    bar = tqdm(total=last, unit="step", desc=f"PPO snapshots {cfg.env_id}", dynamic_ncols=True)
     try:
         while pending:
             done = 100 * trainer.env_steps / cfg.total_steps
@@ -45,7 +48,9 @@ def train_snapshots(cfg: Config, folder: Path, percents: list[int]) -> None:
                 rundir.save_model(snapshot_path(folder, pending.pop(0)), agent, rms, meta | steps)
             if pending:
                 trainer.update_once()
+                bar.update(min(trainer.env_steps, last) - bar.n)
     finally:
+        bar.close()
         trainer.close()
     rundir.write_config(folder, cfg)
 
