@@ -115,3 +115,34 @@ def test_max_episode_steps_validation():
         resolve("ppo", "CartPole-v1", {"max_episode_steps": 0})
     cfg, _ = resolve("ppo", "CartPole-v1", {"max_episode_steps": 30})
     assert dataclasses.asdict(cfg)["max_episode_steps"] == 30
+
+
+def test_reinforce_total_mode_weights_every_step_by_the_episode_return():
+    """Same batch, same start weights: the two modes step the policy differently, and the
+    total mode's gradient is the one of the G_0-weighted pseudo-loss computed by hand."""
+    cfg, spec, agent, _ = _setup(
+        "reinforce", episodes_per_batch=3, norm_returns=False, use_baseline=False, max_grad_norm=0.0
+    )
+    collector = EpisodeCollector(cfg.env_id, spec, cfg, agent)
+    try:
+        b = collector.collect()
+    finally:
+        collector.close()
+    k, t = b.mask.shape
+    g0 = torch.stack(
+        [(b.rewards[i] * cfg.gamma ** torch.arange(t))[b.mask[i]].sum() for i in range(k)]
+    )
+    logp = agent.evaluate(b.obs.reshape(k * t, -1), b.actions.reshape(-1))[0].view(k, t)
+    hand = -(torch.where(b.mask, logp, 0.0) * g0[:, None]).sum() / b.mask.sum()
+    grads = torch.autograd.grad(hand, agent.policy_head.weight)[0]
+    start = {n: p.detach().clone() for n, p in agent.state_dict().items()}
+    moved = {}
+    for mode in ("total", "reward_to_go"):
+        agent.load_state_dict(start)
+        algo = REGISTRY["reinforce"](dataclasses.replace(cfg, return_mode=mode, lr=1e-3), agent)
+        algo.update(b, 1.0)
+        moved[mode] = agent.policy_head.weight.detach() - start["policy_head.weight"]
+    assert not torch.allclose(moved["total"], moved["reward_to_go"])
+    # Adam's first step moves each weight by -lr * sign(gradient)
+    nonzero = grads.abs() > 1e-6
+    assert torch.equal(torch.sign(moved["total"])[nonzero], -torch.sign(grads)[nonzero])
