@@ -51,3 +51,19 @@ def test_tiny_gradient_and_importance_runs_write_json_and_plots(tmp_path):
     assert all(r["mean_length"] <= r["horizon"] for r in rows)
     assert all(0 < r["ess_fraction"] <= 1 for r in rows)
     assert (out / "importance.png").stat().st_size > 1000
+
+
+def test_tiny_actor_critic_comparison_and_protocol_clash(capsys, tmp_path):
+    out = tmp_path / "ac"
+    argv = ["lab", "actor-critic", "--out", str(out), "--seeds", "1", "--eval-episodes", "1"]
+    assert main([*argv, "--steps", "160", "--eval-every", "80"]) == 0
+    data = json.loads((out / "actor_critic.json").read_text())
+    runs = data["results"]["CartPole-v1"]
+    assert set(runs) == {"actor_critic", "reinforce", "a2c"}
+    assert all(r["budget"] == 160 and len(r["final_eval"]) == 1 for r in runs.values())
+    assert (out / "actor_critic_seeds.png").stat().st_size > 1000
+    assert (out / "CartPole-v1" / "report" / "report.md").is_file()
+    capsys.readouterr()
+    # another budget in the same folder would mix incomparable runs: refused up front
+    assert main([*argv, "--steps", "320", "--eval-every", "80"]) == 2
+    assert "steps=160 (asked 320)" in capsys.readouterr().err

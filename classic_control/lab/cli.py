@@ -120,6 +120,9 @@ def _check(args: argparse.Namespace) -> None:
                 f"--steps takes {len(envs)} value(s), one per env ({', '.join(envs)}); "
                 f"got {len(args.steps)}"
             )
+        from .curves import check
+
+        check(_curve_settings(args), args.out)
 
 
 def _curve_base(args: argparse.Namespace):
@@ -187,9 +190,16 @@ def _importance(args: argparse.Namespace) -> dict:
 def _curves(args: argparse.Namespace) -> dict:
     from . import curves, plots
 
+    s = _curve_settings(args)
+    data = curves.run(s, args.out)
+    plots.seed_curves(args.out, args.out / f"{args.experiment.replace('-', '_')}_seeds.png")
+    return data
+
+
+def _curve_settings(args: argparse.Namespace):
     base = _curve_base(args)
     steps = dict(base.steps) if args.steps is None else dict(zip(base.steps, args.steps))
-    s = dataclasses.replace(
+    return dataclasses.replace(
         base,
         steps=steps,
         seeds=args.seeds,
@@ -197,6 +207,3 @@ def _curves(args: argparse.Namespace) -> dict:
         eval_every=args.eval_every or base.eval_every,
         eval_episodes=args.eval_episodes,
     )
-    data = curves.run(s, args.out)
-    plots.seed_curves(args.out, args.out / f"{args.experiment.replace('-', '_')}_seeds.png")
-    return data

@@ -4,12 +4,12 @@ One-step actor-critic against REINFORCE and A2C on CartPole, and PPO with
 the adaptive KL penalty beside PPO-clip on CartPole and Pendulum: every run
 uses its algorithm's bundled preset with the budget replaced, and the same
 deterministic evaluation protocol; the compare report (IQM, bootstrap
-intervals, curves with seed bands) is written next to the lab's JSON.
+intervals, curves with seed bands) of each env is written in ``out/<env>/report``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..compare import records, report
@@ -24,7 +24,6 @@ class CurveSettings:
     eval_every: int = 2000
     eval_episodes: int = 10
     jobs: int = 1
-    extra: dict = field(default_factory=dict)
 
 
 ACTOR_CRITIC = CurveSettings(
@@ -38,46 +37,57 @@ KL_PENALTY = CurveSettings(
 )
 
 
-def specs(s: CurveSettings) -> list[RunSpec]:
-    """Every run, seed-major (an interrupted sweep stays balanced across algorithms)."""
+def specs(s: CurveSettings, env_id: str) -> list[RunSpec]:
+    """Every run on one env, seed-major (an interrupted sweep stays balanced)."""
     return [
-        RunSpec(algo, env, seed, steps, s.eval_every, s.eval_episodes)
+        RunSpec(algo, env_id, seed, s.steps[env_id], s.eval_every, s.eval_episodes)
         for seed in range(s.seeds)
-        for env, steps in s.steps.items()
         for algo in s.algos
     ]
 
 
+def protocol(s: CurveSettings, env_id: str) -> dict:
+    return {"steps": s.steps[env_id], "eval_every": s.eval_every, "eval_episodes": s.eval_episodes}
+
+
+def check(s: CurveSettings, out: Path) -> None:
+    """Refuse (ConfigError) to add runs of another budget or eval schedule to a folder."""
+    for env_id in s.steps:
+        records.check_manifest(out / env_id, protocol(s, env_id))
+
+
 def run(s: CurveSettings, out: Path) -> dict:
-    """Run (or finish) the sweep in ``out``, write its report; returns the lab's summary."""
-    result = run_sweep(specs(s), out, jobs=s.jobs)
-    report_path = report.write_report(out)
-    recs = records.load_records(out)
+    """One resumable sweep (and compare report) per env in ``out/<env>``; returns the summary."""
+    check(s, out)
     summary: dict = {}
-    for env_id, by_algo in report.group(recs).items():
-        summary[env_id] = {}
-        for algo, runs in by_algo.items():
-            sm = report.summarize(runs, env_id)
-            summary[env_id][algo] = {
-                "seeds": sm["seeds"],
-                "final_eval": sm["finals"],
-                "final_mean_ci": list(sm["mean"]),
-                "final_iqm_ci": list(sm["iqm"]),
-                "threshold": sm["threshold"],
-                "reached_threshold": sm["reached"],
-                "median_steps_to_threshold": sm["median_steps"],
-                "median_train_s": sm["median_train_s"],
-                "budget": sm["budget"],
-            }
+    failed: list[str] = []
+    for env_id in s.steps:
+        folder = out / env_id
+        folder.mkdir(parents=True, exist_ok=True)
+        grid = {"algos": list(s.algos), "envs": [env_id], "seeds": list(range(s.seeds))}
+        records.update_manifest(folder, protocol(s, env_id), grid)
+        failed += run_sweep(specs(s, env_id), folder, jobs=s.jobs).failed
+        report.write_report(folder)
+        by_algo = report.group(records.load_records(folder))[env_id]
+        summary[env_id] = {algo: _summary(runs, env_id) for algo, runs in by_algo.items()}
+    settings = {k: getattr(s, k) for k in ("steps", "seeds", "eval_every", "eval_episodes")}
     return {
-        "settings": {
-            "algos": list(s.algos),
-            "steps": s.steps,
-            "seeds": s.seeds,
-            "eval_every": s.eval_every,
-            "eval_episodes": s.eval_episodes,
-        },
-        "failed_runs": result.failed,
-        "report": str(report_path),
+        "settings": {"algos": list(s.algos), **settings},
+        "failed_runs": failed,
         "results": summary,
+    }
+
+
+def _summary(runs: list[dict], env_id: str) -> dict:
+    sm = report.summarize(runs, env_id)
+    return {
+        "seeds": sm["seeds"],
+        "final_eval": sm["finals"],
+        "final_mean_ci": list(sm["mean"]),
+        "final_iqm_ci": list(sm["iqm"]),
+        "threshold": sm["threshold"],
+        "reached_threshold": sm["reached"],
+        "median_steps_to_threshold": sm["median_steps"],
+        "median_train_s": sm["median_train_s"],
+        "budget": sm["budget"],
     }

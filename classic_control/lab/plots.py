@@ -152,10 +152,14 @@ def importance(data: dict, path: Path) -> None:
 
 
 def seed_curves(results: Path, path: Path) -> None:
-    """Every seed's deterministic-eval curve (thin) and the median (thick), per env and algo."""
+    """Every seed's deterministic-eval curve (thin) and the median (thick), per env and algo.
+
+    ``results`` holds one compare sweep per env (``results/<env>/records``)."""
     from ..compare import records, report
 
-    by_env = report.group(records.load_records(results))
+    by_env = {}
+    for folder in sorted(p for p in results.iterdir() if p.is_dir()):
+        by_env.update(report.group(records.load_records(folder)))
     n_algo = max(len(v) for v in by_env.values())
     fig, axes = plt.subplots(
         len(by_env), n_algo, figsize=(3.8 * n_algo, 3.2 * len(by_env)), dpi=110, squeeze=False
