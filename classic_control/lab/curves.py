@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..compare import records, report
 from ..compare.sweep import RunSpec, run_sweep
 
@@ -80,7 +82,11 @@ def run(s: CurveSettings, out: Path) -> dict:
 
 def _summary(runs: list[dict], env_id: str) -> dict:
     sm = report.summarize(runs, env_id)
+    evals = [np.array([c["eval_return"] for c in r["curve"]]) for r in runs]
     return {
+        "final_std_over_seeds": float(np.std(sm["finals"], ddof=1)) if len(runs) > 1 else 0.0,
+        # within a run: how much the deterministic eval moves from one evaluation to the next
+        "mean_abs_eval_change": float(np.mean([np.abs(np.diff(e)).mean() for e in evals])),
         "seeds": sm["seeds"],
         "final_eval": sm["finals"],
         "final_mean_ci": list(sm["mean"]),
