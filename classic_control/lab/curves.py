@@ -86,7 +86,9 @@ def _summary(runs: list[dict], env_id: str) -> dict:
     return {
         "final_std_over_seeds": float(np.std(sm["finals"], ddof=1)) if len(runs) > 1 else 0.0,
         # within a run: how much the deterministic eval moves from one evaluation to the next
-        "mean_abs_eval_change": float(np.mean([np.abs(np.diff(e)).mean() for e in evals])),
+        "mean_abs_eval_change": float(
+            np.mean([np.abs(np.diff(e)).mean() if len(e) > 1 else 0.0 for e in evals])
+        ),
         "seeds": sm["seeds"],
         "final_eval": sm["finals"],
         "final_mean_ci": list(sm["mean"]),
