@@ -162,7 +162,12 @@ def seed_curves(results: Path, path: Path) -> None:
         by_env.update(report.group(records.load_records(folder)))
     n_algo = max(len(v) for v in by_env.values())
     fig, axes = plt.subplots(
-        len(by_env), n_algo, figsize=(3.8 * n_algo, 3.2 * len(by_env)), dpi=110, squeeze=False
+        len(by_env),
+        n_algo,
+        figsize=(3.8 * n_algo, 3.2 * len(by_env)),
+        dpi=110,
+        squeeze=False,
+        sharey="row",
     )
     for row, (env_id, by_algo) in zip(axes, by_env.items()):
         for ax, (algo, recs) in zip(row, by_algo.items()):
