@@ -193,6 +193,8 @@ def _curves(args: argparse.Namespace) -> dict:
     s = _curve_settings(args)
     data = curves.run(s, args.out)
     plots.seed_curves(args.out, args.out / f"{args.experiment.replace('-', '_')}_seeds.png")
+    if args.experiment == "kl-penalty":
+        plots.kl_controller(args.out, args.out / "kl_controller.png")
     return data
 
 

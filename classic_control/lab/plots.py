@@ -181,3 +181,38 @@ def seed_curves(results: Path, path: Path) -> None:
             ax.grid(alpha=0.3)
         row[0].set_ylabel("eval return (deterministic)")
     _save(fig, path)
+
+
+def kl_controller(results: Path, path: Path) -> None:
+    """Per env: the measured KL(old || new) of each update for both PPO variants, the
+    penalty's target, and the penalty coefficient beta that the controller set."""
+    from .. import rundir
+    from ..compare import records
+
+    folders = sorted(p for p in results.iterdir() if p.is_dir())
+    fig, axes = plt.subplots(2, len(folders), figsize=(5 * len(folders), 6), dpi=110, squeeze=False)
+    for col, folder in enumerate(folders):
+        target = None
+        for rec in records.load_records(folder):
+            rows = rundir.read_metrics(folder / rec["run_dir"])
+            steps = [r["env_steps"] for r in rows]
+            # PPO-clip logs approx_kl (policy/approx_kl after the metric-name change)
+            kl = [r.get("policy/approx_kl", r.get("approx_kl")) for r in rows]
+            color = "tab:orange" if rec["algo"] == "ppo_kl" else "tab:blue"
+            label = rec["algo"] if rec["seed"] == 0 else None
+            axes[0, col].plot(steps, kl, lw=0.6, alpha=0.6, color=color, label=label)
+            if rec["algo"] == "ppo_kl":
+                target = rec["config"]["kl_target"]
+                beta = [r["kl/coef"] for r in rows]
+                axes[1, col].plot(steps, beta, lw=0.8, color=color, label=f"seed {rec['seed']}")
+        if target is not None:
+            axes[0, col].axhline(target, color="k", ls="--", lw=0.8, label="kl_target")
+        axes[0, col].set_yscale("log")
+        axes[0, col].set_title(f"{folder.name}: KL(old || new) per update", fontsize=9)
+        axes[1, col].set_yscale("log")
+        axes[1, col].set_title(f"{folder.name}: ppo_kl's penalty coefficient beta", fontsize=9)
+        for ax in axes[:, col]:
+            ax.set_xlabel("env steps")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    _save(fig, path)
