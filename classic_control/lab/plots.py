@@ -118,6 +118,9 @@ def importance(data: dict, path: Path) -> None:
     ax.plot(h, [r["ess_fraction"] for r in rows], "-o", label="trajectory weights: ESS / n")
     ax.plot(h, [r["max_weight_share"] for r in rows], "-s", label="largest weight's share")
     ax.set_yscale("log")
+    ax.set_yticks(
+        [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0], ["0.01", "0.02", "0.05", "0.1", "0.2", "0.5", "1"]
+    )
     ax.set_title("whole-trajectory importance weights", fontsize=9)
     ax = axes[1]
     ax.plot(h, [r["log_weight_std"] for r in rows], "-o", label="std of log w(tau)")
