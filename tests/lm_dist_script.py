@@ -53,6 +53,7 @@ def run(out_dir: str) -> None:
             learning_rate=1e-2,
             cpu=True,
             progress_bar=False,
+            output_dir=str(Path(out_dir) / estimator),
             **extra,
         )
         trainer = PPOTrainer(config, make_policy(tok), tok)
@@ -64,6 +65,16 @@ def run(out_dir: str) -> None:
         metrics[estimator] = trainer.step(rollout, scores[rows])
         for name, p in trainer.unwrapped_model.named_parameters():
             tensors[f"{estimator}/{name}"] = p.detach()
+        # the output folder's claim, checks and barriers with several processes: save, then
+        # resume in a second trainer of the same process (which shares the claim)
+        trainer.save_checkpoint(f"{config.output_dir}/checkpoint-000001")
+        again = PPOTrainer(config, make_policy(tok), tok)
+        again.load_checkpoint(str(Path(config.output_dir) / "checkpoint-000001"))
+        same = all(
+            torch.equal(p, again.unwrapped_model.get_parameter(n))
+            for n, p in trainer.unwrapped_model.named_parameters()
+        )
+        metrics[estimator].update(resumed_step=again.state.step, resumed_same_weights=same)
     if acc.is_main_process:
         atomic_save_safetensors(tensors, Path(out_dir) / "weights.safetensors")
         atomic_write_json(Path(out_dir) / "metrics.json", metrics)

@@ -10,11 +10,12 @@ import torch
 
 from classic_control.algos import REGISTRY
 from classic_control.algos.reinforce import episode_weights
-from classic_control.config import ConfigError, resolve
+from classic_control.config import ConfigError
 from classic_control.envs import probe_env
 from classic_control.lab.importance import log_ratios
 from classic_control.networks import ActorCritic
 from classic_control.rollout import Batch, EpisodeCollector, VectorCollector
+from classic_control.settings import resolve
 from rlhf_pg.core import effective_sample_size, step_ratios, trajectory_log_weights
 
 
@@ -27,7 +28,7 @@ def _setup(algo: str, **overrides):
 
 
 def test_one_step_actor_critic_update_is_td0_with_separate_learning_rates():
-    cfg, spec, agent, algo = _setup("actor_critic", lr=0.01, critic_learning_rate=0.05)
+    cfg, spec, agent, algo = _setup("actor_critic", learning_rate=0.01, critic_learning_rate=0.05)
     assert [g["lr"] for g in algo.optimizer.param_groups] == pytest.approx([0.01, 0.05])
     algo.set_lr(0.005)  # annealing keeps the ratio
     assert [g["lr"] for g in algo.optimizer.param_groups] == pytest.approx([0.005, 0.025])
@@ -139,7 +140,9 @@ def test_reinforce_total_mode_weights_every_step_by_the_episode_return():
     moved = {}
     for mode in ("total", "reward_to_go"):
         agent.load_state_dict(start)
-        algo = REGISTRY["reinforce"](dataclasses.replace(cfg, return_mode=mode, lr=1e-3), agent)
+        algo = REGISTRY["reinforce"](
+            dataclasses.replace(cfg, return_mode=mode, learning_rate=1e-3), agent
+        )
         algo.update(b, 1.0)
         moved[mode] = agent.policy_head.weight.detach() - start["policy_head.weight"]
     assert not torch.allclose(moved["total"], moved["reward_to_go"])

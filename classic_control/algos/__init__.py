@@ -1,4 +1,5 @@
-"""Algorithm registry: name -> class. New algorithms register here and in config.ALGOS."""
+"""Algorithm registry: name -> class. A new algorithm subclasses ``Algorithm`` (its own
+``check_config``, and ``make_collector`` if it needs another collector) and registers here."""
 
 from __future__ import annotations
 
@@ -20,10 +21,12 @@ REGISTRY: dict[str, type[Algorithm]] = {
     "actor_critic": ActorCritic1Step,
     "ppo_kl": PPOKL,
 }
+ALGOS: tuple[str, ...] = tuple(REGISTRY)
 
 __all__ = [
     "A2C",
     "A3C",
+    "ALGOS",
     "PPO",
     "PPOKL",
     "REGISTRY",

@@ -50,12 +50,12 @@ class ActorCritic1Step(Algorithm):
         )
         obs = b.obs.reshape(1, -1)
         actions = b.actions.reshape(1, *b.actions.shape[2:])
-        logp, ent, v = agent.evaluate(obs, actions, entropy_grad=cfg.ent_coef != 0)
+        logp, ent, v = agent.evaluate(obs, actions, entropy_grad=cfg.entropy_coef != 0)
         with unchecked_core():  # gae scanned the inputs; the stacked logs are checked below
             pg = reinforce_loss(logp.view(1, 1), delta)
             vl = value_loss(v.view(1, 1), target)
             ent_mean = masked_mean(ent.view(1, 1))
-        grad_norm = self.step(pg - cfg.ent_coef * ent_mean + cfg.vf_coef * vl)
+        grad_norm = self.step(pg - cfg.entropy_coef * ent_mean + cfg.vf_coef * vl)
         m = torch.stack([pg.detach(), vl.detach(), ent_mean.detach(), grad_norm, delta[0, 0]])
         self.check_losses(m)
         return dict(

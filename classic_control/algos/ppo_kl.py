@@ -81,14 +81,14 @@ class PPOKL(PPO):
         cfg, agent = self.cfg, self.agent
         n = d["obs"].shape[0]
         mb_size = n // cfg.num_minibatches
-        vf_clip = cfg.vf_clip_coef if cfg.clip_vloss else None
+        vf_clip = cfg.clip_eps_value if cfg.clip_vloss else None
         logs: list[Tensor] = []
         for _ in range(cfg.update_epochs):
             perm = torch.randperm(n)
             for start in range(0, n, mb_size):
                 idx = perm[start : start + mb_size]
                 logp, ent, v = agent.evaluate(
-                    d["obs"][idx], d["actions"][idx], entropy_grad=cfg.ent_coef != 0
+                    d["obs"][idx], d["actions"][idx], entropy_grad=cfg.entropy_coef != 0
                 )
                 adv = d["adv"][:, idx]
                 if cfg.norm_adv and mb_size > 1:
@@ -98,7 +98,7 @@ class PPOKL(PPO):
                     v.view(1, -1), d["ret"][:, idx], old_values=d["old_v"][:, idx], clip_eps=vf_clip
                 )
                 ent_mean = ent.mean()
-                grad_norm = self.step(pg.loss - cfg.ent_coef * ent_mean + cfg.vf_coef * vl)
+                grad_norm = self.step(pg.loss - cfg.entropy_coef * ent_mean + cfg.vf_coef * vl)
                 logs.append(
                     torch.stack([pg.surrogate, vl, ent_mean, pg.approx_kl, grad_norm]).detach()
                 )

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..compare import records, report
+from ..metrics import EVAL_RETURN
 from ..compare.sweep import RunSpec, run_sweep
 
 
@@ -82,7 +83,7 @@ def run(s: CurveSettings, out: Path) -> dict:
 
 def _summary(runs: list[dict], env_id: str) -> dict:
     sm = report.summarize(runs, env_id)
-    evals = [np.array([c["eval_return"] for c in r["curve"]]) for r in runs]
+    evals = [np.array([c[EVAL_RETURN] for c in r["curve"]]) for r in runs]
     return {
         "final_std_over_seeds": float(np.std(sm["finals"], ddof=1)) if len(runs) > 1 else 0.0,
         # within a run: how much the deterministic eval moves from one evaluation to the next

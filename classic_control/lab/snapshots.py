@@ -14,9 +14,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import rundir
-from ..config import Config, resolve
+from ..config import Config
 from ..envs import EnvSpec, probe_env
 from ..networks import ActorCritic
+from ..settings import resolve
 from ..trainer import Trainer
 
 
