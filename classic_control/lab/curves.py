@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..compare import records, report
-from ..metrics import EVAL_RETURN
 from ..compare.sweep import RunSpec, run_sweep
+from ..metrics import EVAL_RETURN
 
 
 @dataclass
