@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lm_fixtures import PROMPTS, make_policy, make_tokenizer, make_trainer
 
-from rlhf_pg.lm import TrainerCallback
+from rlhf_pg.lm import PPOConfig, PPOTrainer, TrainerCallback
 
 
 def _params(trainer):
@@ -306,3 +306,17 @@ def test_seq_mean_token_sum_uses_one_constant_when_responses_exceed_max_new_toke
     one, four = update(1), update(4)
     for name in one:
         torch.testing.assert_close(one[name], four[name], atol=2e-6, rtol=1e-5, msg=name)
+
+
+def test_separate_critic_must_share_the_policy_vocabulary():
+    from lm_fixtures import make_reward_model
+
+    tok = make_tokenizer()
+    other = make_tokenizer(vocab_size=280)
+    with pytest.raises(ValueError, match="critic_model has a vocabulary of"):
+        PPOTrainer(
+            PPOConfig(batch_size=4, progress_bar=False, cpu=True),
+            make_policy(tok),
+            tok,
+            critic_model=make_reward_model(other),
+        )

@@ -71,6 +71,26 @@ def match_vocabulary(reference, policy, tokenizer) -> None:
     reference.config.pad_token_id = tokenizer.pad_token_id
 
 
+def prepare_critic(critic, tokenizer) -> None:
+    """A separate critic reads the policy's tokens: its vocabulary must be the policy
+    tokenizer's (at most missing the pad token the trainer added). Only its trunk feeds the
+    value head, so everything outside the trunk (a classifier's score layer) is frozen:
+    DDP would otherwise wait forever for gradients that never come."""
+    vocab = critic.get_input_embeddings().num_embeddings
+    if vocab not in (len(tokenizer), len(tokenizer) - 1):
+        raise ValueError(
+            f"critic_model has a vocabulary of {vocab} tokens but the policy tokenizer has "
+            f"{len(tokenizer)}; the critic reads the policy's tokens, so it must share its "
+            "tokenizer (e.g. a reward model trained from the SFT model)"
+        )
+    ensure_pad_token(tokenizer, critic)
+    disable_dropout(critic)
+    trunk = {id(p) for p in critic.base_model.parameters()}
+    for p in critic.parameters():
+        if id(p) not in trunk:
+            p.requires_grad_(False)
+
+
 def build_policy(
     cfg: PPOConfig, model, tokenizer, *, ref_model=None, critic_model=None, reward_models=()
 ) -> tuple[PolicyWithValueHead, object | None]:
@@ -86,8 +106,7 @@ def build_policy(
     if ref_model is not None:
         match_vocabulary(ref_model, base, tokenizer)
     if critic_model is not None:
-        ensure_pad_token(tokenizer, critic_model)
-        disable_dropout(critic_model)
+        prepare_critic(critic_model, tokenizer)
     for rm in reward_models:
         if rm.tokenizer is None:
             ensure_pad_token(tokenizer, rm.model)
