@@ -61,6 +61,9 @@ class PPOTrainer:
         prompts: training prompts for :meth:`train`.
         accelerator: an ``Accelerator``; by default one is built from the config.
         callbacks: :class:`TrainerCallback` objects or ``fn(step, metrics)`` hooks.
+        peft_config: a ``peft.LoraConfig`` to train adapters with (instead of the config's
+            flat ``lora_*`` fields). A model that already is a peft model (an SFT adapter)
+            keeps training its adapter; a frozen copy of it is the reference.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class PPOTrainer:
         prompts: Sequence[str] | None = None,
         accelerator: Accelerator | None = None,
         callbacks: Sequence[TrainerCallback | Callable] = (),
+        peft_config=None,
     ) -> None:
         self.config = cfg = config
         trackers = tracker_names(cfg.log_with)
@@ -95,7 +99,7 @@ class PPOTrainer:
         reward_models = self.reward.models() if self.reward else []
         policy, self.ref_model = build_policy(
             cfg, model, tokenizer, ref_model=ref_model, critic_model=critic_model,
-            reward_models=reward_models,
+            reward_models=reward_models, lora_config=peft_config,
         )  # fmt: skip
         self.stop_ids = cfg.stop_token_ids or [tokenizer.eos_token_id]
         self.max_prompt_length = prompt_limit(context_length(policy.pretrained_model), cfg)
