@@ -1,4 +1,4 @@
-"""Command line: ``python -m classic_control {train,eval,envs} ...``.
+"""Command line: ``python -m classic_control {train,eval,envs,compare,report,lab} ...``.
 
 Bad input (unknown env, algorithm or config key, invalid hyperparameters,
 a folder that is not a run) ends with one ``error: ...`` line and exit code 2,
@@ -23,6 +23,8 @@ from .compare.cli import add_parsers as add_compare_parsers
 from .compare.cli import cmd_compare, cmd_report
 from .config import Config, ConfigError, available_presets
 from .envs import probe_env
+from .lab.cli import add_parsers as add_lab_parsers
+from .lab.cli import cmd_lab
 from .lifetime import stop_on_sigterm
 from .settings import resolve
 
@@ -38,8 +40,14 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _optional_float(text: str) -> float | None:
-    return None if text.lower() in ("none", "null") else float(text)
+def _optional(kind: type):
+    """Parser for ``kind | None`` flags: 'none' or 'null' gives None."""
+
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
 
 
 _OLD = "deprecated_"  # namespace prefix of the old flag names' values
@@ -57,8 +65,9 @@ def _flag_kwargs(hint) -> dict:
         return {"type": hint}
     if typing.get_origin(hint) is list:
         return {"type": int, "nargs": "+"}
-    if isinstance(hint, types.UnionType):  # float | None
-        return {"type": _optional_float, "metavar": "FLOAT|none"}
+    if isinstance(hint, types.UnionType):  # float | None, int | None
+        inner = next(a for a in typing.get_args(hint) if a is not type(None))
+        return {"type": _optional(inner), "metavar": f"{inner.__name__.upper()}|none"}
     return {}
 
 
@@ -132,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("envs", help="list registered env ids and bundled presets")
     add_compare_parsers(sub)  # compare, report
+    add_lab_parsers(sub)  # lab gradients | importance | actor-critic | kl-penalty
     return parser
 
 
@@ -222,7 +232,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     obs_norm = ObsNormalizer(spec.obs_dim, cfg.norm_obs)
     obs_norm.rms.load_state_dict(rundir.load_model(model, agent))
     with rundir.claim(args.run_dir):  # eval.json is the run's: not while it trains
-        evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed)
+        evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed, cfg.max_episode_steps)
         result = summary(*evaluator.run(agent, obs_norm))
         evaluator.close()
         # keep what training recorded (env_steps, best_eval_return, train_time_s, ...)
@@ -275,6 +285,7 @@ def _main(argv: list[str] | None) -> int:
         "envs": cmd_envs,
         "compare": cmd_compare,
         "report": cmd_report,
+        "lab": cmd_lab,
     }
     try:
         args = build_parser().parse_args(argv)

@@ -39,7 +39,9 @@ class Trainer:
         self.agent = ActorCritic(self.spec, cfg)
         self.algo: Algorithm = REGISTRY[cfg.algo](cfg, self.agent)
         self.collector = self.algo.make_collector(cfg.env_id, self.spec)
-        self.evaluator = Evaluator(cfg.env_id, self.spec, cfg.eval_episodes, cfg.seed)
+        self.evaluator = Evaluator(
+            cfg.env_id, self.spec, cfg.eval_episodes, cfg.seed, cfg.max_episode_steps
+        )
         self.progress: dict[str, Any] = {
             "env_steps": 0,
             "updates": 0,

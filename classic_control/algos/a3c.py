@@ -298,6 +298,11 @@ class A3C(Algorithm):
     def check_config(cls, cfg: Config) -> None:
         if cfg.num_workers < 1:
             raise ConfigError(f"num_workers must be >= 1 for a3c, got {cfg.num_workers}")
+        if cfg.critic_learning_rate is not None:  # its shared Adam holds one group
+            raise ConfigError(
+                "a3c has one learning rate; got critic_learning_rate="
+                f"{cfg.critic_learning_rate}, set it to none"
+            )
         if cfg.norm_obs or cfg.norm_reward:
             raise ConfigError(
                 "a3c does not support norm_obs/norm_reward (each worker would keep its own "
