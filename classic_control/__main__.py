@@ -205,7 +205,10 @@ def _run(trainer, *, resume: bool, show: bool) -> int:
     finally:
         trainer.close()
     if result is None and trainer.stop_requested:
-        print(f"terminated at {trainer.env_steps} env steps, checkpoint saved; {hint}")
+        if (trainer.run_dir / rundir.CHECKPOINT).exists():
+            print(f"terminated at {trainer.env_steps} env steps, checkpoint saved; {hint}")
+        else:  # stopped before its first update
+            print(f"terminated before the first update; nothing to resume in {trainer.run_dir}")
         return 128 + signal.SIGTERM
     print(_format_eval(result))
     return 0
