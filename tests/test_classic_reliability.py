@@ -161,6 +161,15 @@ def test_sigterm_stops_with_a_checkpoint_that_resumes(tmp_path, algo):
         trainer.close()
     logged = rundir.read_metrics(run)
     assert rows == len(logged) >= 2 and trainer.env_steps == logged[-1]["env_steps"]
+    if algo != "ppo":
+        return
+    # ... and `--resume` continues it: with a budget of two more updates, the run finishes
+    # and its metrics go on from the step where SIGTERM stopped it
+    config = (run / rundir.CONFIG).read_text().replace("100000000", str(trainer.env_steps + 64))
+    (run / rundir.CONFIG).write_text(config)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    steps = [r["env_steps"] for r in rundir.read_metrics(run)]
+    assert steps == list(range(32, trainer.env_steps + 65, 32))
 
 
 def _kill_parent_and_check_orphans(proc: subprocess.Popen, min_children: int) -> None:
