@@ -91,6 +91,21 @@ def test_second_writer_gets_one_line_naming_folder_and_pid(capsys, tmp_path, fin
     assert not (run / LOCK_NAME).exists()
 
 
+@pytest.mark.slow
+def test_compare_removes_torn_records_before_the_sweep(capsys, tmp_path):
+    res = tmp_path / "res"
+    folder = res / "records" / "CartPole-v1" / "a2c"
+    folder.mkdir(parents=True)
+    torn = [folder / ".seed0.json.abcd1234.tmp", res / ".sweep.json.abcd1234.tmp"]
+    for path in torn:
+        path.write_text('{"algo": "a2')
+    argv = ["compare", "--algos", "a2c", "--seeds", "1", "--steps", "64", "--jobs", "1"]
+    argv += ["--eval-episodes", "1", "--no-progress", "--no-report", "--out", str(res)]
+    assert main(argv) == 0
+    assert not any(p.exists() for p in torn)
+    assert (folder / "seed0.json").is_file()
+
+
 def test_compare_refuses_a_results_folder_in_use(capsys, tmp_path):
     res = tmp_path / "res"
     res.mkdir()

@@ -11,6 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
+from rlhf_pg.utils.io import remove_stale_temporaries
+
 from .. import rundir
 from ..algos import ALGOS
 from ..config import ConfigError
@@ -113,6 +115,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         specs = plan(algos, args.envs, args.seeds, args.steps, args.eval_every, args.eval_episodes)
     with rundir.claim(args.out, "results folder"):  # one sweep per results folder
         records.check_manifest(args.out, protocol)
+        # records and failure notes torn by a kill (the results folder's own: claim)
+        for folder in [*args.out.glob("records/*/*"), args.out / "failed"]:
+            if folder.is_dir():
+                remove_stale_temporaries(folder)
         grid = {"algos": algos, "envs": args.envs, "seeds": list(range(args.seeds))}
         records.update_manifest(args.out, protocol, grid)
         print(
