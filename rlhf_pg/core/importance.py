@@ -54,6 +54,12 @@ def effective_sample_size(log_weights: Tensor) -> Tensor:
     computed from log-weights (shifted by their maximum, which cancels) so
     that weights of exp(700) do not overflow. Equals n for equal weights, 1
     when one weight dominates.
+
+    Args:
+        log_weights: (n,) log importance weights, one per sample.
+
+    Returns:
+        0-dim tensor in [1, n].
     """
     check_tensor("log_weights", log_weights, ndim=1)
     check_finite(None, log_weights=log_weights)
