@@ -34,8 +34,12 @@ def finished_run(tmp_path_factory) -> Path:
     return out
 
 
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+def _snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every folder (None) under ``root``: an empty folder left by a
+    failed command counts as a change too."""
+    return {
+        str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in root.rglob("*")
+    }
 
 
 def _probe(capsys, root: Path, argv: list[str], named: str) -> None:
