@@ -48,7 +48,7 @@ class RunInterrupted(Exception):
 
 
 # what a worker process is doing, for its SIGTERM handler
-_WORKER: dict[str, Any] = {"trainer": None, "running": False}
+_WORKER: dict[str, Any] = {"trainer": None, "running": False, "stopping": False}
 
 
 def _init_worker(parent: int) -> None:
@@ -59,6 +59,7 @@ def _init_worker(parent: int) -> None:
 
 
 def _worker_sigterm(signum: int, frame: object) -> None:
+    _WORKER["stopping"] = True  # a run queued to this worker after the stop never starts
     trainer = _WORKER["trainer"]
     if trainer is not None:
         trainer.request_stop()  # checkpoint, then ``run_ours`` raises RunInterrupted
@@ -173,6 +174,8 @@ def execute(spec: RunSpec, out: Path, meta: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     path = records.record_path(out, spec.env_id, spec.algo, spec.seed)
+    if _WORKER["stopping"]:
+        raise RunInterrupted("the sweep is stopping")
     _WORKER["running"] = True
     try:
         if spec.algo.startswith(SB3_PREFIX):
@@ -267,15 +270,21 @@ def _stop_runs(
     """Ask every worker to checkpoint its run and stop; wait for them (bounded)."""
     for fut in running:
         fut.cancel()  # not started yet: never will be
-    for proc in list(getattr(ex, "_processes", {}).values()):
+    for proc in _workers(ex):
         if proc.is_alive():
             os.kill(proc.pid, signal.SIGTERM)
     finished, _ = wait(running, timeout=_STOP_GRACE_S)
     _collect(finished, running, out, result, bar)
     if running:  # past the grace period: their last checkpoints will do
-        for proc in list(getattr(ex, "_processes", {}).values()):
+        for proc in _workers(ex):
             proc.kill()
     ex.shutdown(wait=False, cancel_futures=True)
+
+
+def _workers(ex: ProcessPoolExecutor) -> list:
+    """The pool's worker processes (``_processes`` is private, but stable since 3.8; an
+    executor without it just gets no signal, and its runs finish instead)."""
+    return list((getattr(ex, "_processes", None) or {}).values())
 
 
 def _collect(finished, running: dict[Future, RunSpec], out: Path, result: SweepResult, bar):
