@@ -1,25 +1,32 @@
-"""Command line: ``python -m classic_control {train,eval,envs} ...``.
+"""Command line: ``python -m classic_control {train,eval,envs,compare,report,lab} ...``.
 
 Bad input (unknown env, algorithm or config key, invalid hyperparameters,
 a folder that is not a run) ends with one ``error: ...`` line and exit code 2,
-before any env is stepped.
+before any env is stepped. A deprecated setting name (``--lr``, ``lr:`` in a
+YAML file or a saved run) still works, with one ``warning: ...`` line.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import signal
 import sys
 import types
 import typing
+import warnings
 from pathlib import Path
 
 from . import rundir
+from .algos import ALGOS
 from .compare.cli import add_parsers as add_compare_parsers
 from .compare.cli import cmd_compare, cmd_report
-from .config import ALGOS, Config, ConfigError, available_presets, load_yaml, resolve
+from .config import Config, ConfigError, available_presets
 from .envs import probe_env
+from .lab.cli import add_parsers as add_lab_parsers
+from .lab.cli import cmd_lab
+from .lifetime import stop_on_sigterm
+from .settings import resolve
 
 _TOP_LEVEL = {"algo", "env_id", "seed", "total_steps"}
 
@@ -33,34 +40,78 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _optional_float(text: str) -> float | None:
-    return None if text.lower() in ("none", "null") else float(text)
+def _optional(kind: type):
+    """Parser for ``kind | None`` flags: 'none' or 'null' gives None."""
+
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
+
+
+_OLD = "deprecated_"  # namespace prefix of the old flag names' values
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _flag_kwargs(hint) -> dict:
+    """How argparse reads a value of a Config field of type ``hint``."""
+    if hint is bool:
+        return {"type": _bool, "metavar": "BOOL"}
+    if hint is int or hint is float or hint is str:
+        return {"type": hint}
+    if typing.get_origin(hint) is list:
+        return {"type": int, "nargs": "+"}
+    if isinstance(hint, types.UnionType):  # float | None, int | None
+        inner = next(a for a in typing.get_args(hint) if a is not type(None))
+        return {"type": _optional(inner), "metavar": f"{inner.__name__.upper()}|none"}
+    return {}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per Config field; None means 'keep the preset's value'."""
+    """One ``--flag`` per Config field; None means 'keep the preset's value'. The fields' old
+    names (``Config.ALIASES``) still parse, hidden from ``--help``."""
     group = parser.add_argument_group("hyperparameters (override the preset)")
     hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(Config):
-        if f.name in _TOP_LEVEL:
+        if f.name not in _TOP_LEVEL:
+            kwargs = _flag_kwargs(hints[f.name])
+            group.add_argument(_flag(f.name), dest=f.name, default=None, **kwargs)
+    for old, new in Config.ALIASES.items():
+        kwargs = {**_flag_kwargs(hints[new]), "help": argparse.SUPPRESS}
+        group.add_argument(_flag(old), dest=_OLD + old, default=None, **kwargs)
+
+
+def _rename_old_flags(args: argparse.Namespace) -> None:
+    """Move the values of deprecated flags to their fields' names, with a notice each."""
+    for old, new in Config.ALIASES.items():
+        value = getattr(args, _OLD + old, None)
+        delattr(args, _OLD + old)
+        if value is None:
             continue
-        flag, hint = "--" + f.name.replace("_", "-"), hints[f.name]
-        kwargs: dict = {"dest": f.name, "default": None}
-        if hint is bool:
-            kwargs.update(type=_bool, metavar="BOOL")
-        elif hint is int or hint is float or hint is str:
-            kwargs.update(type=hint)
-        elif typing.get_origin(hint) is list:
-            kwargs.update(type=int, nargs="+")
-        elif isinstance(hint, types.UnionType):  # float | None
-            kwargs.update(type=_optional_float, metavar="FLOAT|none")
-        group.add_argument(flag, **kwargs)
+        if getattr(args, new) is not None:
+            raise ConfigError(f"{_flag(old)} and {_flag(new)} are the same setting; give only one")
+        warnings.warn(
+            f"flag {_flag(old)} is deprecated; use {_flag(new)}", FutureWarning, stacklevel=2
+        )
+        setattr(args, new, value)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error:`` line (exit code 2) like every other
+    bad input, instead of the usage text and a ``SystemExit`` from inside the parser."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ConfigError(f"{message} (see: {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="classic_control",
-        description="REINFORCE, A2C and PPO on gymnasium tasks, built on rlhf_pg.core.",
+        description="REINFORCE, A2C, A3C, PPO and TRPO on gymnasium tasks, built on rlhf_pg.core.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -90,61 +141,75 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("envs", help="list registered env ids and bundled presets")
     add_compare_parsers(sub)  # compare, report
+    add_lab_parsers(sub)  # lab gradients | importance | actor-critic | kl-penalty
     return parser
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        return _resume(args)
     from .trainer import Trainer
 
+    _rename_old_flags(args)
     fields = {f.name for f in dataclasses.fields(Config)}
-    if args.resume is not None:
-        given = [k for k in (*fields, "out", "config") if getattr(args, k, None) is not None]
-        if given:  # the saved config is what makes a resumed run equal an uninterrupted one
-            renamed = {"total_steps": "steps", "env_id": "env"}
-            flags = ", ".join("--" + renamed.get(k, k).replace("_", "-") for k in sorted(given))
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    for key in ("algo", "env_id"):  # given by --algo / --env, never by the config file
+        overrides.pop(key, None)
+    cfg, preset = resolve(
+        args.algo or "ppo", args.env_id or "CartPole-v1", overrides, config_file=args.config
+    )
+    run_dir = args.out or rundir.default_run_dir(cfg)
+    with rundir.claim(run_dir):  # a file, an unwritable or a busy --out fails here
+        probe_env(cfg.env_id)  # unknown id or unsupported spaces: fail before training
+        if (run_dir / rundir.CHECKPOINT).exists():
             raise ConfigError(
-                f"--resume continues {str(args.resume)!r} with its saved config; drop {flags} "
-                "(start a new run with --out to change them)"
+                f"{str(run_dir)!r} already holds a run; continue it with --resume {run_dir} "
+                "or choose another --out"
             )
-        run_dir = args.resume
-        cfg = rundir.read_config(run_dir)
-        rundir.load_checkpoint(run_dir)  # fail early on a missing or unreadable checkpoint
+        print(f"run dir {run_dir} (preset: {preset or 'none, defaults'})")
+        return _run(Trainer(cfg, run_dir), resume=False, show=not args.no_progress)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from .trainer import Trainer
+
+    # the saved config is what makes a resumed run equal an uninterrupted one
+    names = {f.name: f.name for f in dataclasses.fields(Config)}
+    names.update({"total_steps": "steps", "env_id": "env", "out": "out", "config": "config"})
+    names.update({_OLD + old: old for old in Config.ALIASES})
+    given = sorted(_flag(flag) for k, flag in names.items() if getattr(args, k, None) is not None)
+    if given:
+        raise ConfigError(
+            f"--resume continues {str(args.resume)!r} with its saved config; drop "
+            f"{', '.join(given)} (start a new run with --out to change them)"
+        )
+    run_dir = args.resume
+    cfg = rundir.read_config(run_dir)
+    with rundir.claim(run_dir):
+        # fail early on a missing, unreadable or other run's checkpoint
+        rundir.check_checkpoint(run_dir, rundir.load_checkpoint(run_dir), cfg)
         probe_env(cfg.env_id)
         trainer = Trainer(cfg, run_dir)
         print(f"resuming {run_dir} at {cfg.env_id} / {cfg.algo}")
         return _run(trainer, resume=True, show=not args.no_progress)
 
-    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    if args.config is not None:
-        if not args.config.is_file():
-            raise ConfigError(f"config file {str(args.config)!r} does not exist")
-        overrides = {**load_yaml(args.config), **overrides}
-    overrides.pop("algo", None)
-    overrides.pop("env_id", None)
-    cfg, preset = resolve(args.algo or "ppo", args.env_id or "CartPole-v1", overrides)
-    probe_env(cfg.env_id)  # unknown id or unsupported spaces: fail before training
-    run_dir = args.out or rundir.default_run_dir(cfg)
-    if (run_dir / rundir.CHECKPOINT).exists():
-        raise ConfigError(
-            f"{str(run_dir)!r} already holds a run; continue it with --resume {run_dir} "
-            "or choose another --out"
-        )
-    print(f"run dir {run_dir} (preset: {preset or 'none, defaults'})")
-    return _run(Trainer(cfg, run_dir), resume=False, show=not args.no_progress)
-
 
 def _run(trainer, *, resume: bool, show: bool) -> int:
+    hint = f"continue with: python -m classic_control train --resume {trainer.run_dir}"
     try:
-        result = trainer.train(resume=resume, show_progress=show)
+        with stop_on_sigterm(trainer.request_stop):
+            result = trainer.train(resume=resume, show_progress=show)
     except KeyboardInterrupt:
-        print(
-            f"\ninterrupted; continue with: python -m classic_control train "
-            f"--resume {trainer.run_dir}",
-            file=sys.stderr,
-        )
+        print(f"\ninterrupted; {hint}", file=sys.stderr)
         return 130
     finally:
         trainer.close()
+    if result is None and trainer.stop_requested:
+        if (trainer.run_dir / rundir.CHECKPOINT).exists():
+            print(f"terminated at {trainer.env_steps} env steps, checkpoint saved; {hint}")
+        else:  # stopped before its first update
+            print(f"terminated before the first update; nothing to resume in {trainer.run_dir}")
+        return 128 + signal.SIGTERM
     print(_format_eval(result))
     return 0
 
@@ -160,27 +225,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = args.run_dir / (rundir.MODEL_FINAL if args.model == "final" else rundir.MODEL_BEST)
     if not model.is_file():
         raise ConfigError(f"{str(args.run_dir)!r} has no {model.name} (has training finished?)")
+    video = None
+    if args.video is not None:  # checked before the (slower) evaluation
+        video = rundir.check_writable_file(
+            Path(args.video) if args.video else args.run_dir / "video.gif", "--video"
+        )
     spec = probe_env(cfg.env_id)
     agent = ActorCritic(spec, cfg)
     obs_norm = ObsNormalizer(spec.obs_dim, cfg.norm_obs)
     obs_norm.rms.load_state_dict(rundir.load_model(model, agent))
-    evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed)
-    result = summary(*evaluator.run(agent, obs_norm))
-    evaluator.close()
-    previous = {}  # keep the training step count recorded by the run
-    if (args.run_dir / rundir.EVAL).is_file():
-        previous = json.loads((args.run_dir / rundir.EVAL).read_text())
-    result.update(
-        env_steps=previous.get("env_steps"),
-        algo=cfg.algo,
-        env_id=cfg.env_id,
-        seed=cfg.seed,
-        model=model.name,
-    )
-    if args.video is not None:
-        path = Path(args.video) if args.video else args.run_dir / "video.gif"
-        result["video"] = str(record_video(cfg.env_id, spec, agent, obs_norm, path, cfg.seed))
-    rundir.write_eval(args.run_dir, result)
+    with rundir.claim(args.run_dir):  # eval.json is the run's: not while it trains
+        evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed, cfg.max_episode_steps)
+        result = summary(*evaluator.run(agent, obs_norm))
+        evaluator.close()
+        # keep what training recorded (env_steps, best_eval_return, train_time_s, ...)
+        previous = {k: v for k, v in rundir.read_eval(args.run_dir).items() if k != "video"}
+        result = {**previous, **result}
+        result.update(algo=cfg.algo, env_id=cfg.env_id, seed=cfg.seed, model=model.name)
+        if video is not None:
+            result["video"] = str(record_video(cfg.env_id, spec, agent, obs_norm, video, cfg.seed))
+        rundir.write_eval(args.run_dir, result)
     print(_format_eval(result))
     return 0
 
@@ -207,17 +271,28 @@ def _format_eval(result: dict | None) -> str:
     return line
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler = {
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    handlers = {
         "train": cmd_train,
         "eval": cmd_eval,
         "envs": cmd_envs,
         "compare": cmd_compare,
         "report": cmd_report,
-    }[args.command]
+        "lab": cmd_lab,
+    }
     try:
-        return handler(args)
+        args = build_parser().parse_args(argv)
+        return handlers[args.command](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,13 +19,12 @@ from rlhf_pg.utils.rng import rng_state, seed_everything, set_rng_state
 
 from . import rundir
 from .algos import REGISTRY, Algorithm
-from .config import Config, validate
+from .config import Config, ConfigError
 from .envs import EnvSpec, ObsNormalizer, probe_env
 from .evaluate import Evaluator, summary
+from .metrics import ELAPSED, EVAL_RETURN, EVAL_STD, STEPS_PER_S, TRAIN_RETURN
 from .networks import ActorCritic
-
-# metrics that measure the machine, not the learning; excluded from determinism checks
-TIMING_KEYS = ("time", "sps", "eval_time")
+from .settings import validate
 
 
 class Trainer:
@@ -39,8 +38,10 @@ class Trainer:
         seed_everything(cfg.seed)
         self.agent = ActorCritic(self.spec, cfg)
         self.algo: Algorithm = REGISTRY[cfg.algo](cfg, self.agent)
-        self.collector = self.algo.collector(cfg.env_id, self.spec, cfg, self.agent)
-        self.evaluator = Evaluator(cfg.env_id, self.spec, cfg.eval_episodes, cfg.seed)
+        self.collector = self.algo.make_collector(cfg.env_id, self.spec)
+        self.evaluator = Evaluator(
+            cfg.env_id, self.spec, cfg.eval_episodes, cfg.seed, cfg.max_episode_steps
+        )
         self.progress: dict[str, Any] = {
             "env_steps": 0,
             "updates": 0,
@@ -49,6 +50,12 @@ class Trainer:
             "next_eval": cfg.eval_every or cfg.total_steps,
             "next_checkpoint": cfg.checkpoint_every or cfg.total_steps,
         }
+        self.stop_requested = False  # set by a signal handler: checkpoint and return
+
+    def request_stop(self) -> None:
+        """Ask ``train`` to stop after the current update, saving a checkpoint first
+        (safe to call from a signal handler)."""
+        self.stop_requested = True
 
     # --- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, metrics_rows: int) -> None:
@@ -59,17 +66,27 @@ class Trainer:
             "rng": rng_state(),
             "progress": dict(self.progress),
             "metrics_rows": metrics_rows,
+            "meta": {"algo": self.cfg.algo, "env_id": self.cfg.env_id},
         }
         rundir.save_checkpoint(self.run_dir, state)
 
     def load_checkpoint(self) -> int:
+        """Restore the checkpoint of ``run_dir``; a foreign, damaged or other-run checkpoint
+        is one ``ConfigError`` line naming the file."""
         state = rundir.load_checkpoint(self.run_dir)
-        self.agent.load_state_dict(state["agent"])
-        self.algo.load_state_dict(state["algo"])
-        self.collector.load_state_dict(state["collector"])
-        set_rng_state(state["rng"])
+        rundir.check_checkpoint(self.run_dir, state, self.cfg, self.agent.state_dict())
+        try:
+            self.agent.load_state_dict(state["agent"])
+            self.algo.load_state_dict(state["algo"])
+            self.collector.load_state_dict(state["collector"])
+            set_rng_state(state["rng"])
+            metrics_rows = int(state["metrics_rows"])
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+            path = self.run_dir / rundir.CHECKPOINT
+            what = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"cannot restore {path}: {what}") from None
         self.progress.update(state["progress"])  # in place: train() holds a reference
-        return int(state["metrics_rows"])
+        return metrics_rows
 
     # --- evaluation --------------------------------------------------------------------------
     def obs_normalizer(self) -> ObsNormalizer:
@@ -110,10 +127,13 @@ class Trainer:
             desc=f"{cfg.algo} {cfg.env_id} s{cfg.seed}",
             dynamic_ncols=True,
         )
-        session_updates = 0
+        session_updates, saved_at = 0, p["env_steps"]
         try:
             while p["env_steps"] < cfg.total_steps:
                 if stop_after is not None and session_updates >= stop_after:
+                    return None
+                if self.stop_requested:
+                    self._stop(len(log.rows), checkpoint=p["env_steps"] > saved_at)
                     return None
                 row = self.update_once()
                 log.log(row)
@@ -125,16 +145,25 @@ class Trainer:
                     while p["next_checkpoint"] <= p["env_steps"]:
                         p["next_checkpoint"] += cfg.checkpoint_every or cfg.total_steps
                     self.save_checkpoint(len(log.rows))
+                    saved_at = p["env_steps"]
         finally:
             bar.close()
             log.close()
         return self.finish(log.rows)
 
+    def _stop(self, metrics_rows: int, *, checkpoint: bool) -> None:
+        """End the session on request, saving what was learnt since the last checkpoint."""
+        pause = getattr(self.collector, "pause", None)  # A3C: let the workers stand still
+        if pause is not None:
+            pause()
+        if checkpoint:
+            self.save_checkpoint(metrics_rows)
+
     def update_once(self) -> dict[str, Any]:
         """Collect one batch, learn from it, evaluate if due; returns the metrics row."""
         cfg, p = self.cfg, self.progress
         left = 1.0 - p["env_steps"] / cfg.total_steps
-        lr = cfg.lr * left if cfg.anneal_lr else cfg.lr
+        lr = cfg.learning_rate * left if cfg.anneal_lr else cfg.learning_rate
         self.algo.set_lr(lr)
         t0 = time.perf_counter()
         batch = self.collector.collect()
@@ -146,26 +175,26 @@ class Trainer:
         row: dict[str, Any] = {
             "update": p["updates"],
             "env_steps": p["env_steps"],
-            "time": round(p["time"], 4),
-            "sps": round(batch.steps / dt, 1),
+            ELAPSED: round(p["time"], 4),
+            STEPS_PER_S: round(batch.steps / dt, 1),
             "lr": lr,
             **metrics,
         }
         episodes = self.collector.stats.pop()
         if episodes:
-            row["train_return"] = float(np.mean([r for r, _ in episodes]))
-            row["train_length"] = float(np.mean([n for _, n in episodes]))
-            row["train_episodes"] = len(episodes)
+            row[TRAIN_RETURN] = float(np.mean([r for r, _ in episodes]))
+            row["train/episode_length"] = float(np.mean([n for _, n in episodes]))
+            row["train/episodes"] = len(episodes)
         if p["env_steps"] >= p["next_eval"] or p["env_steps"] >= cfg.total_steps:
             while p["next_eval"] <= p["env_steps"]:
                 p["next_eval"] += cfg.eval_every or cfg.total_steps
             t1 = time.perf_counter()
             ev = self.evaluate()
-            row.update(eval_return=ev["mean_return"], eval_std=ev["std_return"])
+            row.update({EVAL_RETURN: ev["mean_return"], EVAL_STD: ev["std_return"]})
             if ev["mean_return"] >= p["best_eval"]:
                 p["best_eval"] = ev["mean_return"]
                 self.save_model(rundir.MODEL_BEST)
-            row["eval_time"] = round(time.perf_counter() - t1, 4)
+            row["time/eval"] = round(time.perf_counter() - t1, 4)
         return row
 
     def finish(self, rows: list[dict[str, Any]]) -> dict:
@@ -192,11 +221,11 @@ class Trainer:
 
 
 def _postfix(row: dict[str, Any], best: float) -> str:
-    parts = [f"sps={row['sps']:.0f}"]
-    if "train_return" in row:
-        parts.append(f"ret={row['train_return']:.1f}")
-    if "eval_return" in row:
-        parts.append(f"eval={row['eval_return']:.1f}")
+    parts = [f"sps={row[STEPS_PER_S]:.0f}"]
+    if TRAIN_RETURN in row:
+        parts.append(f"ret={row[TRAIN_RETURN]:.1f}")
+    if EVAL_RETURN in row:
+        parts.append(f"eval={row[EVAL_RETURN]:.1f}")
     if best > -float("inf"):
         parts.append(f"best={best:.1f}")
     return " ".join(parts)

@@ -1,11 +1,14 @@
-"""Algorithm registry: name -> class. New algorithms register here and in config.ALGOS."""
+"""Algorithm registry: name -> class. A new algorithm subclasses ``Algorithm`` (its own
+``check_config``, and ``make_collector`` if it needs another collector) and registers here."""
 
 from __future__ import annotations
 
 from .a2c import A2C
 from .a3c import A3C
+from .actor_critic import ActorCritic1Step
 from .base import Algorithm
 from .ppo import PPO
+from .ppo_kl import PPOKL
 from .reinforce import Reinforce
 from .trpo import TRPO
 
@@ -15,6 +18,20 @@ REGISTRY: dict[str, type[Algorithm]] = {
     "reinforce": Reinforce,
     "trpo": TRPO,
     "a3c": A3C,
+    "actor_critic": ActorCritic1Step,
+    "ppo_kl": PPOKL,
 }
+ALGOS: tuple[str, ...] = tuple(REGISTRY)
 
-__all__ = ["A2C", "A3C", "PPO", "REGISTRY", "TRPO", "Algorithm", "Reinforce"]
+__all__ = [
+    "A2C",
+    "A3C",
+    "ALGOS",
+    "PPO",
+    "PPOKL",
+    "REGISTRY",
+    "TRPO",
+    "ActorCritic1Step",
+    "Algorithm",
+    "Reinforce",
+]

@@ -1,25 +1,80 @@
-"""What every algorithm shares: the optimiser, a clipped gradient step, state for checkpoints."""
+"""What every algorithm shares: its config checks, its collector, the optimiser, a clipped
+gradient step, state for checkpoints.
+
+A new algorithm subclasses ``Algorithm``, overrides ``check_config`` for the
+fields only it reads (``make_collector`` if it does not learn from vector
+rollouts) and registers in ``classic_control.algos.REGISTRY``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from rlhf_pg.core import finite_checks, gae
 
-from ..config import Config
+from ..config import Config, ConfigError
+from ..envs import EnvSpec
 from ..networks import ActorCritic
-from ..rollout import Batch, EpisodeCollector, VectorCollector
+from ..rollout import Batch, Collector, VectorCollector
+
+
+def param_groups(cfg: Config, actor: list[nn.Parameter], critic: list[nn.Parameter]) -> list[dict]:
+    """Optimiser groups; the critic's carries ``lr_ratio`` = critic_learning_rate / learning_rate.
+
+    ``set_lr`` scales every group by its ratio, so annealing keeps the two rates in proportion.
+    """
+    lr = cfg.learning_rate
+    ratio = 1.0 if cfg.critic_learning_rate is None else cfg.critic_learning_rate / lr
+    groups = [{"params": actor, "lr": lr, "lr_ratio": 1.0}]
+    if critic:
+        groups.append({"params": critic, "lr": lr * ratio, "lr_ratio": ratio})
+    return groups
 
 
 def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    """Adam or RMSprop over a parameter list or a list of ``param_groups``."""
     # fused kernels: one C++ call per step instead of a Python loop over parameters
+    lr = cfg.learning_rate
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=cfg.adam_eps, foreach=True)
-    return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps, fused=True)
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=cfg.adam_eps, foreach=True)
+    return torch.optim.Adam(params, lr=lr, eps=cfg.adam_eps, fused=True)
+
+
+def check_minibatches(cfg: Config, what: str = "") -> None:
+    """The rollout of ``num_envs * num_steps`` steps must split into equal minibatches."""
+    batch = cfg.num_envs * cfg.num_steps
+    if cfg.num_minibatches < 1 or batch % cfg.num_minibatches:
+        raise ConfigError(
+            f"batch of num_envs*num_steps = {cfg.num_envs}*{cfg.num_steps} = {batch} "
+            f"is not divisible into num_minibatches = {cfg.num_minibatches}{what}; "
+            f"choose a divisor of {batch}"
+        )
+
+
+def gae_advantages(cfg: Config, b: Batch, lam: float) -> tuple[Tensor, Tensor]:
+    """GAE(``lam``) advantages and returns of a vector rollout; truncated steps bootstrap
+    from V(final observation) through ``next_values`` (``lam = 1``: n-step returns)."""
+    return gae(
+        b.rewards,
+        b.values,
+        gamma=cfg.gamma,
+        lam=lam,
+        terminated=b.terminated,
+        truncated=b.truncated,
+        next_values=b.next_values,
+    )
+
+
+def actor_critic_params(agent: ActorCritic) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(actor, critic) parameters; with a shared trunk the trunk counts as the actor's."""
+    critic = [*agent.value_head.parameters()]
+    if agent.critic_body is not None:
+        critic = [*agent.critic_body.parameters(), *critic]
+    ids = {id(p) for p in critic}
+    return [p for p in agent.parameters() if id(p) not in ids], critic
 
 
 def unchecked_core() -> contextlib.AbstractContextManager[None]:
@@ -32,31 +87,38 @@ def unchecked_core() -> contextlib.AbstractContextManager[None]:
 
 
 class Algorithm:
-    """An update rule over collected batches; subclasses set ``collector`` and ``update``."""
-
-    collector: ClassVar[type[VectorCollector] | type[EpisodeCollector]] = VectorCollector
+    """An update rule over collected batches; subclasses override ``update`` (and
+    ``check_config`` / ``make_collector`` where they differ from the defaults)."""
 
     def __init__(self, cfg: Config, agent: ActorCritic) -> None:
         self.cfg, self.agent = cfg, agent
         self.params = list(agent.parameters())
-        self.optimizer = make_optimizer(cfg, self.params)
+        self.optimizer = make_optimizer(cfg, param_groups(cfg, *actor_critic_params(agent)))
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        # the old ways (a ``collector`` class attribute or method) would now be ignored
+        # silently, leaving the algorithm on vector rollouts: fail at import instead
+        super().__init_subclass__(**kwargs)
+        if "collector" in vars(cls):
+            raise TypeError(f"{cls.__name__}: define make_collector(env_id, spec), not collector")
+
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        """Raise ``ConfigError`` for a setting only this algorithm reads (the generic ones
+        are ``Config.check``'s); called before any env or network is built."""
+
+    def make_collector(self, env_id: str, spec: EnvSpec) -> Collector:
+        """What gathers this algorithm's batches: fixed-length vector rollouts by default."""
+        return VectorCollector(env_id, spec, self.cfg, self.agent)
 
     def advantages(self, b: Batch) -> tuple[Tensor, Tensor]:
-        """GAE advantages and returns of a vector rollout; truncated steps bootstrap from
-        V(final observation) through ``next_values``."""
-        return gae(
-            b.rewards,
-            b.values,
-            gamma=self.cfg.gamma,
-            lam=self.cfg.gae_lambda,
-            terminated=b.terminated,
-            truncated=b.truncated,
-            next_values=b.next_values,
-        )
+        """GAE advantages and returns of a vector rollout at ``cfg.gae_lambda``."""
+        return gae_advantages(self.cfg, b, self.cfg.gae_lambda)
 
     def set_lr(self, lr: float) -> None:
+        """Set the actor's learning rate; the critic's follows at its ``lr_ratio``."""
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_ratio", 1.0)
 
     def step(self, loss: Tensor) -> Tensor:
         """One optimiser step with global grad-norm clipping; returns the pre-clip norm."""
@@ -73,7 +135,7 @@ class Algorithm:
         """One scan per update for what the skipped per-minibatch checks would have caught."""
         if not bool(torch.isfinite(logs).all()):
             raise FloatingPointError(
-                "a loss or gradient norm became NaN/inf; lower lr or check the env's rewards"
+                "a loss or gradient norm became NaN/inf; lower learning_rate or check the env's rewards"
             )
 
     def update(self, batch: Batch, progress_left: float) -> dict[str, float]:

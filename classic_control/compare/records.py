@@ -25,8 +25,10 @@ from typing import Any
 from rlhf_pg.utils.io import atomic_write_json
 
 from ..config import ConfigError
+from ..metrics import upgrade_row
 
-SCHEMA = 1
+# 2: curve points use the metric names (eval/return_mean, ...); schema-1 records are read too
+SCHEMA = 2
 MANIFEST = "sweep.json"
 PROTOCOL_KEYS = ("steps", "eval_every", "eval_episodes")
 # The envs' "solved" thresholds (gymnasium's reward_threshold for these ids).
@@ -122,6 +124,7 @@ def read_record(path: Path) -> dict[str, Any]:
     missing = [k for k in _REQUIRED if k not in rec]
     if missing:
         raise ConfigError(f"{path} is not a compare record (missing {', '.join(missing)})")
+    rec["curve"] = [upgrade_row(point) for point in rec["curve"]]
     return rec
 
 
@@ -141,7 +144,7 @@ def check_manifest(out: Path, protocol: dict[str, Any]) -> None:
     path = Path(out) / MANIFEST
     if not path.exists():
         return
-    saved = json.loads(path.read_text())
+    saved = _read_manifest(path)
     clash = [k for k in PROTOCOL_KEYS if saved.get(k) != protocol.get(k)]
     if clash:
         diff = ", ".join(f"{k}={saved.get(k)} (asked {protocol.get(k)})" for k in clash)
@@ -154,8 +157,18 @@ def check_manifest(out: Path, protocol: dict[str, Any]) -> None:
 def update_manifest(out: Path, protocol: dict[str, Any], grid: dict[str, list]) -> None:
     """Record the protocol and the union of algos, envs and seeds ever asked for."""
     path = Path(out) / MANIFEST
-    saved = json.loads(path.read_text()) if path.exists() else {}
+    saved = _read_manifest(path) if path.exists() else {}
     merged = {**saved, **protocol}
     for key, values in grid.items():
         merged[key] = sorted(set(saved.get(key, [])) | set(values), key=str)
     atomic_write_json(path, merged)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is damaged ({e}); move it away and re-run") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path} is damaged (not a JSON object); move it away and re-run")
+    return saved

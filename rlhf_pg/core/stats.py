@@ -22,9 +22,15 @@ def _all_reduce_sum(t: Tensor, distributed: bool) -> Tensor:
     return t
 
 
+def _accumulation_dtype(x: Tensor) -> torch.dtype:
+    """float32 at least: bf16/fp16 cannot even count past 256 exactly."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
 def _sum_count(x: Tensor, mask: Tensor, distributed: bool) -> tuple[Tensor, Tensor]:
-    total = torch.where(mask, x, torch.zeros_like(x)).sum()
-    count = mask.sum().to(x.dtype)
+    acc = _accumulation_dtype(x)
+    total = torch.where(mask, x, torch.zeros_like(x)).to(acc).sum()
+    count = mask.sum().to(acc)
     if distributed and dist.is_available() and dist.is_initialized():
         both = _all_reduce_sum(torch.stack([total.detach(), count]), True)
         # keep the local autograd path, add the other processes' part as a constant
@@ -42,7 +48,8 @@ def masked_mean(x: Tensor, mask: Tensor | None = None, *, distributed: bool = Fa
         distributed: also average over all processes of the default group.
 
     Returns:
-        0-dim tensor. Raises if no element is valid.
+        0-dim tensor, accumulated and returned in float32 at least (bf16 / fp16 input
+        would lose counts and sums). Raises if no element is valid.
     """
     check_tensor("x", x)
     mask = check_mask(mask, "x", x)
@@ -61,11 +68,16 @@ def masked_var(
     .. math:: \sigma^2 = \frac{\sum_i m_i (x_i - \mu)^2}{n - 1}\ \text{(unbiased)}
               \quad\text{or}\quad \frac{\cdot}{n}, \qquad n = \sum_i m_i
 
-    Returns a 0-dim tensor. With ``unbiased=True`` a single valid element gives 0.
+    Args:
+        x: float tensor of any shape; mask: bool tensor of x's shape or None (all valid).
+
+    Returns a 0-dim tensor (float32 at least). With ``unbiased=True`` a single valid
+    element gives 0.
     """
     mean = masked_mean(x, mask, distributed=distributed)
     mask = check_mask(mask, "x", x)
-    dev = torch.where(mask, x - mean, torch.zeros_like(x))  # NaN padding must not reach grads
+    xa = x.to(mean.dtype)  # float32 at least, like the mean
+    dev = torch.where(mask, xa - mean, torch.zeros_like(xa))  # NaN padding must not reach grads
     sq, count = _sum_count(dev**2, mask, distributed)
     if unbiased:
         return sq / (count - 1) if float(count) > 1 else sq * 0
@@ -85,7 +97,12 @@ def whiten(
     .. math:: \hat{x}_i = \frac{x_i - \mu}{\sqrt{\sigma^2 + \epsilon}}
 
     With ``shift_mean=False`` the mean is added back (only the scale changes).
-    Masked elements are returned as 0.
+
+    Args:
+        x: float tensor of any shape, e.g. (B, T) advantages; mask: bool of x's shape or None.
+
+    Returns:
+        tensor of x's shape and dtype; masked elements are 0.
     """
     if mask is not None:
         mask = check_mask(mask, "x", x)
@@ -95,6 +112,7 @@ def whiten(
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
+    out = out.to(x.dtype)
     if mask is not None:
         out = torch.where(mask, out, torch.zeros_like(out))
     return out
@@ -105,8 +123,14 @@ def explained_variance(predictions: Tensor, targets: Tensor, mask: Tensor | None
 
     .. math:: \mathrm{EV} = 1 - \frac{\mathrm{Var}[y - \hat{y}]}{\mathrm{Var}[y]}
 
-    1 is perfect, 0 is no better than a constant, negative is worse. Returns
-    NaN when the targets have zero variance.
+    1 is perfect, 0 is no better than a constant, negative is worse.
+
+    Args:
+        predictions, targets: float tensors of the same shape (e.g. (B, T) values and
+            returns); mask: bool of that shape or None.
+
+    Returns:
+        a Python float; NaN when the targets have zero variance.
     """
     check_tensor("predictions", predictions)
     check_tensor("targets", targets)
