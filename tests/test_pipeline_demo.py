@@ -98,3 +98,7 @@ def test_tiny_demo_writes_the_report_and_plots(tiny_models, tmp_path, capsys):
     logged = (out / "ppo" / "metrics.jsonl").read_text().splitlines()
     assert len(logged) == 4 and "gold/mean" in json.loads(logged[-1])
     assert (out / "ppo" / "checkpoint-000004").is_dir()
+    # a second demo into the same folder replaces the PPO stage's outputs, as `make demo` twice does
+    assert cli_main([*argv, "--config", str(write_tiny_demo_yaml(tmp_path / "tiny.yaml"))]) == 0
+    logged = (out / "ppo" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in logged] == [1, 2, 3, 4]

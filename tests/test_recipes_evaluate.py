@@ -15,8 +15,8 @@ from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadMo
 from rlhf_pg.hf.sampling import generate_completions
 from rlhf_pg.hf.tokens import ensure_pad_token
 from rlhf_pg.stages.evaluate import (
-    AdaptersDisabled,
     EvalArgs,
+    PeftReference,
     evaluate_policy,
     run_evaluation,
     sequence_kl,
@@ -179,7 +179,7 @@ def test_lora_reference_is_the_policy_with_adapters_disabled():
     for _ in range(2):
         trainer.step(trainer.generate(PROMPTS[:4]), [1.0, -1.0, 0.5, 0.0])
     policy = trainer.unwrapped_model.pretrained_model
-    adapters_off = AdaptersDisabled(policy)
+    adapters_off = PeftReference(policy)
     gen = torch.Generator().manual_seed(0)
     _, tokens = generate_completions(policy, tok, PROMPTS, max_new_tokens=6, generator=gen)
     via_adapters = sequence_kl(policy, adapters_off, tok, PROMPTS, tokens)

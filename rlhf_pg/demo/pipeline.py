@@ -126,6 +126,8 @@ def ppo_args(cfg: DemoConfig, sft_path: Path, rm_path: Path) -> tuple[PPORecipeA
         "save_policy": True,
         "seed": cfg.seed,
         "output_dir": str(Path(cfg.out) / "ppo"),
+        # the demo is rerun into the same folder: each run replaces the last one's PPO stage
+        "overwrite_output_dir": True,
         "progress_bar": cfg.progress,
         "cpu": True,  # the offline default: a ~1M-parameter model is fastest on the CPU
     }

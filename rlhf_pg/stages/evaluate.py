@@ -80,20 +80,25 @@ class EvalArgs:
         require(self.num_threads >= 0, self, "num_threads", "must be >= 0")
 
 
-class AdaptersDisabled:
-    """The base model of a peft (LoRA) policy as a KL reference: every call runs with the
-    adapters disabled, as the trainer's own reference does when it has no separate model."""
+class PeftReference:
+    """The KL reference of a peft (LoRA) policy, as the trainer's: the base with the frozen
+    ``reference`` adapter (training started from an SFT adapter) or, when there is none,
+    the base with every adapter disabled."""
 
-    def __init__(self, peft_model) -> None:
+    def __init__(self, peft_model, adapter_name: str | None = None) -> None:
         self.model = peft_model
+        self.adapter_name = adapter_name
 
     def __call__(self, **kwargs: Any):
+        if self.adapter_name is not None:  # peft's per-row adapter choice; no state change
+            rows = kwargs["input_ids"].shape[0]
+            return self.model(**kwargs, adapter_names=[self.adapter_name] * rows)
         with self.model.disable_adapter():
             return self.model(**kwargs)
 
 
 def _module(model) -> torch.nn.Module:
-    return model.model if isinstance(model, AdaptersDisabled) else model
+    return model.model if isinstance(model, PeftReference) else model
 
 
 @contextlib.contextmanager
@@ -212,7 +217,7 @@ def evaluate_policy(
 
     ``samples_per_prompt`` completions per prompt are drawn at ``temperature`` from a
     generator seeded with ``seed``. ``reward`` (anything :class:`rlhf_pg.lm.PPOTrainer`
-    takes) gives ``proxy``; ``reference`` (a causal LM, or :class:`AdaptersDisabled`) gives
+    takes) gives ``proxy``; ``reference`` (a causal LM, or :class:`PeftReference`) gives
     ``kl_seq``. Neither the global RNG nor the policy's train/eval mode is changed.
     """
     if task not in TASKS:

@@ -25,7 +25,7 @@ from ..tasks.arithmetic import arithmetic_prompts
 from ..tasks.gold import fraction_positive, gold_reward
 from ..tasks.reviews import sentiment_prompts
 from ..utils.io import atomic_write_json
-from .evaluate import AdaptersDisabled, evaluate_policy
+from .evaluate import PeftReference, evaluate_policy
 from .ppo_args import PPORecipeArgs, args_to_dict
 from .rewards import build_reward
 
@@ -114,8 +114,12 @@ def evaluate_trainer(trainer: PPOTrainer, args: PPORecipeArgs, prompts: list[str
     its own generator (seed ``eval_seed``): training's samples do not depend on how often
     it is evaluated."""
     model = trainer.unwrapped_model.pretrained_model
-    # the trainer's reference: a frozen model, or (LoRA) the policy with adapters disabled
-    reference = trainer.ref_model if trainer.ref_model is not None else AdaptersDisabled(model)
+    # the trainer's reference: a frozen model, or (LoRA) the base with the reference adapter
+    # or with adapters disabled
+    adapter = trainer.unwrapped_model.reference_adapter
+    reference = (
+        trainer.ref_model if trainer.ref_model is not None else PeftReference(model, adapter)
+    )
     cfg = trainer.config
     with trainer.accelerator.autocast():
         metrics = evaluate_policy(
