@@ -37,7 +37,10 @@ def _forbid_training(monkeypatch):
         p for p in (RECIPES / "configs").glob("*.yaml") if p.name.startswith(tuple(ARGS_BY_PREFIX))
     ),
 )
-def test_shipped_configs_parse(path):
+def test_shipped_configs_parse(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the earlier stages' outputs the configs name exist here
+    for stage in ("sft_sentiment", "rm_sentiment", "sft_arithmetic"):
+        (tmp_path / "runs" / stage).mkdir(parents=True)
     cls = ARGS_BY_PREFIX[next(k for k in ARGS_BY_PREFIX if path.name.startswith(k))]
     extra = {RewardModelArgs: ["--sft_path", "x"], EvalArgs: ["--model_path", "x"]}.get(cls, [])
     cfg = parse_recipe_args(cls, ["--config", str(path), *extra])
@@ -105,6 +108,30 @@ def test_every_recipe_exits_2_with_one_line_before_loading(recipe, tmp_path, mon
     assert "config file not found" in _one_error_line(capsys)
     assert main(["--seed", "one"]) == 2  # a bad flag value: no argparse usage dump
     assert "invalid int value: 'one'" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "argv", "field", "stage"),
+    [
+        ("ppo", ["--config", "ppo_sentiment.yaml"], "model_name_or_path='runs/sft_sentiment'", "SFT"),
+        ("ppo", ["--config", "ppo_sentiment.yaml", "--model_name_or_path", "."],
+         "reward_model_path='runs/rm_sentiment'", "reward-model"),
+        ("reward_model", ["--sft_path", "runs/nothing"], "sft_path='runs/nothing'", "SFT"),
+        ("evaluate", ["--model_path", "./no/such/policy"], "model_path='./no/such/policy'", "stage"),
+    ],
+)  # fmt: skip
+def test_a_missing_stage_output_is_named_with_the_stage_that_makes_it(
+    recipe, argv, field, stage, tmp_path, monkeypatch, capsys
+):
+    """Running PPO before SFT: one line naming the path and the stage, not minutes of hub
+    retries and a traceback."""
+    _forbid_training(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    argv = [str(RECIPES / "configs" / a) if a.endswith(".yaml") else a for a in argv]
+    main = runpy.run_path(str(RECIPES / f"{recipe}.py"))["main"]
+    assert main(argv) == 2
+    line = _one_error_line(capsys)
+    assert field in line and "does not exist; it is made by" in line and stage in line
 
 
 def test_recipe_range_errors_are_one_line(tmp_path, monkeypatch, capsys):

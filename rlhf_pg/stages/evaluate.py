@@ -43,7 +43,7 @@ from ..lm.rollout import Rollout, response_forward
 from ..tasks.arithmetic import arithmetic_prompts, exact_match_reward
 from ..tasks.gold import fraction_positive, gold_reward
 from ..tasks.reviews import sentiment_prompts
-from ..utils.config import check_types, require
+from ..utils.config import check_types, require, require_model_path
 from ..utils.io import atomic_write_json
 
 TASKS = ("sentiment", "arithmetic", "dataset")
@@ -78,6 +78,11 @@ class EvalArgs:
             require(getattr(self, name) >= 1, self, name, "must be >= 1")
         require(self.temperature >= 0, self, "temperature", "must be >= 0")
         require(self.num_threads >= 0, self, "num_threads", "must be >= 0")
+        made_by = (
+            "the stage that trains it (recipes/sft.py, recipes/ppo.py or recipes/reward_model.py)"
+        )
+        for name in ("model_path", "reference_path", "reward_model_path"):
+            require_model_path(self, name, made_by)
 
 
 class PeftReference:

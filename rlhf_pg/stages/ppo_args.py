@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..lm import PPOConfig
-from ..utils.config import check_types, parse_recipe_args, require
+from ..utils.config import check_types, parse_recipe_args, require, require_model_path
 
 
 @dataclass
@@ -88,6 +88,11 @@ class PPORecipeArgs:
             require(getattr(self, name) >= 1, self, name, "must be >= 1")
         require(self.eval_every >= 0, self, "eval_every", "must be >= 0")
         require(self.num_threads >= 0, self, "num_threads", "must be >= 0")
+        sft = "the SFT stage (python recipes/sft.py --config ... --output_dir <that folder>)"
+        rm = "the reward-model stage (python recipes/reward_model.py --config ... --output_dir <that folder>)"
+        require_model_path(self, "model_name_or_path", sft)
+        require_model_path(self, "ref_model_name_or_path", sft)
+        require_model_path(self, "reward_model_path", rm)
 
 
 def parse_ppo_args(argv: list[str] | None = None) -> tuple[PPORecipeArgs, PPOConfig]:

@@ -25,7 +25,7 @@ from ..hf.scoring import RewardModel
 from ..tasks.gold import score_gold
 from ..tasks.reviews import sentiment_prompts
 from ..utils.cache import atomic_dir, config_hash, default_cache_root, file_digest, is_complete
-from ..utils.config import check_types, require
+from ..utils.config import check_types, require, require_model_path
 from ..utils.io import atomic_write_json
 
 _NOT_IN_KEY = ("output_dir", "cache_dir", "reuse_cache", "num_threads", "progress", "sft_path")
@@ -76,6 +76,9 @@ class RewardModelArgs:
         require(self.temperature > 0, self, "temperature", "must be > 0")
         require(0.0 < self.eval_fraction < 1.0, self, "eval_fraction", "must be in (0, 1)")
         require(self.min_gold_margin >= 0, self, "min_gold_margin", "must be >= 0")
+        sft = "the SFT stage (python recipes/sft.py --config ... --output_dir <that folder>)"
+        require_model_path(self, "sft_path", sft)
+        require_model_path(self, "model_name_or_path", sft)
 
 
 def rm_output_dir(cfg: RewardModelArgs) -> Path:

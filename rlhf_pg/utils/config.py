@@ -60,6 +60,31 @@ def resolve_aliases(cls: type, values: dict[str, Any], source: str = "") -> dict
     return out
 
 
+LOCAL_ROOTS = ("runs", "results")  # the project's output folders (git-ignored)
+
+
+def names_a_local_path(name: str) -> bool:
+    """Whether a model name can only mean a folder on this machine (so a missing one is an
+    error now, not a minute of hub retries): absolute or ./ ../ ~ paths, a path under the
+    project's output roots, or one whose first folder exists here."""
+    parts = Path(name).parts
+    if not parts or name.startswith(("/", "./", "../", "~")):
+        return bool(parts)
+    return len(parts) > 2 or (
+        len(parts) > 1 and (parts[0] in LOCAL_ROOTS or Path(parts[0]).is_dir())
+    )
+
+
+def require_model_path(obj: Any, name: str, made_by: str) -> None:
+    """Raise :class:`ConfigError` when field ``name`` names a local model folder that does not
+    exist, saying which stage makes it (``made_by``); hub names pass through."""
+    value = getattr(obj, name)
+    if value and names_a_local_path(value) and not Path(value).expanduser().exists():
+        raise ConfigError(
+            f"{type(obj).__name__}: {name}={value!r} does not exist; it is made by {made_by}"
+        )
+
+
 def with_aliases(cls: type[T]) -> type[T]:
     """Class decorator: the dataclass's ``__init__`` accepts the old names in ``cls.ALIASES``."""
     init = cls.__init__
