@@ -31,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    results = run_ppo(args, config)
+    try:
+        results = run_ppo(args, config)
+    except ConfigError as err:  # a used or busy output_dir, a bad checkpoint to resume from
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     summary = summarize(results, args.task)
     print(" ".join(f"{k}={v:.4g}" for k, v in summary.items()))
     if config.output_dir:

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..utils.config import ConfigError
 from ..utils.io import (
     atomic_save_safetensors,
     atomic_torch_save,
@@ -50,7 +51,7 @@ STATE_KEYS = (
 RNG_KEYS = ("torch", "python", "numpy", "sample_generator")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ConfigError):
     """A checkpoint that is missing, unreadable, incomplete or from another set-up."""
 
 

@@ -27,6 +27,7 @@ from ..tasks.reviews import sentiment_prompts
 from ..utils.cache import atomic_dir, config_hash, default_cache_root, file_digest, is_complete
 from ..utils.config import check_types, require, require_model_path
 from ..utils.io import atomic_write_json
+from ..utils.run_folder import check_process_group
 
 _NOT_IN_KEY = ("output_dir", "cache_dir", "reuse_cache", "num_threads", "progress", "sft_path")
 
@@ -229,6 +230,9 @@ def train_reward_model(cfg: RewardModelArgs) -> Path:
         return out
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
+    from accelerate import PartialState
+
+    check_process_group(PartialState(cpu=cfg.use_cpu).num_processes, cpu_flag="--use_cpu true")
     start = time.perf_counter()
     data = load_preferences(cfg) if cfg.preference_dataset else generate_preferences(cfg)
     if len(data) < 4:

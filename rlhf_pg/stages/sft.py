@@ -29,6 +29,7 @@ from ..tasks.tokenizer import train_tokenizer
 from ..utils.cache import atomic_dir, config_hash, default_cache_root, is_complete
 from ..utils.config import check_types, require, with_aliases
 from ..utils.io import atomic_write_json
+from ..utils.run_folder import check_process_group
 
 # Fields that choose where or how a run happens, not what it produces.
 _NOT_IN_KEY = ("output_dir", "cache_dir", "reuse_cache", "num_threads", "log_every", "progress")
@@ -253,6 +254,7 @@ def train_sft(cfg: SFTArgs) -> Path:
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     accelerator = Accelerator(cpu=cfg.use_cpu, mixed_precision=cfg.mixed_precision)
+    check_process_group(accelerator.num_processes, cpu_flag="--use_cpu true")
     set_seed(cfg.seed)
 
     texts = build_texts(cfg)
