@@ -25,6 +25,14 @@ from .losses import (
     reinforce_loss,
     value_loss,
 )
+from .offpolicy import (
+    clipped_double_q_target,
+    polyak_update,
+    soft_q_target,
+    squashed_gaussian_log_prob,
+    td_target,
+    temperature_loss,
+)
 from .returns import discounted_returns, gae
 from .stats import explained_variance, masked_mean, masked_var, whiten
 
@@ -36,6 +44,7 @@ __all__ = [
     "PPOLoss",
     "aggregate_loss",
     "batch_mean_baseline",
+    "clipped_double_q_target",
     "discounted_returns",
     "entropy",
     "explained_variance",
@@ -48,10 +57,15 @@ __all__ = [
     "kl_k3",
     "masked_mean",
     "masked_var",
+    "polyak_update",
     "ppo_clip_loss",
     "reinforce_loss",
     "rloo_advantages",
     "set_finite_checks",
+    "soft_q_target",
+    "squashed_gaussian_log_prob",
+    "td_target",
+    "temperature_loss",
     "value_loss",
     "whiten",
 ]
