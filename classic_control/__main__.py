@@ -60,7 +60,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="classic_control",
-        description="REINFORCE, A2C and PPO on gymnasium tasks, built on rlhf_pg.core.",
+        description="REINFORCE, A2C, PPO, TRPO, A3C, DDPG, TD3 and SAC on gymnasium tasks, built on rlhf_pg.core.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -109,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = args.resume
         cfg = rundir.read_config(run_dir)
         rundir.load_checkpoint(run_dir)  # fail early on a missing or unreadable checkpoint
-        probe_env(cfg.env_id)
+        _check_env(cfg)
         trainer = Trainer(cfg, run_dir)
         print(f"resuming {run_dir} at {cfg.env_id} / {cfg.algo}")
         return _run(trainer, resume=True, show=not args.no_progress)
@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides.pop("algo", None)
     overrides.pop("env_id", None)
     cfg, preset = resolve(args.algo or "ppo", args.env_id or "CartPole-v1", overrides)
-    probe_env(cfg.env_id)  # unknown id or unsupported spaces: fail before training
+    _check_env(cfg)  # unknown id or spaces the algorithm cannot use: fail before training
     run_dir = args.out or rundir.default_run_dir(cfg)
     if (run_dir / rundir.CHECKPOINT).exists():
         raise ConfigError(
@@ -131,6 +131,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     print(f"run dir {run_dir} (preset: {preset or 'none, defaults'})")
     return _run(Trainer(cfg, run_dir), resume=False, show=not args.no_progress)
+
+
+def _check_env(cfg: Config):
+    from .algos import REGISTRY
+
+    spec = probe_env(cfg.env_id)
+    REGISTRY[cfg.algo].check_env(spec, cfg.env_id)
+    return spec
 
 
 def _run(trainer, *, resume: bool, show: bool) -> int:
@@ -150,9 +158,9 @@ def _run(trainer, *, resume: bool, show: bool) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .algos import REGISTRY
     from .envs import ObsNormalizer
     from .evaluate import Evaluator, record_video, summary
-    from .networks import ActorCritic
 
     cfg = rundir.read_config(args.run_dir)
     if args.episodes < 1:
@@ -161,7 +169,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not model.is_file():
         raise ConfigError(f"{str(args.run_dir)!r} has no {model.name} (has training finished?)")
     spec = probe_env(cfg.env_id)
-    agent = ActorCritic(spec, cfg)
+    agent = REGISTRY[cfg.algo].build_agent(spec, cfg)
     obs_norm = ObsNormalizer(spec.obs_dim, cfg.norm_obs)
     obs_norm.rms.load_state_dict(rundir.load_model(model, agent))
     evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed)

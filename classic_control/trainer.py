@@ -21,7 +21,6 @@ from .algos import REGISTRY, Algorithm
 from .config import Config, validate
 from .envs import EnvSpec, ObsNormalizer, probe_env
 from .evaluate import Evaluator, summary
-from .networks import ActorCritic
 
 # metrics that measure the machine, not the learning; excluded from determinism checks
 TIMING_KEYS = ("time", "sps", "eval_time")
@@ -59,8 +58,9 @@ class Trainer:
         self.spec = spec or probe_env(cfg.env_id)
         torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
-        self.agent = ActorCritic(self.spec, cfg)
-        self.algo: Algorithm = REGISTRY[cfg.algo](cfg, self.agent)
+        algo_cls = REGISTRY[cfg.algo]
+        self.agent = algo_cls.build_agent(self.spec, cfg)
+        self.algo: Algorithm = algo_cls(cfg, self.agent)
         self.collector = self.algo.collector(cfg.env_id, self.spec, cfg, self.agent)
         self.evaluator = Evaluator(cfg.env_id, self.spec, cfg.eval_episodes, cfg.seed)
         self.progress: dict[str, Any] = {

@@ -5,8 +5,11 @@ from __future__ import annotations
 from .a2c import A2C
 from .a3c import A3C
 from .base import Algorithm
+from .ddpg import DDPG
 from .ppo import PPO
 from .reinforce import Reinforce
+from .sac import SAC
+from .td3 import TD3
 from .trpo import TRPO
 
 REGISTRY: dict[str, type[Algorithm]] = {
@@ -15,6 +18,9 @@ REGISTRY: dict[str, type[Algorithm]] = {
     "reinforce": Reinforce,
     "trpo": TRPO,
     "a3c": A3C,
+    "ddpg": DDPG,
+    "td3": TD3,
+    "sac": SAC,
 }
 
-__all__ = ["A2C", "A3C", "PPO", "REGISTRY", "TRPO", "Algorithm", "Reinforce"]
+__all__ = ["A2C", "A3C", "DDPG", "PPO", "REGISTRY", "SAC", "TD3", "TRPO", "Algorithm", "Reinforce"]

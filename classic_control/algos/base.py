@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from rlhf_pg.core import finite_checks, gae
 
 from ..config import Config
+from ..envs import EnvSpec
 from ..networks import ActorCritic
 from ..rollout import Batch, EpisodeCollector, VectorCollector
 
@@ -35,6 +36,21 @@ class Algorithm:
     """An update rule over collected batches; subclasses set ``collector`` and ``update``."""
 
     collector: ClassVar[type[VectorCollector] | type[EpisodeCollector]] = VectorCollector
+
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        """Reject settings this algorithm cannot use (a ``ConfigError``); the shared fields are
+        checked by ``config.validate``."""
+
+    @classmethod
+    def check_env(cls, spec: EnvSpec, env_id: str) -> None:
+        """Reject an env whose spaces this algorithm cannot handle (a ``ConfigError``)."""
+
+    @classmethod
+    def build_agent(cls, spec: EnvSpec, cfg: Config) -> nn.Module:
+        """The network(s) this algorithm trains; saved as the run's model."""
+        cls.check_env(spec, cfg.env_id)
+        return ActorCritic(spec, cfg)
 
     def __init__(self, cfg: Config, agent: ActorCritic) -> None:
         self.cfg, self.agent = cfg, agent

@@ -1,0 +1,175 @@
+"""Replay buffer and the off-policy collector that interleaves env steps with gradient steps.
+
+Transitions are stored as (obs, action in [-1, 1], reward, next_obs,
+terminated). The vector env runs in SAME_STEP autoreset mode, so at the
+step that ends an episode ``next_obs`` is the true final observation from
+``info["final_obs"]``, never the first observation of the next episode; a
+time-limit truncation is stored with ``terminated = False`` and so
+bootstraps from Q(final observation) in the targets (``rlhf_pg.core.td_target``).
+
+The whole buffer (the filled part only) goes into ``checkpoint.pt``, which
+``rlhf_pg.io`` writes atomically: 4 bytes x (2 obs_dim + act_dim + 1) + 1
+byte per transition, e.g. 36 MB for 1M Pendulum transitions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlhf_pg.core import finite_checks
+
+from .envs import EnvSpec, ObsNormalizer, make_vector_env, restore_vector_env, vector_env_state
+from .rollout import EpisodeStats
+
+if TYPE_CHECKING:
+    from .algos.offpolicy import OffPolicy
+
+
+@dataclass
+class Transitions:
+    obs: Tensor  # (B, obs_dim)
+    actions: Tensor  # (B, act_dim), in [-1, 1]
+    rewards: Tensor  # (B,)
+    next_obs: Tensor  # (B, obs_dim); the true final observation where an episode ended
+    terminated: Tensor  # (B,) bool
+
+
+class ReplayBuffer:
+    """A ring buffer of transitions in preallocated tensors; uniform sampling."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int) -> None:
+        self.capacity, self.pos, self.size = capacity, 0, 0
+        self.data = Transitions(
+            obs=torch.zeros(capacity, obs_dim),
+            actions=torch.zeros(capacity, act_dim),
+            rewards=torch.zeros(capacity),
+            next_obs=torch.zeros(capacity, obs_dim),
+            terminated=torch.zeros(capacity, dtype=torch.bool),
+        )
+
+    def add(self, obs, actions, rewards, next_obs, terminated) -> None:
+        """Store one transition per env (arrays with a leading num_envs dimension)."""
+        n = len(rewards)
+        idx = (self.pos + torch.arange(n)) % self.capacity
+        d = self.data
+        d.obs[idx] = torch.as_tensor(obs, dtype=torch.float32)
+        d.actions[idx] = torch.as_tensor(actions, dtype=torch.float32)
+        d.rewards[idx] = torch.as_tensor(rewards, dtype=torch.float32)
+        d.next_obs[idx] = torch.as_tensor(next_obs, dtype=torch.float32)
+        d.terminated[idx] = torch.as_tensor(terminated)
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> Transitions:
+        """A uniform minibatch (with replacement) from the torch global RNG (checkpointed)."""
+        idx = torch.randint(self.size, (batch_size,))
+        d = self.data
+        return Transitions(
+            d.obs[idx], d.actions[idx], d.rewards[idx], d.next_obs[idx], d.terminated[idx]
+        )
+
+    def state_dict(self) -> dict:
+        n, d = self.size, self.data  # clone: a slice would save the whole preallocated storage
+        fields = ("obs", "actions", "rewards", "next_obs", "terminated")
+        return {"pos": self.pos, "size": n, **{f: getattr(d, f)[:n].clone() for f in fields}}
+
+    def load_state_dict(self, s: dict) -> None:
+        n = int(s["size"])
+        if n > self.capacity:
+            raise ValueError(f"saved buffer holds {n} transitions, capacity is {self.capacity}")
+        for f in ("obs", "actions", "rewards", "next_obs", "terminated"):
+            getattr(self.data, f)[:n] = s[f]
+        self.pos, self.size = int(s["pos"]), n
+
+
+@dataclass
+class Chunk:
+    """What one collector call hands to ``Algorithm.update``: its env steps and the stacked
+    metrics of the gradient steps it ran (None before learning starts)."""
+
+    steps: int
+    logs: Tensor | None
+
+
+class ReplayCollector:
+    """Steps the vector env and, after warm-up, calls the algorithm's gradient step.
+
+    One ``collect()`` = ``num_steps`` iterations of: act, step, store, learn
+    (every ``train_freq`` iterations, ``gradient_steps`` updates), i.e. SB3's
+    ``train_freq`` / ``gradient_steps`` schedule. The trainer logs one
+    metrics row per call.
+    """
+
+    def __init__(self, env_id: str, spec: EnvSpec, cfg, algo: OffPolicy) -> None:
+        self.cfg, self.spec, self.algo, self.seed = cfg, spec, algo, cfg.seed
+        self.envs = make_vector_env(env_id, cfg.num_envs)
+        self.obs_norm = ObsNormalizer(spec.obs_dim, False)  # identity; evaluation expects one
+        self.stats = EpisodeStats(cfg.num_envs)
+        self.buffer = ReplayBuffer(cfg.buffer_size, spec.obs_dim, spec.act_dim)
+        self.warmup_rng = np.random.default_rng(cfg.seed)
+        self.env_steps, self.iteration = 0, 0
+        raw, _ = self.envs.reset(seed=cfg.seed)
+        self.obs = np.array(raw, dtype=np.float32)
+
+    def collect(self) -> Chunk:
+        cfg, n = self.cfg, self.cfg.num_envs
+        iters = max(1, min(cfg.num_steps, -(-(cfg.total_steps - self.env_steps) // n)))
+        logs: list[Tensor] = []
+        with finite_checks(False):  # the chunk's losses are scanned once, in update()
+            for _ in range(iters):
+                self._env_step()
+                self.iteration += 1
+                if self.env_steps >= cfg.learning_starts and self.iteration % cfg.train_freq == 0:
+                    for _ in range(cfg.gradient_steps):
+                        logs.append(self.algo.train_step(self.buffer.sample(cfg.batch_size)))
+        return Chunk(steps=iters * n, logs=torch.stack(logs) if logs else None)
+
+    def _env_step(self) -> None:
+        # 1. act: uniform random during warm-up, then the algorithm's exploration policy
+        if self.env_steps < self.cfg.learning_starts:
+            actions = self.warmup_rng.uniform(-1.0, 1.0, (self.cfg.num_envs, self.spec.act_dim))
+            actions = actions.astype(np.float32)
+        else:
+            with torch.no_grad():
+                actions = self.algo.explore(torch.from_numpy(self.obs)).numpy()
+        # 2. step with the actions rescaled to the env's bounds
+        env_actions = self.algo.agent.to_env(torch.from_numpy(actions)).numpy()
+        raw, reward, term, trunc, info = self.envs.step(env_actions)
+        # 3. store; where an episode ended, next_obs is its true final observation
+        next_obs = np.array(raw, dtype=np.float32)
+        for i in np.flatnonzero(term | trunc):
+            next_obs[i] = info["final_obs"][i]
+        self.buffer.add(self.obs, actions, reward, next_obs, term)
+        self.stats.step(reward, term | trunc)
+        self.algo.episode_ends(term | trunc)
+        self.obs = np.array(raw, dtype=np.float32)
+        self.env_steps += self.cfg.num_envs
+
+    def state_dict(self) -> dict:
+        return {
+            "envs": vector_env_state(self.envs),
+            "obs": self.obs.tolist(),
+            "buffer": self.buffer.state_dict(),
+            "stats": self.stats.state_dict(),
+            "warmup_rng": self.warmup_rng.bit_generator.state,
+            "env_steps": self.env_steps,
+            "iteration": self.iteration,
+        }
+
+    def load_state_dict(self, s: dict) -> None:
+        raw = restore_vector_env(self.envs, s["envs"], self.seed)
+        if not np.allclose(raw, np.asarray(s["obs"]), atol=1e-6):
+            raise RuntimeError("replaying the saved episodes did not reproduce the saved states")
+        self.obs = np.array(raw, dtype=np.float32)
+        self.buffer.load_state_dict(s["buffer"])
+        self.stats.load_state_dict(s["stats"])
+        self.warmup_rng.bit_generator.state = s["warmup_rng"]
+        self.env_steps, self.iteration = int(s["env_steps"]), int(s["iteration"])
+
+    def close(self) -> None:
+        self.envs.close()
