@@ -14,7 +14,7 @@ from ..config import ALGOS, ConfigError, resolve
 from ..envs import probe_env
 from . import records
 
-SB3_ALGOS = ("ppo", "a2c", "trpo")  # SB3 (and sb3-contrib) have no REINFORCE or A3C
+SB3_ALGOS = ("ppo", "a2c", "trpo", "ddpg", "td3", "sac")  # SB3 has no REINFORCE or A3C
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -86,6 +86,7 @@ def sb3_algos(algos: list[str]) -> list[str]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from ..algos import REGISTRY
     from .report import write_report
     from .sweep import plan, run_sweep, train_overrides
 
@@ -100,6 +101,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     specs = plan(args.algos, args.envs, args.seeds, args.steps, args.eval_every, args.eval_episodes)
     for spec in specs[: len(args.algos) * len(args.envs)]:  # each (algo, env) config once
         resolve(spec.algo, spec.env_id, train_overrides(spec))
+        REGISTRY[spec.algo].check_env(probe_env(spec.env_id), spec.env_id)
     algos = list(args.algos)
     if args.baseline == "sb3":
         extra = sb3_algos(args.algos)
