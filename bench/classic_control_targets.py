@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from classic_control.config import resolve  # noqa: E402
 from classic_control.trainer import Trainer  # noqa: E402
-from rlhf_pg.io import atomic_write_json  # noqa: E402
+from rlhf_pg.utils.io import atomic_write_json  # noqa: E402
 
 # name: (algo, env id, env-step budget, threshold, seeds that must reach it out of 10)
 TARGETS = {

@@ -45,7 +45,7 @@ def ours_config(name: str, args):
         adam_eps=1e-8,
         kl_coef=args.kl_coef,
         num_minibatches=args.minibatches,
-        total_steps=args.steps,
+        max_steps=args.steps,
         seed=args.seed,
         cpu=True,
         progress_bar=False,
@@ -55,11 +55,11 @@ def ours_config(name: str, args):
         return PPOConfig(
             estimator="ppo",
             batch_size=args.batch_size,
-            ppo_epochs=args.ppo_epochs,
+            update_epochs=args.ppo_epochs,
             max_grad_norm=0.0,
             **common,
         )
-    groups = dict(samples_per_prompt=GROUP, batch_size=args.batch_size // GROUP, ppo_epochs=1)
+    groups = dict(samples_per_prompt=GROUP, batch_size=args.batch_size // GROUP, update_epochs=1)
     if name == "ours-rloo":
         # as TRL 1.16 RLOO: k1 sequence KL in the reward, a sequence-level loss (token sum)
         return PPOConfig(
@@ -71,9 +71,9 @@ def ours_config(name: str, args):
 
 def learned_reward(path: str):
     """The sentiment task's learned reward model as the callable the PPO recipe uses."""
-    from rlhf_pg.reward_scoring import RewardModelScorer
+    from rlhf_pg.hf.scoring import RewardModel
 
-    scorer = RewardModelScorer(path)
+    scorer = RewardModel.from_pretrained(path)
 
     def reward_model(prompts, completions, **_):
         return scorer(list(prompts), list(completions))

@@ -5,7 +5,7 @@ process with plain ``from_pretrained``, so all of them (ours and TRL's, in eithe
 begin from the very same weights, tokenizer and prompts:
 
 - speed set-up: the offline default's tokenizer (byte-level BPE trained by
-  ``rlhf_pg.data.train_tokenizer`` on ``rlhf_pg.data.build_corpus``), a random-init GPT-2 of
+  ``rlhf_pg.tasks.train_tokenizer`` on ``rlhf_pg.tasks.build_corpus``), a random-init GPT-2 of
   4 layers x 128 dim as policy, a random-init GPT-2 scalar sequence classifier as reward
   model (and, for TRL 1.12 PPO, as the initial value model), 512 prompts of 8-16 tokens;
 - learning set-up: the offline sentiment task's SFT policy and learned reward model,
@@ -28,7 +28,7 @@ VOCAB_SIZE = 1024  # the offline default's (DemoConfig.vocab_size)
 
 def speed_prompts(tokenizer, n: int = N_PROMPTS, seed: int = 7) -> list[str]:
     """``n`` review openings of 8-16 tokens, cut from reviews the SFT corpus never drew."""
-    from rlhf_pg.data import build_corpus
+    from rlhf_pg.tasks import build_corpus
 
     low, high = PROMPT_TOKENS
     rng = random.Random(seed)
@@ -47,7 +47,7 @@ def build_speed_artifacts(workdir: Path, seed: int = 0) -> dict[str, str]:
     """Write tokenizer + policy, reward model and prompts under ``workdir``; returns the paths."""
     from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
-    from rlhf_pg.data import build_corpus, train_tokenizer
+    from rlhf_pg.tasks import build_corpus, train_tokenizer
 
     paths = {
         "policy": str(workdir / "policy"),
@@ -82,9 +82,9 @@ def build_speed_artifacts(workdir: Path, seed: int = 0) -> dict[str, str]:
 
 def build_learning_artifacts(progress: bool = False) -> dict[str, str]:
     """SFT policy and learned reward model of the offline sentiment task (the demo's cache)."""
-    from rlhf_pg.pipeline.demo import DemoConfig, rm_args, sft_args
-    from rlhf_pg.reward_model import train_reward_model
-    from rlhf_pg.sft import train_sft
+    from rlhf_pg.demo.pipeline import DemoConfig, rm_args, sft_args
+    from rlhf_pg.stages.reward_model import train_reward_model
+    from rlhf_pg.stages.sft import train_sft
 
     cfg = DemoConfig(progress=progress)
     sft = train_sft(sft_args(cfg))
@@ -96,8 +96,8 @@ def learning_prompts(n: int = 2048) -> tuple[list[str], list[str]]:
     """(training prompts, held-out prompts) of the sentiment task, as the PPO recipe makes them."""
     from dataclasses import fields
 
-    from rlhf_pg.data import sentiment_prompts
-    from rlhf_pg.pipeline.args import PPORecipeArgs
+    from rlhf_pg.stages.ppo_args import PPORecipeArgs
+    from rlhf_pg.tasks import sentiment_prompts
 
     default = {f.name: f.default for f in fields(PPORecipeArgs)}
     words = default["prompt_words"]

@@ -125,12 +125,12 @@ def run_one(name: str, repeats: int, threads: int) -> dict:
         batch_size=n_prompts,
         max_new_tokens=32,
         temperature=1.0,
-        ppo_epochs=4,
+        update_epochs=4,
         num_minibatches=1,
         learning_rate=1e-4,
         cpu=True,
         progress_bar=False,
-        total_steps=repeats + 1,
+        max_steps=repeats + 1,
     )
     settings.update(overrides)
     cfg = PPOConfig(**settings)

@@ -17,7 +17,7 @@ GPT-2 reward model; ``--repeats`` rounds, trainers interleaved within each round
 one warm-up step, then ``--steps`` timed steps (median). Tables show medians over rounds.
 Part "learn": the offline sentiment task (SFT policy, learned reward model from the demo's
 cache), ``--learn-steps`` steps per trainer; every ``--eval-every`` steps the policy is saved
-and evaluated on held-out prompts by one evaluator (rlhf_pg.evaluation): proxy reward,
+and evaluated on held-out prompts by one evaluator (rlhf_pg.stages.evaluate): proxy reward,
 gold (VADER) score and KL to the SFT reference; the plot shows reward against KL.
 
     python bench/lm_vs_trl.py                        # both parts, then tables + plot
@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from lm_bench_report import write_report  # noqa: E402
 from lm_bench_setup import build_learning_artifacts, build_speed_artifacts  # noqa: E402
 
-from rlhf_pg.io import atomic_write_json  # noqa: E402
+from rlhf_pg.utils.io import atomic_write_json  # noqa: E402
 
 TRAINERS = (
     "ours-ppo",
@@ -169,7 +169,7 @@ def speed_part(args, results: dict, save) -> None:
 
 def evaluate_checkpoints(save_dir: Path, art: dict, args) -> list[dict]:
     """Held-out proxy reward, gold score and KL to the SFT reference of every saved policy."""
-    from rlhf_pg.evaluation import EvalArgs, evaluate_policy
+    from rlhf_pg.stages.evaluate import EvalArgs, evaluate_policy
 
     evals = []
     for ckpt in sorted(save_dir.glob("step-*")):

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from rlhf_pg.evaluation import EvalArgs, evaluate_policy
-from rlhf_pg.io import atomic_write_json
-from rlhf_pg.recipe_config import load_yaml_config
-from rlhf_pg.reward_model import RewardModelArgs, train_reward_model
-from rlhf_pg.sft import SFTArgs, train_sft
+from rlhf_pg.stages.evaluate import EvalArgs, evaluate_policy
+from rlhf_pg.stages.reward_model import RewardModelArgs, train_reward_model
+from rlhf_pg.stages.sft import SFTArgs, train_sft
+from rlhf_pg.utils.config import load_yaml_config
+from rlhf_pg.utils.io import atomic_write_json
 
 CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "configs"
 

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rlhf_pg.io import atomic_write_json  # noqa: E402
+from rlhf_pg.utils.io import atomic_write_json  # noqa: E402
 
 ESTIMATORS = ("ppo", "rloo", "grpo")
 
@@ -109,7 +109,7 @@ def arithmetic_run(estimator: str, seed: int, sft: str, out: Path, threads: int)
         "command": " ".join(cmd),
         "wall_seconds": wall,
         "cpu_seconds": cpu,
-        "steps": res["args"]["total_steps"],
+        "steps": res["args"]["max_steps"],
         "accuracy_before": evals[0]["accuracy"],
         "accuracy_after": evals[-1]["accuracy"],
         "accuracy_sampled_before": evals[0]["accuracy_sampled"],

@@ -1,6 +1,6 @@
 """The run folder: resolved config, metrics, curve, models, checkpoint, eval.json.
 
-Every file is written atomically (``rlhf_pg.io``); ``metrics.jsonl`` is
+Every file is written atomically (``rlhf_pg.utils.io``); ``metrics.jsonl`` is
 append-only and is cut back to the last checkpoint when a run resumes.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import yaml
 
-from rlhf_pg.io import (
+from rlhf_pg.utils.io import (
     atomic_save_safetensors,
     atomic_torch_save,
     atomic_write_json,

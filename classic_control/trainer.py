@@ -7,7 +7,6 @@ resumed run continues exactly where the interrupted one stopped.
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from rlhf_pg.utils.rng import rng_state, seed_everything, set_rng_state
 
 from . import rundir
 from .algos import REGISTRY, Algorithm
@@ -24,29 +25,6 @@ from .evaluate import Evaluator, summary
 
 # metrics that measure the machine, not the learning; excluded from determinism checks
 TIMING_KEYS = ("time", "sps", "eval_time")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - for third-party code that draws from the global RNG
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    np_state = np.random.get_state()  # noqa: NPY002
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
-    }
-
-
-def set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    n = s["numpy"]
-    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))  # noqa: NPY002
-    p = s["python"]
-    random.setstate((p[0], tuple(p[1]), p[2]))
 
 
 class Trainer:

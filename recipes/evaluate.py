@@ -4,7 +4,7 @@
         --model_path DIR --reference_path SFT_DIR --reward_model_path RM_DIR
     python recipes/evaluate.py --config recipes/configs/eval_arithmetic.yaml --model_path DIR
 
-Every key of the YAML is a field of ``rlhf_pg.evaluation.EvalArgs``; flags override the YAML.
+Every key of the YAML is a field of ``rlhf_pg.stages.evaluate.EvalArgs``; flags override the YAML.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import sys
 
-from rlhf_pg.evaluation import EvalArgs, evaluate_policy
-from rlhf_pg.recipe_config import ConfigError, parse_recipe_args
+from rlhf_pg.stages.evaluate import EvalArgs, evaluate_policy
+from rlhf_pg.utils.config import ConfigError, parse_recipe_args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import sys
 
-from rlhf_pg.pipeline.args import parse_ppo_args
-from rlhf_pg.pipeline.ppo import run_ppo, summarize
-from rlhf_pg.recipe_config import ConfigError
+from rlhf_pg.stages.ppo import run_ppo, summarize
+from rlhf_pg.stages.ppo_args import parse_ppo_args
+from rlhf_pg.utils.config import ConfigError
 
 
 def main(argv: list[str] | None = None) -> dict:

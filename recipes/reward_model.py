@@ -4,7 +4,7 @@
     accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml \
         recipes/reward_model.py --config recipes/configs/rm_sentiment.yaml --sft_path DIR --use_cpu true
 
-Every key of the YAML is a field of ``rlhf_pg.reward_model.RewardModelArgs``; flags
+Every key of the YAML is a field of ``rlhf_pg.stages.reward_model.RewardModelArgs``; flags
 override the YAML. A config error exits with status 2 before any model is loaded.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import sys
 
-from rlhf_pg.recipe_config import ConfigError, parse_recipe_args
-from rlhf_pg.reward_model import RewardModelArgs, train_reward_model
+from rlhf_pg.stages.reward_model import RewardModelArgs, train_reward_model
+from rlhf_pg.utils.config import ConfigError, parse_recipe_args
 
 
 def main(argv: list[str] | None = None) -> int:

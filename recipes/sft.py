@@ -4,7 +4,7 @@
     accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml \
         recipes/sft.py --config recipes/configs/sft_sentiment.yaml --use_cpu true
 
-Every key of the YAML is a field of ``rlhf_pg.sft.SFTArgs``; flags override the YAML.
+Every key of the YAML is a field of ``rlhf_pg.stages.sft.SFTArgs``; flags override the YAML.
 A config error exits with status 2 before any model is loaded.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from rlhf_pg.recipe_config import ConfigError, parse_recipe_args
-from rlhf_pg.sft import SFTArgs, train_sft
+from rlhf_pg.stages.sft import SFTArgs, train_sft
+from rlhf_pg.utils.config import ConfigError, parse_recipe_args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,8 +32,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def demo_config(ns: argparse.Namespace):
     """A checked DemoConfig from the YAML file (if any) and the flags."""
-    from .pipeline.demo import DemoConfig
-    from .recipe_config import config_from_dict, load_yaml_config
+    from .demo.pipeline import DemoConfig
+    from .utils.config import config_from_dict, load_yaml_config
 
     values = load_yaml_config(ns.config, DemoConfig) if ns.config else {}
     for key, value in (("out", ns.out), ("seed", ns.seed), ("cache_dir", ns.cache_dir)):
@@ -46,14 +46,14 @@ def demo_config(ns: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
-    from .recipe_config import ConfigError
+    from .utils.config import ConfigError
 
     try:
         cfg = demo_config(ns)
     except ConfigError as err:
         print(f"rlhf-pg: error: {err}", file=sys.stderr)
         return 2
-    from .pipeline.demo import run_demo
+    from .demo.pipeline import run_demo
 
     summary = run_demo(cfg)
     print(f"\nReport: {summary['report']}")

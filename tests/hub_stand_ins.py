@@ -19,7 +19,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from rlhf_pg.data.tokenizer import train_tokenizer
+from rlhf_pg.tasks.tokenizer import train_tokenizer
 
 LABELS = {"id2label": {0: "NEGATIVE", 1: "POSITIVE"}, "label2id": {"NEGATIVE": 0, "POSITIVE": 1}}
 TINY_GPT2 = {"n_positions": 64, "n_embd": 32, "n_layer": 1, "n_head": 2}

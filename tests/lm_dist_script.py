@@ -14,8 +14,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from lm_fixtures import make_policy, make_tokenizer  # noqa: E402
 
-from rlhf_pg.io import atomic_save_safetensors, atomic_write_json  # noqa: E402
 from rlhf_pg.lm import PPOConfig, PPOTrainer  # noqa: E402
+from rlhf_pg.utils.io import atomic_save_safetensors, atomic_write_json  # noqa: E402
 
 GLOBAL_ROWS = 8
 SETTINGS = {
@@ -48,7 +48,7 @@ def run(out_dir: str) -> None:
             estimator=estimator,
             batch_size=4,
             max_new_tokens=6,
-            ppo_epochs=2,
+            update_epochs=2,
             gradient_accumulation_steps=2,
             learning_rate=1e-2,
             cpu=True,

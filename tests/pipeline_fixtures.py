@@ -13,9 +13,9 @@ import torch
 import yaml
 from filelock import FileLock
 
-from rlhf_pg.pipeline.demo import DemoConfig, rm_args, sft_args
-from rlhf_pg.reward_model import train_reward_model
-from rlhf_pg.sft import train_sft
+from rlhf_pg.demo.pipeline import DemoConfig, rm_args, sft_args
+from rlhf_pg.stages.reward_model import train_reward_model
+from rlhf_pg.stages.sft import train_sft
 
 # small enough for a few CPU-seconds per stage, big enough that SFT samples carry sentiment
 # words and VADER can tell pairs apart

@@ -66,7 +66,7 @@ def test_summarize_speed_drops_warmup_and_takes_medians():
 def _tiny_setup(tmp: Path) -> dict[str, str]:
     from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
-    from rlhf_pg.data import build_corpus, train_tokenizer
+    from rlhf_pg.tasks import build_corpus, train_tokenizer
 
     texts = build_corpus(300, seed=0)
     tok = train_tokenizer(texts, vocab_size=300)

@@ -85,7 +85,7 @@ def test_kl_controllers():
     v = ctl.update(12.0, 1000)  # error clipped to +0.2 -> beta * (1 + 0.2 * 0.1)
     assert v == pytest.approx(0.2 * 1.02)
     ctl.update(3.0, 1000)  # error -0.5 clipped to -0.2
-    assert ctl.value == pytest.approx(0.2 * 1.02 * 0.98)
+    assert ctl.kl_coef == ctl.value == pytest.approx(0.2 * 1.02 * 0.98)
     restored = AdaptiveKLController(1.0, target=1.0, horizon=1.0)
     restored.load_state_dict(ctl.state_dict())
     assert restored.update(6.0, 10) == ctl.update(6.0, 10)

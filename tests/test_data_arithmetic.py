@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from rlhf_pg.data.arithmetic import (
+from rlhf_pg.tasks.arithmetic import (
     arithmetic_prompts,
     build_arithmetic_corpus,
     exact_match_reward,

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from rlhf_pg.data.reviews import build_corpus, extract_prompt, sentiment_prompts
-from rlhf_pg.gold import fraction_positive, gold_reward, score_gold
+from rlhf_pg.tasks.gold import fraction_positive, gold_reward, score_gold
+from rlhf_pg.tasks.reviews import build_corpus, extract_prompt, sentiment_prompts
 
 
 def test_same_seed_same_corpus_other_seed_other_corpus():

@@ -3,9 +3,9 @@
 import pytest
 from transformers import AutoTokenizer
 
-from rlhf_pg.data.arithmetic import build_arithmetic_corpus
-from rlhf_pg.data.reviews import build_corpus
-from rlhf_pg.data.tokenizer import train_tokenizer
+from rlhf_pg.tasks.arithmetic import build_arithmetic_corpus
+from rlhf_pg.tasks.reviews import build_corpus
+from rlhf_pg.tasks.tokenizer import train_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from rlhf_pg.io import (
+from rlhf_pg.utils.io import (
     atomic_path,
     atomic_save_safetensors,
     atomic_torch_save,

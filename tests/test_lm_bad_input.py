@@ -47,7 +47,7 @@ def test_bad_config_values_are_named(kwargs, message):
 
 
 def test_unknown_config_key_is_named():
-    with pytest.raises(ValueError, match=r"unknown PPOConfig field\(s\) \['lr'\]"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['lr'\] for PPOConfig"):
         PPOConfig.from_dict({"lr": 1e-3})
 
 

@@ -19,7 +19,7 @@ def _trainer(tokenizer, **kw):
         reward=_reward,
         prompts=PROMPTS,
         batch_size=3,
-        total_steps=4,
+        max_steps=4,
         learning_rate=3e-3,
         lr_schedule="linear",
         kl_controller="adaptive",

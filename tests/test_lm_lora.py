@@ -6,8 +6,8 @@ import pytest
 import torch
 from lm_fixtures import PROMPTS, make_policy, make_tokenizer, make_trainer, unpadded_logprobs
 
+from rlhf_pg.hf.tokens import ensure_pad_token
 from rlhf_pg.lm import PolicyWithValueHead
-from rlhf_pg.lm.rollout import ensure_pad_token
 
 
 def _lora_trainer(**kw):

@@ -34,31 +34,9 @@ def test_reward_model_scores_last_non_pad_token_independent_of_padding():
     prompts, completions = ["the movie", "i loved the music and"], [" was great", " the story"]
     batched = scorer(prompts, completions)
     for p, c, got in zip(prompts, completions, batched):
-        ids = torch.tensor([tok(p + c)["input_ids"]])
+        ids = torch.tensor([tok(p + c + tok.eos_token)["input_ids"]])  # trained with EOS
         alone = rm(input_ids=ids).logits[0, 0].item()  # no padding at all
         assert got == pytest.approx(alone, abs=1e-5)
-
-
-def test_reward_model_token_path_equals_text_path_for_shared_tokenizer():
-    rm, tok = _rm_and_tok()
-    pad = tok.pad_token_id
-    q = [tok("the movie")["input_ids"], tok("i loved")["input_ids"]]
-    r = [tok(" was great")["input_ids"], tok(" it")["input_ids"]]
-    width_q, width_r = max(map(len, q)), max(map(len, r))
-    qi = torch.tensor([[pad] * (width_q - len(x)) + x for x in q])
-    ri = torch.tensor([x + [pad] * (width_r - len(x)) for x in r])
-    rollout = Rollout(
-        qi,
-        qi != pad,
-        ri,
-        ri != pad,
-        ["the movie", "i loved"],
-        [" was great", " it"],
-        torch.ones(2, dtype=torch.bool),
-    )
-    from_tokens = RewardModel(rm).score_rollout(rollout)
-    from_text = RewardModel(rm, tok)(rollout.prompts, rollout.completions)
-    torch.testing.assert_close(from_tokens, torch.tensor(from_text), atol=1e-5, rtol=0)
 
 
 def test_reward_model_with_two_labels_is_rejected():

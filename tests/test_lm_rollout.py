@@ -4,7 +4,8 @@ import pytest
 import torch
 from lm_fixtures import PROMPTS, make_policy, make_tokenizer, make_trainer, unpadded_logprobs
 
-from rlhf_pg.lm.rollout import ensure_pad_token, left_pad, sample_responses, truncate_at_stop
+from rlhf_pg.hf.sampling import sample_tokens
+from rlhf_pg.hf.tokens import ensure_pad_token, left_pad, truncate_at_stop
 
 
 def test_pad_token_added_distinct_from_eos_and_embeddings_resized():
@@ -72,9 +73,9 @@ def test_left_padded_greedy_generation_matches_unpadded():
         stop_ids=[tok.eos_token_id],
         pad_id=tok.pad_token_id,
     )
-    batched = sample_responses(model, q, m, **kw)
+    batched = sample_tokens(model, q, m, **kw)
     for i, one in enumerate(ids):
-        single = sample_responses(
+        single = sample_tokens(
             model, torch.tensor([one]), torch.ones(1, len(one), dtype=bool), **kw
         )
         n = single.shape[1]  # a lone prompt stops at its own EOS; the batch pads after it
@@ -99,7 +100,7 @@ def test_stop_tokens_and_early_stop():
 
 
 def test_fused_gelu_is_the_same_function():
-    from rlhf_pg.lm.models import fuse_gelu
+    from rlhf_pg.hf.models import fuse_gelu
 
     tok = make_tokenizer(with_pad=True)
     model = make_policy(tok, n_layer=3).eval()

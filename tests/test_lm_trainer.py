@@ -39,7 +39,7 @@ def _fixed_trainer():
     return make_trainer(
         tok,
         copy.deepcopy(model),
-        ppo_epochs=2,
+        update_epochs=2,
         num_minibatches=2,
         gradient_accumulation_steps=2,
         learning_rate=1e-2,
@@ -115,7 +115,7 @@ def test_one_step_raises_probability_of_the_rewarded_token():
     """A one-token bandit: reward 1 when the completion is the target token (top-4 sampling)."""
     tok = make_tokenizer()
     trainer = make_trainer(
-        tok, max_new_tokens=1, batch_size=32, top_k=4, learning_rate=1e-3, ppo_epochs=2
+        tok, max_new_tokens=1, batch_size=32, top_k=4, learning_rate=1e-3, update_epochs=2
     )
     model = trainer.unwrapped_model.pretrained_model
     ids = torch.tensor([tok("the movie")["input_ids"]])
@@ -153,7 +153,7 @@ def test_a_few_dozen_steps_raise_mean_reward_with_bounded_kl():
         batch_size=16,
         max_new_tokens=6,
         learning_rate=3e-3,
-        total_steps=30,
+        max_steps=30,
         kl_coef=0.03,
         seed=1,
     )
@@ -203,7 +203,7 @@ def test_metrics_jsonl_and_callbacks(tmp_path):
             seen.append("end")
 
     trainer = make_trainer(
-        reward=lambda p, c: [len(x) for x in c], total_steps=2, output_dir=str(tmp_path)
+        reward=lambda p, c: [len(x) for x in c], max_steps=2, output_dir=str(tmp_path)
     )
     trainer.add_callback(Recorder())
     trainer.add_callback(lambda step, metrics: seen.append(step))

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhf_pg.data.arithmetic import arithmetic_prompts
-from rlhf_pg.sft import SFTArgs, train_sft
+from rlhf_pg.stages.sft import SFTArgs, train_sft
+from rlhf_pg.tasks.arithmetic import arithmetic_prompts
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -31,7 +31,7 @@ def test_arithmetic_recipe_runs_each_estimator(tiny_arithmetic_sft, tmp_path, es
     results = main([
         "--config", str(RECIPES / "configs" / f"{estimator}_arithmetic.yaml"),
         "--model_name_or_path", str(tiny_arithmetic_sft), "--max_operand", "9",
-        "--total_steps", "2", "--batch_size", "4", "--num_eval_prompts", "6",
+        "--max_steps", "2", "--batch_size", "4", "--num_eval_prompts", "6",
         "--eval_every", "1", "--progress_bar", "false", "--save_policy", "false",
         "--output_dir", str(tmp_path),
     ])  # fmt: skip

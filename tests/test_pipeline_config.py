@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-import rlhf_pg.pipeline.ppo
+import rlhf_pg.stages.ppo
 from rlhf_pg.cli import main as cli_main
-from rlhf_pg.pipeline.args import parse_ppo_args
-from rlhf_pg.recipe_config import ConfigError
+from rlhf_pg.stages.ppo_args import parse_ppo_args
+from rlhf_pg.utils.config import ConfigError
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 PPO_CONFIGS = sorted(
@@ -27,8 +27,8 @@ def _no_model_loading(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("a model was loaded although the config is invalid")
 
-    monkeypatch.setattr(rlhf_pg.pipeline.ppo, "load_policy", boom)
-    monkeypatch.setattr(rlhf_pg.pipeline.ppo, "build_reward", boom)
+    monkeypatch.setattr(rlhf_pg.stages.ppo, "load_policy", boom)
+    monkeypatch.setattr(rlhf_pg.stages.ppo, "build_reward", boom)
 
 
 def _yaml(tmp_path, text):
@@ -49,8 +49,8 @@ def test_ppo_configs_ship_for_every_task_and_estimator():
 
 @pytest.mark.parametrize("path", PPO_CONFIGS, ids=lambda p: p.stem)
 def test_shipped_configs_parse_and_cli_overrides_win(path):
-    args, config = parse_ppo_args(["--config", str(path), "--seed", "7", "--total_steps", "3"])
-    assert config.seed == 7 and config.total_steps == 3
+    args, config = parse_ppo_args(["--config", str(path), "--seed", "7", "--max_steps", "3"])
+    assert config.seed == 7 and config.max_steps == 3
     assert args.reward_model_path is not None or args.reward_fn != "none"
     if path.stem.startswith(("rloo", "grpo")):
         assert config.estimator == path.stem.split("_")[0] and config.samples_per_prompt >= 2
@@ -89,9 +89,9 @@ def test_bad_cli_value_is_rejected_by_the_parser(tmp_path, capsys):
 
 
 def test_demo_rejects_a_bad_config_before_any_stage(tmp_path, capsys, monkeypatch):
-    import rlhf_pg.pipeline.demo
+    import rlhf_pg.demo.pipeline
 
-    monkeypatch.setattr(rlhf_pg.pipeline.demo, "run_demo", lambda cfg: pytest.fail("demo ran"))
+    monkeypatch.setattr(rlhf_pg.demo.pipeline, "run_demo", lambda cfg: pytest.fail("demo ran"))
     bad = tmp_path / "demo.yaml"
     bad.write_text("ppo_steps: many\n")
     assert cli_main(["demo", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2

@@ -8,8 +8,8 @@ from pipeline_fixtures import shared_cache, tiny_sft_and_rm, write_tiny_demo_yam
 
 from rlhf_pg.cli import main as cli_main
 from rlhf_pg.lm import PPOConfig
-from rlhf_pg.pipeline.args import PPORecipeArgs
-from rlhf_pg.pipeline.ppo import run_ppo
+from rlhf_pg.stages.ppo import run_ppo
+from rlhf_pg.stages.ppo_args import PPORecipeArgs
 
 PNGS = ("proxy_reward.png", "gold_score.png", "kl.png", "gold_vs_kl.png")
 
@@ -34,7 +34,7 @@ def test_ppo_against_the_gold_trained_reward_model_raises_the_proxy_reward(tiny_
     config = PPOConfig(
         batch_size=32,
         max_new_tokens=12,
-        total_steps=12,
+        max_steps=12,
         learning_rate=3e-4,
         kl_coef=0.1,
         num_minibatches=2,

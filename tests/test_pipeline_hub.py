@@ -11,7 +11,7 @@ from datasets import Dataset
 from hub_stand_ins import gpt2_like_tokenizer, save_bert_classifier, save_gpt2
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rlhf_pg.data.reviews import build_corpus
+from rlhf_pg.tasks.reviews import build_corpus
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -35,7 +35,7 @@ def test_gpt2_imdb_recipe_runs_one_step_on_local_stand_ins(stand_ins, tmp_path):
         "--model_name_or_path", str(stand_ins / "gpt2"),
         "--dataset_name", str(stand_ins / "imdb"),
         "--reward_model_path", str(stand_ins / "distilbert-imdb"),
-        "--total_steps", "1", "--batch_size", "4", "--num_minibatches", "2",
+        "--max_steps", "1", "--batch_size", "4", "--num_minibatches", "2",
         "--num_prompts", "16", "--num_eval_prompts", "4", "--max_new_tokens", "6",
         "--bf16", "false", "--cpu", "true", "--progress_bar", "false",
         "--output_dir", str(out),

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-import rlhf_pg.reward_model
-import rlhf_pg.sft
-from rlhf_pg.evaluation import EvalArgs
-from rlhf_pg.recipe_config import ConfigError, config_from_dict, parse_recipe_args
-from rlhf_pg.reward_model import RewardModelArgs, train_reward_model
-from rlhf_pg.sft import SFTArgs, sft_output_dir, train_sft
+import rlhf_pg.stages.reward_model
+import rlhf_pg.stages.sft
+from rlhf_pg.stages.evaluate import EvalArgs
+from rlhf_pg.stages.reward_model import RewardModelArgs, train_reward_model
+from rlhf_pg.stages.sft import SFTArgs, sft_output_dir, train_sft
+from rlhf_pg.utils.config import ConfigError, config_from_dict, parse_recipe_args
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 ARGS_BY_PREFIX = {"sft_": SFTArgs, "rm_": RewardModelArgs, "eval_": EvalArgs}
@@ -27,8 +27,8 @@ def _forbid_training(monkeypatch):
     def boom(cfg):
         raise AssertionError("training started although the config is invalid")
 
-    monkeypatch.setattr(rlhf_pg.sft, "train_sft", boom)
-    monkeypatch.setattr(rlhf_pg.reward_model, "train_reward_model", boom)
+    monkeypatch.setattr(rlhf_pg.stages.sft, "train_sft", boom)
+    monkeypatch.setattr(rlhf_pg.stages.reward_model, "train_reward_model", boom)
 
 
 @pytest.mark.parametrize(

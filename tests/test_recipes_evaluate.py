@@ -4,10 +4,10 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from rlhf_pg.data.reviews import build_corpus
-from rlhf_pg.data.tokenizer import train_tokenizer
-from rlhf_pg.evaluation import EvalArgs, evaluate_policy, sequence_kl
-from rlhf_pg.generation import generate_completions
+from rlhf_pg.hf.sampling import generate_completions
+from rlhf_pg.stages.evaluate import EvalArgs, evaluate_policy, sequence_kl
+from rlhf_pg.tasks.reviews import build_corpus
+from rlhf_pg.tasks.tokenizer import train_tokenizer
 
 
 def _model(tok, seed):
@@ -23,7 +23,7 @@ def test_sequence_kl_is_zero_against_itself_and_positive_against_another_model()
     tok = train_tokenizer(build_corpus(300, seed=0), vocab_size=300)
     policy, other = _model(tok, 0), _model(tok, 1)
     prompts = ["I watched the film", "The plot"] * 128
-    _, tokens = generate_completions(policy, tok, prompts, max_new_tokens=6, return_tokens=True)
+    _, tokens = generate_completions(policy, tok, prompts, max_new_tokens=6)
     same = sequence_kl(policy, policy, tok, prompts, tokens)
     assert same == pytest.approx([0.0] * len(prompts), abs=1e-5)
     # k1 is unbiased for KL(policy || other) > 0 on policy samples: its mean is clearly positive.

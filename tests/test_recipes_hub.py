@@ -11,8 +11,8 @@ from datasets import Dataset
 from hub_stand_ins import gpt2_like_tokenizer, save_gpt2, save_gpt2_classifier
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rlhf_pg.data.reviews import build_corpus
-from rlhf_pg.reward_scoring import ClassifierReward
+from rlhf_pg.hf.scoring import ClassifierReward
+from rlhf_pg.tasks.reviews import build_corpus
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 

@@ -7,16 +7,16 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification
 
-from rlhf_pg.data.reviews import build_corpus
-from rlhf_pg.gold import score_gold
-from rlhf_pg.reward_model import (
+from rlhf_pg.hf.scoring import RewardModel
+from rlhf_pg.stages.reward_model import (
     RewardModelArgs,
     generate_preferences,
     make_preference_pairs,
     train_reward_model,
 )
-from rlhf_pg.reward_scoring import RewardModelScorer
-from rlhf_pg.sft import SFTArgs, train_sft
+from rlhf_pg.stages.sft import SFTArgs, train_sft
+from rlhf_pg.tasks.gold import score_gold
+from rlhf_pg.tasks.reviews import build_corpus
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_reward_model_learns_gold_preferences_well_above_chance(tiny_sft, tmp_pa
 
     model = AutoModelForSequenceClassification.from_pretrained(path)
     assert model.config.num_labels == 1 and model.config.pad_token_id is not None
-    scorer = RewardModelScorer(path)
+    scorer = RewardModel.from_pretrained(path)
     normalised = scorer.score_texts(list(pairs["chosen"]) + list(pairs["rejected"]))
     assert abs(sum(normalised) / len(normalised)) < 0.2
     good, bad = scorer(["The film was"] * 2, [" wonderful and beautiful.", " awful and boring."])

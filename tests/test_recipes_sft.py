@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import rlhf_pg.sft
-from rlhf_pg.generation import generate_completions
-from rlhf_pg.sft import SFTArgs, train_sft
+import rlhf_pg.stages.sft
+from rlhf_pg.hf.sampling import generate_completions
+from rlhf_pg.stages.sft import SFTArgs, train_sft
 
 TINY = {
     "n_layer": 1,
@@ -42,7 +42,7 @@ def test_sft_lowers_loss_saves_and_caches(tmp_path, monkeypatch):
         tok.padding_side == "left"
         and model.config.pad_token_id == tok.pad_token_id != tok.eos_token_id
     )
-    completions = generate_completions(
+    completions, _ = generate_completions(
         model, tok, ["I watched the film", "The plot"], max_new_tokens=8
     )
     assert len(completions) == 2 and all(isinstance(c, str) for c in completions)
@@ -50,7 +50,7 @@ def test_sft_lowers_loss_saves_and_caches(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a cached model was trained again")
 
-    monkeypatch.setattr(rlhf_pg.sft, "build_model", no_training)
+    monkeypatch.setattr(rlhf_pg.stages.sft, "build_model", no_training)
     assert (
         train_sft(
             SFTArgs(

@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rlhf_pg.io import atomic_write_json
+from rlhf_pg.utils.io import atomic_write_json
 
 from ..config import ConfigError
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rlhf_pg.io import atomic_write_text
+from rlhf_pg.utils.io import atomic_write_text
 
 from . import records, stats
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rlhf_pg.io import atomic_write_text
+from rlhf_pg.utils.io import atomic_write_text
 
 from .. import rundir
 from ..config import ConfigError, resolve

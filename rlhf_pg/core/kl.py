@@ -60,22 +60,27 @@ def kl_estimate(logprobs: Tensor, ref_logprobs: Tensor, estimator: KLEstimator =
 
 
 class FixedKLController:
-    """A constant KL coefficient beta."""
+    r"""A constant KL coefficient :math:`\beta` (``kl_coef``)."""
 
     def __init__(self, kl_coef: float) -> None:
-        self.value = check_positive("kl_coef", kl_coef, allow_zero=True)
+        self.kl_coef = check_positive("kl_coef", kl_coef, allow_zero=True)
+
+    @property
+    def value(self) -> float:
+        """Deprecated name of :attr:`kl_coef`."""
+        return self.kl_coef
 
     def update(self, current_kl: float, n_steps: int) -> float:
-        return self.value
+        return self.kl_coef
 
     def state_dict(self) -> dict:
-        return {"value": self.value}
+        return {"kl_coef": self.kl_coef}
 
     def load_state_dict(self, state: dict) -> None:
-        self.value = float(state["value"])
+        self.kl_coef = float(state.get("kl_coef", state.get("value")))
 
 
-class AdaptiveKLController:
+class AdaptiveKLController(FixedKLController):
     r"""Proportional controller that steers the observed KL towards a target.
 
     After each batch of ``n_steps`` samples with observed KL :math:`\mathrm{KL}`:
@@ -85,12 +90,13 @@ class AdaptiveKLController:
         -0.2,\, 0.2\Big), \qquad
         \beta \leftarrow \beta \Big(1 + e \, \frac{n_{\text{steps}}}{H}\Big)
 
-    (Ziegler et al., 2019), so beta grows when KL overshoots the target and
-    shrinks when it undershoots, at a rate set by the horizon H.
+    (Ziegler et al., 2019), so :math:`\beta` (``kl_coef``, starting from the given value)
+    grows when KL overshoots the target and shrinks when it undershoots, at a rate set by
+    the horizon H.
     """
 
-    def __init__(self, init_kl_coef: float, target: float, horizon: float) -> None:
-        self.value = check_positive("init_kl_coef", init_kl_coef)
+    def __init__(self, kl_coef: float, target: float, horizon: float) -> None:
+        self.kl_coef = check_positive("kl_coef", kl_coef)
         self.target = check_positive("target", target)
         self.horizon = check_positive("horizon", horizon)
 
@@ -98,13 +104,13 @@ class AdaptiveKLController:
         current_kl = float(current_kl)
         check_finite(current_kl=torch.tensor(current_kl))
         error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + error * n_steps / self.horizon
-        return self.value
+        self.kl_coef *= 1.0 + error * n_steps / self.horizon
+        return self.kl_coef
 
     def state_dict(self) -> dict:
-        return {"value": self.value, "target": self.target, "horizon": self.horizon}
+        return {"kl_coef": self.kl_coef, "target": self.target, "horizon": self.horizon}
 
     def load_state_dict(self, state: dict) -> None:
-        self.value = float(state["value"])
+        super().load_state_dict(state)
         self.target = float(state["target"])
         self.horizon = float(state["horizon"])

@@ -9,11 +9,14 @@ One trainer runs PPO with a value head (``estimator="ppo"``) and the
 critic-free REINFORCE / RLOO / GRPO (``estimator="reinforce" | "rloo" | "grpo"``).
 """
 
+from ..hf.scoring import RewardModel
+from ..hf.tokens import ensure_pad_token
 from .config import PPOConfig
-from .rewards import CombinedReward, RewardModel, validate_scores
-from .rollout import Rollout, ensure_pad_token
+from .prompts import TrainerState
+from .rewards import CombinedReward, validate_scores
+from .rollout import Rollout
 from .tracking import TrainerCallback
-from .trainer import PPOTrainer, TrainerState
+from .trainer import PPOTrainer
 from .value_head import PolicyWithValueHead, ValueHead
 
 __all__ = [

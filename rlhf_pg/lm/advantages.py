@@ -8,6 +8,7 @@ the LAST VALID response token, and the KL penalty is per token.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -21,6 +22,7 @@ from ..core import (
     whiten,
 )
 from .config import PPOConfig
+from .rollout import Rollout
 
 
 def last_valid_index(mask: Tensor) -> Tensor:
@@ -61,7 +63,7 @@ def ppo_advantages(
 ) -> tuple[Tensor, Tensor]:
     """GAE over the response tokens (the episode ends after the last valid token),
     advantages whitened over the valid tokens of all processes."""
-    advantages, returns = gae(rewards, values, gamma=config.gamma, lam=config.lam, mask=mask)
+    advantages, returns = gae(rewards, values, gamma=config.gamma, lam=config.gae_lambda, mask=mask)
     if config.whiten_advantages:
         advantages = whiten(advantages, mask, distributed=True)
     return advantages, returns
@@ -87,3 +89,56 @@ def sequence_advantages(
         n = scores.shape[0]
         return batch_mean_baseline(everyone)[rank * n : (rank + 1) * n]
     raise ValueError(f"estimator {config.estimator!r} has no sequence-level advantage")
+
+
+@dataclass
+class Advantages:
+    """What the update needs from a scored rollout, all (B, R) with zeros at padding."""
+
+    advantages: Tensor
+    returns: Tensor | None  # critic targets (estimator "ppo" only)
+    kl: Tensor  # per-token KL(pi || ref) estimate of the rollout
+    shaped_scores: Tensor  # (B,) scores after the missing-stop penalty, whitening, clipping
+
+
+def compute_advantages(
+    rollout: Rollout, scores: Tensor, config: PPOConfig, kl_coef: float, accelerator
+) -> Advantages:
+    """KL shaping, then advantages: GAE on per-token rewards for PPO, or one critic-free
+    advantage per sequence broadcast to its tokens. ``kl_coef`` (beta) weighs the KL
+    penalty in the reward when ``kl_penalty == "reward"``; otherwise the KL stays out."""
+    mask = rollout.response_mask
+    kl = per_token_kl(rollout.logprobs, rollout.ref_logprobs, mask, config.kl_estimator)
+    shaped = shape_scores(scores, rollout.has_stop, config)
+    kl_in_reward = config.kl_penalty == "reward"
+    if config.uses_critic:
+        penalty = kl if kl_in_reward else torch.zeros_like(kl)
+        rewards = token_rewards(shaped, penalty, mask, kl_coef)
+        advantages, returns = ppo_advantages(rewards, rollout.values, mask, config)
+    else:
+        seq_scores = shaped - kl_coef * kl.sum(dim=1) if kl_in_reward else shaped
+        seq_adv = sequence_advantages(
+            seq_scores, config, accelerator.gather, accelerator.process_index
+        )
+        advantages, returns = seq_adv[:, None].expand_as(kl).float(), None
+    return Advantages(advantages, returns, kl, shaped)
+
+
+def update_batch(rollout: Rollout, adv: Advantages) -> dict[str, Tensor | None]:
+    """The tensors the PPO update reads, with padding zeroed so it can never reach a gradient."""
+    mask = rollout.response_mask
+
+    def valid(x: Tensor | None) -> Tensor | None:
+        return None if x is None else torch.where(mask, x, torch.zeros_like(x))
+
+    return {
+        "query_ids": rollout.query_ids,
+        "query_mask": rollout.query_mask,
+        "response_ids": rollout.response_ids,
+        "response_mask": mask,
+        "old_logprobs": valid(rollout.logprobs),
+        "ref_logprobs": valid(rollout.ref_logprobs),
+        "advantages": valid(adv.advantages),
+        "old_values": valid(rollout.values),
+        "returns": valid(adv.returns),
+    }

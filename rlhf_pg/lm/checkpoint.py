@@ -14,57 +14,20 @@ a crash leaves either the previous checkpoint or the complete new one.
 
 from __future__ import annotations
 
-import random
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ..io import (
+from ..utils.io import (
     atomic_save_safetensors,
     atomic_torch_save,
     atomic_write_json,
     load_safetensors,
     safe_torch_load,
 )
-
-
-def _rng_state() -> dict:
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002 (global state: user code)
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        "numpy": {
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "gauss": float(gauss),
-            "kind": kind,
-        },
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    npy = state["numpy"]
-    np.random.set_state(  # noqa: NPY002
-        (
-            npy["kind"],
-            npy["keys"].numpy().astype(np.uint32),
-            npy["pos"],
-            npy["has_gauss"],
-            npy["gauss"],
-        )
-    )
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+from ..utils.rng import rng_state, set_rng_state
 
 
 def _trainable(trainer) -> dict[str, torch.Tensor]:
@@ -81,14 +44,15 @@ def save_checkpoint(trainer, path: str | Path) -> Path:
             shutil.rmtree(tmp)  # left over from a crash
         tmp.mkdir(parents=True)
     acc.wait_for_everyone()
-    atomic_torch_save(_rng_state(), tmp / f"rng_state_{acc.process_index}.pt")
+    rng = {**rng_state(), "sample_generator": trainer.sample_generator.get_state()}
+    atomic_torch_save(rng, tmp / f"rng_state_{acc.process_index}.pt")
     if acc.is_main_process:
         trainer.unwrapped_model.save_pretrained(tmp / "policy", tokenizer=trainer.tokenizer)
         atomic_save_safetensors(_trainable(trainer), tmp / "trainable.safetensors")
         state = {
             "optimizer": trainer.optimizer.state_dict(),
             "scheduler": trainer.scheduler.state_dict(),
-            "kl_controller": trainer.kl_ctl.state_dict(),
+            "kl_controller": trainer.kl_controller.state_dict(),
             "trainer_state": asdict(trainer.state),
             "perm_generator": trainer.perm_generator.get_state(),
             "num_processes": acc.num_processes,
@@ -131,8 +95,10 @@ def load_checkpoint(trainer, path: str | Path) -> None:
             p.copy_(saved[name].to(p.device, p.dtype))
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
-    trainer.kl_ctl.load_state_dict(state["kl_controller"])
+    trainer.kl_controller.load_state_dict(state["kl_controller"])
     for key, value in state["trainer_state"].items():
         setattr(trainer.state, key, value)
     trainer.perm_generator.set_state(state["perm_generator"])
-    _set_rng_state(safe_torch_load(path / f"rng_state_{acc.process_index}.pt"))
+    rng = safe_torch_load(path / f"rng_state_{acc.process_index}.pt")
+    set_rng_state(rng)
+    trainer.sample_generator.set_state(rng["sample_generator"])

@@ -8,16 +8,41 @@ any model is touched.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from ..core import AGGREGATION_MODES, KL_ESTIMATORS
+from ..utils.config import ConfigError, check_types, config_from_dict, with_aliases
 
 ESTIMATORS = ("ppo", "reinforce", "rloo", "grpo")
 KL_PENALTY_MODES = ("reward", "loss", "none")
 KL_CONTROLLERS = ("fixed", "adaptive")
 LR_SCHEDULES = ("constant", "linear")
 PROMPT_TRUNCATION = ("error", "left")
+LOG_WITH = ("none", "tensorboard", "wandb", "all")
+AT_LEAST_ONE = (
+    "samples_per_prompt",
+    "batch_size",
+    "update_epochs",
+    "num_minibatches",
+    "gradient_accumulation_steps",
+    "max_steps",
+    "max_new_tokens",
+    "lora_r",
+)
+NON_NEGATIVE = (
+    "weight_decay",
+    "max_grad_norm",
+    "target_kl",
+    "clip_eps_value",
+    "vf_coef",
+    "entropy_coef",
+    "kl_coef",
+    "missing_eos_penalty",
+    "score_clip",
+    "lora_dropout",
+)
 
 
 def _help(text: str, default: Any) -> Any:
@@ -26,6 +51,7 @@ def _help(text: str, default: Any) -> Any:
     return field(default=default, metadata={"help": text})
 
 
+@with_aliases
 @dataclass
 class PPOConfig:
     """Hyperparameters of :class:`rlhf_pg.lm.PPOTrainer` (PPO and the critic-free estimators).
@@ -33,7 +59,17 @@ class PPOConfig:
     Batch sizes are per process: each of N processes generates
     ``batch_size * samples_per_prompt`` completions per step, so the global
     batch is N times that.
+
+    Names are shared with ``classic_control`` where the meaning is the same
+    (``learning_rate``, ``gae_lambda``, ``clip_eps``, ``update_epochs``,
+    ``entropy_coef``); the old names in ``ALIASES`` still work, with a notice.
     """
+
+    ALIASES: ClassVar[dict[str, str]] = {
+        "lam": "gae_lambda",
+        "ppo_epochs": "update_epochs",
+        "total_steps": "max_steps",
+    }
 
     # --- estimator -------------------------------------------------------
     estimator: str = _help(
@@ -46,20 +82,20 @@ class PPOConfig:
 
     # --- batch and optimisation -------------------------------------------
     batch_size: int = _help("prompts per step per process", 16)
-    ppo_epochs: int = _help("passes over each rollout", 4)
+    update_epochs: int = _help("passes over each rollout", 4)
     num_minibatches: int = _help("minibatches per epoch (optimizer steps per epoch)", 1)
     gradient_accumulation_steps: int = _help("micro-batches per minibatch", 1)
     learning_rate: float = _help("Adam learning rate", 1e-5)
     adam_eps: float = _help("Adam epsilon", 1e-5)
     weight_decay: float = _help("AdamW weight decay", 0.0)
-    lr_schedule: str = _help("constant or linear decay to 0 over total_steps", "constant")
+    lr_schedule: str = _help("constant or linear decay to 0 over max_steps", "constant")
     max_grad_norm: float = _help("global grad-norm clip; 0 disables", 1.0)
-    total_steps: int = _help("PPO steps run by train()", 100)
+    max_steps: int = _help("PPO steps (rollout + update) run by train()", 100)
     target_kl: float = _help("stop the epoch loop when approx-KL exceeds this; 0 disables", 0.0)
 
     # --- PPO losses ----------------------------------------------------------
     gamma: float = _help("discount over tokens", 1.0)
-    lam: float = _help("GAE lambda over tokens", 0.95)
+    gae_lambda: float = _help("GAE lambda over tokens", 0.95)
     clip_eps: float = _help("PPO ratio clip range", 0.2)
     clip_eps_value: float = _help("value clip range around rollout values; 0 disables", 0.2)
     vf_coef: float = _help("value-loss coefficient", 0.1)
@@ -116,8 +152,18 @@ class PPOConfig:
     progress_bar: bool = _help("tqdm progress bar on the main process", True)
 
     def __post_init__(self) -> None:
-        self.stop_token_ids = [int(t) for t in self.stop_token_ids]
+        self.stop_token_ids = list(self.stop_token_ids)
         self.lora_target_modules = list(self.lora_target_modules)
+        check_types(self)  # a value of the wrong type: one line naming the field
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"PPOConfig: {f.name}={value} must be a finite number")
+        self._check_choices()
+        self._check_ranges()
+        self._check_batch_split()
+
+    def _check_choices(self) -> None:
         _choice("estimator", self.estimator, ESTIMATORS)
         _choice("kl_penalty", self.kl_penalty, KL_PENALTY_MODES)
         _choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
@@ -125,55 +171,37 @@ class PPOConfig:
         _choice("loss_aggregation", self.loss_aggregation, AGGREGATION_MODES)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("prompt_truncation", self.prompt_truncation, PROMPT_TRUNCATION)
-        if self.log_with not in ("none", "tensorboard", "wandb", "all"):
-            raise ValueError(
-                f"log_with={self.log_with!r} is not valid; choose none, tensorboard, wandb or all"
-            )
-        for name in (
-            "samples_per_prompt",
-            "batch_size",
-            "ppo_epochs",
-            "num_minibatches",
-            "gradient_accumulation_steps",
-            "total_steps",
-            "max_new_tokens",
-        ):
+        _choice("log_with", self.log_with, LOG_WITH)
+
+    def _check_ranges(self) -> None:
+        for name in AT_LEAST_ONE:
             _at_least(name, getattr(self, name), 1)
-        for name in ("top_k", "max_prompt_length", "save_every", "lora_r"):
-            _at_least(name, getattr(self, name), 0 if name != "lora_r" else 1)
+        for name in ("top_k", "max_prompt_length", "save_every"):
+            _at_least(name, getattr(self, name), 0)
         for name in ("learning_rate", "temperature", "adam_eps", "kl_target", "kl_horizon"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in (
-            "weight_decay",
-            "max_grad_norm",
-            "target_kl",
-            "clip_eps_value",
-            "vf_coef",
-            "entropy_coef",
-            "kl_coef",
-            "missing_eos_penalty",
-            "score_clip",
-            "lora_dropout",
-        ):
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in NON_NEGATIVE:
             if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("gamma", "lam"):
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("gamma", "gae_lambda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
         if not self.clip_eps > 0:
-            raise ValueError(f"clip_eps must be > 0, got {self.clip_eps}")
+            raise ConfigError(f"clip_eps must be > 0, got {self.clip_eps}")
+
+    def _check_batch_split(self) -> None:
         if self.estimator in ("rloo", "grpo") and self.samples_per_prompt < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"estimator={self.estimator!r} compares samples of the same prompt and needs "
                 f"samples_per_prompt >= 2, got {self.samples_per_prompt}"
             )
         rows = self.batch_size * self.samples_per_prompt
         chunks = self.num_minibatches * self.gradient_accumulation_steps
         if rows % chunks:
-            raise ValueError(
+            raise ConfigError(
                 f"batch_size * samples_per_prompt = {rows} completions per process cannot be split "
                 f"into num_minibatches * gradient_accumulation_steps = {chunks} equal parts"
             )
@@ -187,18 +215,14 @@ class PPOConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PPOConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown PPOConfig field(s) {unknown}; valid: {sorted(known)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "PPOConfig")
 
 
 def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
     if value not in valid:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(valid)}")
+        raise ConfigError(f"{name}={value!r} is not valid; choose one of {', '.join(valid)}")
 
 
 def _at_least(name: str, value: int, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")

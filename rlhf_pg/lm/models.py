@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import copy
 
-from torch import nn
-
+from ..hf.models import disable_dropout, fuse_gelu, hidden_size
+from ..hf.tokens import ensure_pad_token
 from .config import PPOConfig
-from .rollout import ensure_pad_token
-from .value_head import PolicyWithValueHead, ValueHead, disable_dropout, hidden_size
-
-
-def fuse_gelu(model: nn.Module) -> int:
-    """Swap the tanh-approximate GELU composed of Python ops (GPT-2's ``gelu_new``) for
-    torch's fused kernel of the same function; about a third of a CPU forward+backward of a
-    small GPT-2 goes to the composed version. Returns the number of modules swapped."""
-    from transformers.activations import ACT2FN, NewGELUActivation
-
-    swapped = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is NewGELUActivation:
-                setattr(parent, name, ACT2FN["gelu_pytorch_tanh"])
-                swapped += 1
-    return swapped
+from .value_head import PolicyWithValueHead, ValueHead
 
 
 def check_lora_targets(model, targets: list[str]) -> None:

@@ -1,11 +1,14 @@
-"""The loss of one micro-batch: PPO-clip + value loss - entropy bonus (+ KL term).
+"""The loss of one micro-batch, returned as separate terms, and the one place the
+coefficients combine them.
 
-Tensors are padded on the right to ``max_new_tokens`` before aggregation so
-that ``seq-mean-token-sum`` divides by the same constant on every process and
-micro-batch, whatever their longest response.
+Tensors are padded on the right to ``max_new_tokens`` before aggregation so that
+``seq-mean-token-sum`` divides by the same constant on every process and micro-batch,
+whatever their longest response.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +31,28 @@ BATCH_KEYS = (
 )
 
 
+class LossTerms(NamedTuple):
+    """Each term aggregated over its micro-batch; None where the config does not use it."""
+
+    policy: Tensor  # PPO-clip surrogate (REINFORCE at ratio 1)
+    value: Tensor | None  # clipped value loss (estimator "ppo")
+    entropy: Tensor | None  # mean entropy of the policy (entropy_coef > 0)
+    kl: Tensor | None  # KL(pi || ref) estimate as a loss term (kl_penalty "loss")
+
+
+def total_loss(terms: LossTerms, config: PPOConfig, kl_coef: float) -> Tensor:
+    r""":math:`L = L_{\text{policy}} + c_V L_{\text{value}} - c_H H + \beta\, L_{\text{KL}}`,
+    the only place the coefficients are applied."""
+    loss = terms.policy
+    if terms.value is not None:
+        loss = loss + config.vf_coef * terms.value
+    if terms.entropy is not None:
+        loss = loss - config.entropy_coef * terms.entropy
+    if terms.kl is not None:
+        loss = loss + kl_coef * terms.kl
+    return loss
+
+
 def _pad_to(x: Tensor, width: int) -> Tensor:
     return F.pad(x, (0, width - x.shape[1]))
 
@@ -48,10 +73,11 @@ def trim_batch(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def micro_batch_loss(
-    model, batch: dict[str, Tensor], config: PPOConfig, kl_coef: float
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Forward the policy (and value head) on one micro-batch and return (loss, stats)."""
+def loss_terms(
+    model, batch: dict[str, Tensor], config: PPOConfig, *, with_kl: bool
+) -> tuple[LossTerms, dict[str, Tensor]]:
+    """Forward the policy (and value head) on one micro-batch; returns the loss terms and
+    the PPO statistics (clip fraction, approx-KL). ``with_kl``: compute the KL term."""
     logprobs, values, logits = response_forward(
         model,
         batch["query_ids"],
@@ -64,6 +90,10 @@ def micro_batch_loss(
     width = max(config.max_new_tokens, logprobs.shape[1])
     mask = _pad_to(batch["response_mask"], width)
     agg = config.loss_aggregation
+
+    def aggregate(x: Tensor) -> Tensor:
+        return aggregate_loss(_pad_to(x, width), mask, agg)
+
     pg = ppo_clip_loss(
         _pad_to(logprobs, width),
         _pad_to(batch["old_logprobs"], width),
@@ -72,14 +102,9 @@ def micro_batch_loss(
         clip_eps=config.clip_eps,
         aggregation=agg,
     )
-    loss = pg.loss
-    stats = {
-        "policy_loss": pg.loss.detach(),
-        "clipfrac": pg.clip_fraction,
-        "approx_kl": pg.approx_kl,
-    }
+    value_term = entropy_term = kl_term = None
     if config.uses_critic:
-        vl = value_loss(
+        value_term = value_loss(
             _pad_to(values, width),
             _pad_to(batch["returns"], width),
             mask,
@@ -87,17 +112,12 @@ def micro_batch_loss(
             clip_eps=config.clip_eps_value or None,
             aggregation=agg,
         )
-        loss = loss + config.vf_coef * vl
-        stats["value_loss"] = vl.detach()
     if config.entropy_coef > 0:
-        ent = aggregate_loss(_pad_to(entropy(logits), width), mask, agg)
-        loss = loss - config.entropy_coef * ent
-    if config.kl_penalty == "loss" and kl_coef > 0:
-        kl = kl_estimate(logprobs, batch["ref_logprobs"], config.kl_estimator)
-        kl_loss = aggregate_loss(_pad_to(kl, width), mask, agg)
-        loss = loss + kl_coef * kl_loss
-        stats["kl_loss"] = kl_loss.detach()
-    return loss, stats
+        entropy_term = aggregate(entropy(logits))
+    if with_kl:
+        kl_term = aggregate(kl_estimate(logprobs, batch["ref_logprobs"], config.kl_estimator))
+    terms = LossTerms(pg.loss, value_term, entropy_term, kl_term)
+    return terms, {"policy/clipfrac": pg.clip_fraction, "policy/approx_kl": pg.approx_kl}
 
 
 def aggregation_weight(mask: Tensor, config: PPOConfig) -> Tensor:

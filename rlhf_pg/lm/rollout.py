@@ -1,25 +1,20 @@
-"""Prompts in, sampled responses and their per-token log-probs out.
+"""A rollout (one batch of sampled completions) and the forward passes that evaluate it.
 
-Layout used everywhere in ``rlhf_pg.lm``: a sequence is a LEFT-padded prompt
-(``query_ids``, width P) followed by a RIGHT-padded response
-(``response_ids``, width R). Position ids come from the attention mask, so a
-left-padded row sees exactly the positions it would see unpadded. The
-response logits are the last R + 1 logits of the concatenation, shifted by one.
+Token layout as in :mod:`rlhf_pg.hf.tokens`: a LEFT-padded prompt (``query_ids``, width P)
+followed by a RIGHT-padded response (``response_ids``, width R). The response logits are
+the last R + 1 logits of the concatenation, shifted by one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
-from transformers import GenerationConfig
 
 from ..core import entropy
+from ..hf.tokens import position_ids
 from .value_head import PolicyWithValueHead
-
-PAD_TOKEN = "<|pad|>"
 
 
 @dataclass
@@ -74,137 +69,6 @@ class Rollout:
             if isinstance(getattr(self, f.name), Tensor)
         }
         return replace(self, **moved)
-
-
-def ensure_pad_token(tokenizer, model=None) -> bool:
-    """Give the tokenizer a pad token distinct from EOS (adding one if needed) and make
-    the model's embeddings large enough for it. Returns True when a token was added."""
-    added = False
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
-        added = True
-    if model is not None:
-        base = model.pretrained_model if isinstance(model, PolicyWithValueHead) else model
-        emb = base.get_input_embeddings()
-        if emb.num_embeddings < len(tokenizer):
-            base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-        for cfg in (base.config, getattr(base, "generation_config", None)):
-            if cfg is not None:
-                cfg.pad_token_id = tokenizer.pad_token_id
-    return added
-
-
-def context_length(model) -> int | None:
-    config = model.config
-    for name in ("n_positions", "max_position_embeddings", "n_ctx", "max_seq_len"):
-        if isinstance(getattr(config, name, None), int):
-            return getattr(config, name)
-    return None
-
-
-def encode_prompts(
-    tokenizer,
-    prompts: Sequence[str],
-    *,
-    max_length: int,
-    truncation: str = "error",
-) -> list[list[int]]:
-    """Token ids of each prompt, checked: non-empty list of non-empty strings within the limit."""
-    if isinstance(prompts, str) or not isinstance(prompts, Sequence):
-        raise TypeError(f"prompts must be a list of strings, got {type(prompts).__name__}")
-    if len(prompts) == 0:
-        raise ValueError("prompts is empty; give at least one prompt")
-    for i, p in enumerate(prompts):
-        if not isinstance(p, str):
-            raise TypeError(f"prompt {i} is {type(p).__name__}, expected str: {p!r}")
-    encoded = tokenizer(list(prompts))["input_ids"]
-    out = []
-    for i, ids in enumerate(encoded):
-        if len(ids) == 0:
-            raise ValueError(f"prompt {i} ({prompts[i]!r}) encodes to no tokens")
-        if len(ids) > max_length:
-            if truncation != "left":
-                raise ValueError(
-                    f"prompt {i} has {len(ids)} tokens, over the limit of {max_length} "
-                    "(max_prompt_length, or the context window minus max_new_tokens); "
-                    "shorten it or set prompt_truncation='left'"
-                )
-            ids = ids[-max_length:]
-        out.append(list(ids))
-    return out
-
-
-def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for i, s in enumerate(seqs):
-        if len(s):
-            ids[i, width - len(s) :] = torch.as_tensor(s, dtype=torch.long)
-            mask[i, width - len(s) :] = True
-    return ids, mask
-
-
-def position_ids(attention_mask: Tensor) -> Tensor:
-    """0, 1, 2, ... over the valid tokens of each row (pads get 0; they are never attended)."""
-    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
-
-
-def decode_rows(tokenizer, ids: Tensor, mask: Tensor) -> list[str]:
-    """Text of the valid tokens of each row, special tokens (EOS, pad) dropped."""
-    return [tokenizer.decode(r[m].tolist(), skip_special_tokens=True) for r, m in zip(ids, mask)]
-
-
-def truncate_at_stop(
-    response_ids: Tensor, stop_ids: Sequence[int], pad_id: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Keep each response up to and including its first stop token; pad the rest.
-
-    Returns ``(response_ids, response_mask, has_stop)``, trimmed to the longest
-    kept response.
-    """
-    is_stop = torch.isin(response_ids, torch.as_tensor(list(stop_ids), device=response_ids.device))
-    stops_before = is_stop.long().cumsum(dim=1) - is_stop.long()
-    mask = stops_before == 0
-    has_stop = is_stop.any(dim=1)
-    width = max(int(mask.sum(dim=1).max()), 1)
-    ids = torch.where(mask, response_ids, torch.full_like(response_ids, pad_id))
-    return ids[:, :width], mask[:, :width], has_stop
-
-
-def sample_responses(
-    model,
-    query_ids: Tensor,
-    query_mask: Tensor,
-    *,
-    max_new_tokens: int,
-    temperature: float,
-    top_k: int,
-    top_p: float,
-    stop_ids: Sequence[int],
-    pad_id: int,
-) -> Tensor:
-    """Sample with the KV cache (``generate``); stops once every row has hit a stop token.
-
-    Returns the raw new tokens (B, <= max_new_tokens), finished rows padded.
-    """
-    gen_config = GenerationConfig(
-        do_sample=True,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        eos_token_id=list(stop_ids),
-        pad_token_id=pad_id,
-        use_cache=True,
-    )
-    out = model.generate(
-        input_ids=query_ids,
-        attention_mask=query_mask.long(),
-        position_ids=position_ids(query_mask),
-        generation_config=gen_config,
-    )
-    return out[:, query_ids.shape[1] :]
 
 
 def response_forward(
@@ -271,3 +135,20 @@ def evaluate_rollout(
     else:
         ref, _, _ = response_forward(ref_model, *tokens, temperature=temperature)
     rollout.logprobs, rollout.values, rollout.ref_logprobs = logprobs, values, ref
+
+
+def check_rollout(rollout: Rollout, config) -> None:
+    """The rollout splits into the configured minibatches and, for RLOO/GRPO, into groups."""
+    n = len(rollout)
+    chunks = config.num_minibatches * config.gradient_accumulation_steps
+    if n % chunks:
+        raise ValueError(
+            f"rollout has {n} rows, not divisible into num_minibatches * "
+            f"gradient_accumulation_steps = {chunks} equal parts"
+        )
+    if config.estimator in ("rloo", "grpo") and rollout.group_size != config.samples_per_prompt:
+        raise ValueError(
+            f"estimator={config.estimator!r} needs groups of samples_per_prompt="
+            f"{config.samples_per_prompt} rows per prompt; the rollout has group_size="
+            f"{rollout.group_size}"
+        )

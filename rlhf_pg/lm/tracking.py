@@ -13,6 +13,12 @@ from typing import Any
 class TrainerCallback:
     """Subclass and override what you need; every hook receives the trainer."""
 
+    def on_rollout(self, trainer, rollout) -> dict[str, float] | None:
+        """Called in :meth:`PPOTrainer.train` on every process after a rollout is scored,
+        before the update. Return extra metrics of this process's rollout (e.g. a gold
+        score); the trainer averages them over processes and logs them with the step."""
+        return None
+
     def on_step_end(self, trainer, metrics: dict[str, float]) -> None:
         """Called on every process after each step with the global metrics."""
 

@@ -6,14 +6,16 @@ One step reads as the algorithm::
     scores, _ = trainer.score(rollout)           # reward model / callables
     metrics = trainer.step(rollout, scores)      # KL-shaped rewards -> advantages -> epochs of PPO
 
-``train()`` loops over that with a prompt list, a progress bar, logging and checkpoints.
+``train()`` loops over that with the prompt list, a progress bar, logging and checkpoints.
+The formulas live in ``rlhf_pg.core``; the pure pieces of a step in ``advantages``,
+``objective`` and ``update``; this class owns every piece of state (models, optimizer,
+KL controller, schedule, RNGs, counters) and is the only place that changes it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 from accelerate import Accelerator
@@ -21,31 +23,23 @@ from accelerate.utils import set_seed
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..core import AdaptiveKLController, FixedKLController, masked_mean
-from . import advantages as adv_lib
+from ..core import AdaptiveKLController, FixedKLController
+from ..hf.models import context_length
+from ..hf.sampling import sample_tokens
+from ..hf.tokens import decode_rows, encode_prompts, left_pad, truncate_at_stop
+from .advantages import compute_advantages, last_valid_index, update_batch
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PPOConfig
+from .metrics import global_mean, rollout_metrics, timing_metrics, update_metrics
 from .models import build_policy
-from .rewards import CombinedReward, RewardSpec
-from .rollout import (
-    Rollout,
-    context_length,
-    decode_rows,
-    encode_prompts,
-    evaluate_rollout,
-    left_pad,
-    sample_responses,
-    truncate_at_stop,
-)
-from .step import run_step
+from .prompts import TrainerState, next_prompts
+from .rewards import CombinedReward, RewardSpec, validate_scores
+from .rollout import Rollout, check_rollout, evaluate_rollout
 from .tracking import MetricsWriter, TrainerCallback, as_callback, tracker_names
+from .update import optimizer_and_schedule, ppo_update
 from .value_head import PolicyWithValueHead
 
-
-@dataclass
-class TrainerState:
-    step: int = 0  # completed optimisation steps
-    data_epoch: int = 0  # passes over the prompt list in train()
-    data_pos: int = 0  # next prompt of the current pass (global index)
+__all__ = ["PPOTrainer", "TrainerState"]
 
 
 class PPOTrainer:
@@ -58,8 +52,8 @@ class PPOTrainer:
         tokenizer: its tokenizer; a pad token distinct from EOS is added if missing
             (the embeddings grow by one row).
         reward: a callable ``(prompts, completions) -> list[float]``, a
-            :class:`RewardModel`, or a list of them / ``(weight, fn)`` pairs. Needed
-            by :meth:`train` and :meth:`score`, not by :meth:`step` given scores.
+            :class:`~rlhf_pg.hf.RewardModel`, or a list of them / ``(weight, fn)`` pairs.
+            Needed by :meth:`train` and :meth:`score`, not by :meth:`step` given scores.
         ref_model: frozen reference; default a frozen copy of the policy (or,
             with LoRA, the policy with its adapters disabled).
         critic_model: separate value backbone (e.g. a copy of the reward model).
@@ -97,38 +91,25 @@ class PPOTrainer:
         self.prompts = list(prompts) if prompts is not None else None
         reward_models = self.reward.models() if self.reward else []
         policy, self.ref_model = build_policy(
-            cfg,
-            model,
-            tokenizer,
-            ref_model=ref_model,
-            critic_model=critic_model,
+            cfg, model, tokenizer, ref_model=ref_model, critic_model=critic_model,
             reward_models=reward_models,
-        )
+        )  # fmt: skip
         self.stop_ids = cfg.stop_token_ids or [tokenizer.eos_token_id]
         self.max_prompt_length = self._prompt_limit(policy)
-
-        params = [p for p in policy.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay
-        )
-        total = cfg.total_steps
-        decay = cfg.lr_schedule == "linear"
-        # not passed to accelerate.prepare, which would step it once per process
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: max(0.0, 1.0 - s / total) if decay else 1.0
-        )
+        optimizer, self.scheduler = optimizer_and_schedule(policy, cfg)
         self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)
-        device = self.accelerator.device
-        if self.ref_model is not None:
-            self.ref_model.to(device)
-        for rm in self.reward.models() if self.reward else []:
-            rm.to(device)
-        if cfg.kl_controller == "adaptive":
-            self.kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
-        else:
-            self.kl_ctl = FixedKLController(cfg.kl_coef)
+        for frozen in [self.ref_model, *reward_models]:
+            if frozen is not None:
+                frozen.to(self.device)
+        self.kl_controller = (
+            AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
+            if cfg.kl_controller == "adaptive"
+            else FixedKLController(cfg.kl_coef)
+        )
         self.state = TrainerState()
-        set_seed(cfg.seed + self.accelerator.process_index)  # distinct samples per rank
+        rank = self.accelerator.process_index
+        set_seed(cfg.seed + rank)
+        self.sample_generator = torch.Generator().manual_seed(cfg.seed + rank)  # per rank
         self.perm_generator = torch.Generator().manual_seed(cfg.seed)  # same on every rank
         self.callbacks = [as_callback(c) for c in callbacks]
         self.writer = MetricsWriter(self.accelerator, cfg.output_dir)
@@ -136,8 +117,6 @@ class PPOTrainer:
             self.accelerator.init_trackers(
                 "rlhf_pg_lm", config={k: str(v) for k, v in cfg.to_dict().items()}
             )
-
-    # ------------------------------------------------------------------ setup
 
     def _prompt_limit(self, policy: PolicyWithValueHead) -> int:
         cfg = self.config
@@ -158,47 +137,60 @@ class PPOTrainer:
     def device(self) -> torch.device:
         return self.accelerator.device
 
+    @property
+    def kl_coef(self) -> float:
+        """The current KL coefficient (beta) of the KL controller."""
+        return float(self.kl_controller.kl_coef)
+
+    def global_mean(self, x: Tensor, mask: Tensor | None = None) -> float:
+        return global_mean(self.accelerator, x, mask)
+
     # ------------------------------------------------------------------ rollout
-    @torch.no_grad()
-    def generate(self, prompts: Sequence[str]) -> Rollout:
-        """Sample ``samples_per_prompt`` completions per prompt and evaluate them."""
-        cfg = self.config
+    def _encode(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
         ids = encode_prompts(
             self.tokenizer,
             prompts,
             max_length=self.max_prompt_length,
-            truncation=cfg.prompt_truncation,
+            truncation=self.config.prompt_truncation,
         )
-        k = cfg.samples_per_prompt
-        ids = [s for s in ids for _ in range(k)]
         query_ids, query_mask = left_pad(ids, self.tokenizer.pad_token_id)
-        query_ids, query_mask = query_ids.to(self.device), query_mask.to(self.device)
-        start = time.perf_counter()
+        return query_ids.to(self.device), query_mask.to(self.device)
+
+    def _sample(self, query_ids: Tensor, query_mask: Tensor, **settings) -> tuple[Tensor, ...]:
+        """Responses (ids, mask, has_stop) of the policy, from the trainer's own generator."""
+        cfg = self.config
+        settings = {
+            "max_new_tokens": cfg.max_new_tokens,
+            "temperature": cfg.temperature,
+            **settings,
+        }
         # eval mode: dropout is off anyway, but gradient checkpointing would disable the KV cache
         self.unwrapped_model.eval()
         with self.accelerator.autocast():
-            raw = sample_responses(
+            raw = sample_tokens(
                 self.unwrapped_model.pretrained_model,
                 query_ids,
                 query_mask,
-                max_new_tokens=cfg.max_new_tokens,
-                temperature=cfg.temperature,
                 top_k=cfg.top_k,
                 top_p=cfg.top_p,
                 stop_ids=self.stop_ids,
                 pad_id=self.tokenizer.pad_token_id,
+                generator=self.sample_generator,
+                **settings,
             )
+        return truncate_at_stop(raw, self.stop_ids, self.tokenizer.pad_token_id)
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str]) -> Rollout:
+        """Sample ``samples_per_prompt`` completions per prompt and evaluate them."""
+        k = self.config.samples_per_prompt
+        repeated = [p for p in prompts for _ in range(k)]
+        query_ids, query_mask = self._encode(repeated)
+        start = time.perf_counter()
+        response_ids, response_mask, has_stop = self._sample(query_ids, query_mask)
         seconds = time.perf_counter() - start
-        response_ids, response_mask, has_stop = truncate_at_stop(
-            raw, self.stop_ids, self.tokenizer.pad_token_id
-        )
         rollout = self.rollout_from_tokens(
-            query_ids,
-            query_mask,
-            response_ids,
-            response_mask,
-            prompts=[p for p in prompts for _ in range(k)],
-            group_size=k,
+            query_ids, query_mask, response_ids, response_mask, prompts=repeated, group_size=k
         )
         rollout.has_stop = has_stop
         rollout.generate_seconds = seconds
@@ -215,34 +207,16 @@ class PPOTrainer:
     ) -> list[str]:
         """Completions only, for evaluation (no log-probs; one sample per prompt).
 
-        ``greedy`` takes the most likely token at every step; otherwise sampling
-        uses ``temperature`` (default: the training temperature).
+        ``greedy`` (or ``temperature=0``) takes the most likely token at every step;
+        otherwise sampling uses ``temperature`` (default: the training temperature).
         """
-        cfg = self.config
-        ids = encode_prompts(
-            self.tokenizer,
-            prompts,
-            max_length=self.max_prompt_length,
-            truncation=cfg.prompt_truncation,
-        )
-        query_ids, query_mask = left_pad(ids, self.tokenizer.pad_token_id)
-        self.unwrapped_model.eval()
-        with self.accelerator.autocast():
-            raw = sample_responses(
-                self.unwrapped_model.pretrained_model,
-                query_ids.to(self.device),
-                query_mask.to(self.device),
-                max_new_tokens=max_new_tokens or cfg.max_new_tokens,
-                temperature=temperature or cfg.temperature,
-                top_k=1 if greedy else cfg.top_k,
-                top_p=cfg.top_p,
-                stop_ids=self.stop_ids,
-                pad_id=self.tokenizer.pad_token_id,
-            )
-        response_ids, response_mask, _ = truncate_at_stop(
-            raw, self.stop_ids, self.tokenizer.pad_token_id
-        )
-        return decode_rows(self.tokenizer, response_ids, response_mask)
+        settings: dict = {}
+        if greedy or temperature is not None:
+            settings["temperature"] = 0.0 if greedy else temperature
+        if max_new_tokens is not None:
+            settings["max_new_tokens"] = max_new_tokens
+        ids, mask, _ = self._sample(*self._encode(prompts), **settings)
+        return decode_rows(self.tokenizer, ids, mask)
 
     @torch.no_grad()
     def rollout_from_tokens(
@@ -263,20 +237,13 @@ class PPOTrainer:
         texts = decode_rows(self.tokenizer, response_ids, response_mask)
         if prompts is None:
             prompts = decode_rows(self.tokenizer, query_ids, query_mask)
-        last = adv_lib.last_valid_index(response_mask)
-        rows = torch.arange(len(last), device=dev)
-        stops = torch.as_tensor(self.stop_ids, device=dev)
-        has_stop = torch.isin(response_ids[rows, last], stops)
+        rows = torch.arange(len(response_ids), device=dev)
+        last_tokens = response_ids[rows, last_valid_index(response_mask)]
+        has_stop = torch.isin(last_tokens, torch.as_tensor(self.stop_ids, device=dev))
         rollout = Rollout(
-            query_ids,
-            query_mask,
-            response_ids,
-            response_mask,
-            list(prompts),
-            texts,
-            has_stop,
+            query_ids, query_mask, response_ids, response_mask, list(prompts), texts, has_stop,
             group_size=group_size,
-        )
+        )  # fmt: skip
         self._evaluate(rollout)
         return rollout
 
@@ -310,69 +277,69 @@ class PPOTrainer:
         scores: Sequence[float] | Tensor | None = None,
         *,
         extra_metrics: dict[str, float] | None = None,
-    ) -> dict:
-        """One optimisation step on a rollout: advantages, then epochs x minibatches.
+    ) -> dict[str, float]:
+        """One PPO step on a rollout; returns the metrics (averaged over all processes).
 
         ``scores`` are this process's sequence scores (one per row); None calls
         :meth:`score`. ``extra_metrics`` (already global) are logged with the step's.
-        Returns the metrics (averaged over all processes).
         """
-        return run_step(self, rollout, scores, extra_metrics or {})
-
-    @property
-    def kl_coef(self) -> float:
-        return float(self.kl_ctl.value)
-
-    def global_mean(self, x: Tensor, mask: Tensor | None = None) -> float:
-        x = x.float().to(self.device)
-        mask = None if mask is None else mask.to(self.device)
-        return float(masked_mean(x, mask, distributed=True))
+        cfg, acc = self.config, self.accelerator
+        start = time.perf_counter()
+        # 1. the rollout: this process's rows with the sampling policy's log-probs (and values)
+        check_rollout(rollout, cfg)
+        rollout = rollout.to(self.device)
+        if rollout.logprobs is None or (cfg.uses_critic and rollout.values is None):
+            self._evaluate(rollout)
+        # 2. scores: one number per completion
+        if scores is None:
+            scores, _ = self.score(rollout)
+        scores = validate_scores(scores, len(rollout), "scores passed to step()").to(self.device)
+        # 3. KL shaping and 4. advantages, with this step's KL coefficient
+        kl_coef = self.kl_coef
+        adv = compute_advantages(rollout, scores, cfg, kl_coef, acc)
+        # 5. update_epochs x num_minibatches optimizer steps
+        lr = self.scheduler.get_last_lr()[0]
+        batch = update_batch(rollout, adv)
+        stats = ppo_update(
+            self.model, self.optimizer, acc, batch, cfg, kl_coef, self.perm_generator
+        )
+        # 6. the KL controller sees the observed KL; the schedule and the counter advance
+        metrics = rollout_metrics(acc, rollout, scores, adv, cfg)
+        self.kl_controller.update(metrics["kl/seq"], len(rollout) * acc.num_processes)
+        self.scheduler.step()
+        self.state.step += 1
+        # 7. log
+        metrics.update({"kl/coef": kl_coef, "lr": lr, **update_metrics(acc, stats)})
+        metrics.update(timing_metrics(acc, rollout, time.perf_counter() - start))
+        metrics.update(extra_metrics or {})
+        self.log(metrics)
+        return metrics
 
     # ------------------------------------------------------------------ loop
-    def _next_prompts(self) -> list[str]:
-        """This process's share of the next global batch of prompts (reshuffled each pass)."""
-        cfg, acc, st = self.config, self.accelerator, self.state
-        n_global = cfg.batch_size * acc.num_processes
-        batch: list[str] = []
-        while len(batch) < n_global:
-            order = torch.randperm(
-                len(self.prompts), generator=torch.Generator().manual_seed(cfg.seed + st.data_epoch)
-            )
-            take = order[st.data_pos : st.data_pos + n_global - len(batch)].tolist()
-            batch += [self.prompts[i] for i in take]
-            st.data_pos += len(take)
-            if st.data_pos >= len(self.prompts):
-                st.data_epoch, st.data_pos = st.data_epoch + 1, 0
-        rank = acc.process_index
-        return batch[rank * cfg.batch_size : (rank + 1) * cfg.batch_size]
-
     def train(self, num_steps: int | None = None) -> list[dict]:
-        """Run until ``config.total_steps`` steps are done (or ``num_steps`` more)."""
-        cfg = self.config
+        """Run until ``config.max_steps`` steps are done (or ``num_steps`` more)."""
+        cfg, acc = self.config, self.accelerator
         if not self.prompts:
             raise ValueError("train() needs prompts: PPOTrainer(..., prompts=[...])")
         if self.reward is None:
             raise ValueError("train() needs a reward: PPOTrainer(..., reward=fn or RewardModel)")
-        # every prompt checked before the first step, so a bad one cannot fail mid-run
-        encode_prompts(
-            self.tokenizer,
-            self.prompts,
-            max_length=self.max_prompt_length,
-            truncation=cfg.prompt_truncation,
-        )
-        end = cfg.total_steps if num_steps is None else self.state.step + num_steps
+        self._encode(self.prompts)  # every prompt checked before the first step
+        end = cfg.max_steps if num_steps is None else self.state.step + num_steps
         history = []
         bar = tqdm(
             total=end,
             initial=self.state.step,
-            desc="ppo",
-            disable=not (cfg.progress_bar and self.accelerator.is_local_main_process),
+            desc=cfg.estimator,
+            disable=not (cfg.progress_bar and acc.is_local_main_process),
         )
         while self.state.step < end:
-            rollout = self.generate(self._next_prompts())
+            prompts = next_prompts(
+                self.prompts, self.state, batch_size=cfg.batch_size, rank=acc.process_index,
+                num_processes=acc.num_processes, seed=cfg.seed,
+            )  # fmt: skip
+            rollout = self.generate(prompts)
             scores, parts = self.score(rollout)
-            extra = {f"reward/{name}": self.global_mean(part) for name, part in parts.items()}
-            metrics = self.step(rollout, scores, extra_metrics=extra)
+            metrics = self.step(rollout, scores, extra_metrics=self._rollout_extras(rollout, parts))
             history.append(metrics)
             bar.update(1)
             bar.set_postfix(score=f"{metrics['score/mean']:.3f}", kl=f"{metrics['kl/seq']:.2f}")
@@ -385,6 +352,14 @@ class PPOTrainer:
         for cb in self.callbacks:
             cb.on_train_end(self)
         return history
+
+    def _rollout_extras(self, rollout: Rollout, parts: dict[str, Tensor]) -> dict[str, float]:
+        """Each reward component's mean and the callbacks' rollout metrics, over processes."""
+        extra = {f"reward/{name}": self.global_mean(part) for name, part in parts.items()}
+        for cb in self.callbacks:
+            for name, value in (cb.on_rollout(self, rollout) or {}).items():
+                extra[name] = self.global_mean(torch.tensor(float(value)))
+        return extra
 
     def add_callback(self, callback: TrainerCallback | Callable) -> None:
         """Register a :class:`TrainerCallback` or a ``fn(step, metrics)`` metrics hook."""
@@ -409,11 +384,7 @@ class PPOTrainer:
 
     def save_checkpoint(self, path: str) -> None:
         """Everything needed for an identical continuation, written atomically."""
-        from .checkpoint import save_checkpoint
-
         save_checkpoint(self, path)
 
     def load_checkpoint(self, path: str) -> None:
-        from .checkpoint import load_checkpoint
-
         load_checkpoint(self, path)

@@ -21,30 +21,12 @@ from transformers import (
     PreTrainedModel,
 )
 
-from ..io import atomic_save_safetensors, atomic_write_json, load_safetensors
+from ..hf.models import disable_dropout, hidden_size
+from ..utils.io import atomic_save_safetensors, atomic_write_json, load_safetensors
 
 HEAD_WEIGHTS = "value_head.safetensors"
 HEAD_CONFIG = "value_head.json"
 CRITIC_DIR = "critic"
-
-
-def disable_dropout(model: nn.Module) -> None:
-    """Set every dropout probability to 0 (RL needs deterministic log-probs in train mode)."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-    config = getattr(model, "config", None)
-    for name in ("attn_pdrop", "resid_pdrop", "embd_pdrop", "attention_dropout", "dropout"):
-        if config is not None and isinstance(getattr(config, name, None), float):
-            setattr(config, name, 0.0)
-
-
-def hidden_size(model: nn.Module) -> int:
-    config = model.config
-    for name in ("hidden_size", "n_embd", "d_model"):
-        if isinstance(getattr(config, name, None), int):
-            return getattr(config, name)
-    raise ValueError(f"cannot find the hidden size in the config of {type(model).__name__}")
 
 
 def _is_peft(model: nn.Module) -> bool:

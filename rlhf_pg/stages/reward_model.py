@@ -20,9 +20,9 @@ from typing import Literal
 
 import torch
 
-from .cache import atomic_dir, config_hash, default_cache_root, file_digest, is_complete
-from .io import atomic_write_json
-from .recipe_config import check_types, require
+from ..utils.cache import atomic_dir, config_hash, default_cache_root, file_digest, is_complete
+from ..utils.config import check_types, require
+from ..utils.io import atomic_write_json
 
 _NOT_IN_KEY = ("output_dir", "cache_dir", "reuse_cache", "num_threads", "progress", "sft_path")
 
@@ -114,9 +114,9 @@ def generate_preferences(cfg: RewardModelArgs):
     """Two SFT completions per prompt, labelled by the gold scorer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .data.reviews import sentiment_prompts
-    from .generation import generate_completions
-    from .gold import score_gold
+    from ..hf.sampling import generate_completions
+    from ..tasks.gold import score_gold
+    from ..tasks.reviews import sentiment_prompts
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.sft_path)
     policy = AutoModelForCausalLM.from_pretrained(cfg.sft_path)
@@ -126,8 +126,12 @@ def generate_preferences(cfg: RewardModelArgs):
         "temperature": cfg.temperature,
         "progress": cfg.progress,
     }
-    first = generate_completions(policy, tokenizer, prompts, seed=cfg.seed, **kw)
-    second = generate_completions(policy, tokenizer, prompts, seed=cfg.seed + 1, **kw)
+    first, _ = generate_completions(
+        policy, tokenizer, prompts, generator=torch.Generator().manual_seed(cfg.seed), **kw
+    )
+    second, _ = generate_completions(
+        policy, tokenizer, prompts, generator=torch.Generator().manual_seed(cfg.seed + 1), **kw
+    )
     gold_a = score_gold([p + c for p, c in zip(prompts, first)])
     gold_b = score_gold([p + c for p, c in zip(prompts, second)])
     return make_preference_pairs(prompts, first, second, gold_a, gold_b, cfg.min_gold_margin)
@@ -135,7 +139,7 @@ def generate_preferences(cfg: RewardModelArgs):
 
 def load_preferences(cfg: RewardModelArgs):
     """A user's preference dataset, checked for chosen/rejected columns (prompt optional)."""
-    from .data.text_datasets import load_any_dataset, require_columns
+    from ..tasks.datasets import load_any_dataset, require_columns
 
     dataset = load_any_dataset(cfg.preference_dataset, cfg.dataset_split)
     require_columns(
@@ -197,7 +201,7 @@ def train_reward_model(cfg: RewardModelArgs) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardTrainer
 
-    from .reward_scoring import RewardModelScorer
+    from ..hf.scoring import RewardModel
 
     init = cfg.model_name_or_path or cfg.sft_path
     tokenizer = AutoTokenizer.from_pretrained(init)
@@ -218,7 +222,7 @@ def train_reward_model(cfg: RewardModelArgs) -> Path:
         with atomic_dir(out) as tmp:
             trainer.model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            raw = RewardModelScorer(tmp, normalize=False)
+            raw = RewardModel.from_pretrained(tmp, normalize=False)
             held_out = pairwise_accuracy(raw, split["test"])
             train_acc = pairwise_accuracy(
                 raw, split["train"].select(range(min(500, len(split["train"]))))

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..gold import fraction_positive, gold_reward
-from ..io import atomic_write_json
 from ..lm import PPOConfig, PPOTrainer
-from .args import PPORecipeArgs, args_to_dict
-from .evaluate import evaluate_policy
+from ..tasks.gold import fraction_positive, gold_reward
+from ..utils.io import atomic_write_json
+from .evaluate_during_training import evaluate_policy
+from .ppo_args import PPORecipeArgs, args_to_dict
 from .rewards import build_reward
 
 
@@ -49,7 +49,7 @@ def load_policy(args: PPORecipeArgs):
 def build_prompts(args: PPORecipeArgs) -> tuple[list[str], list[str]]:
     """(training prompts, held-out evaluation prompts) for the task."""
     if args.task == "sentiment":
-        from ..data.reviews import sentiment_prompts
+        from ..tasks.reviews import sentiment_prompts
 
         train = sentiment_prompts(
             args.num_prompts, seed=args.prompt_seed, n_words=args.prompt_words
@@ -59,7 +59,7 @@ def build_prompts(args: PPORecipeArgs) -> tuple[list[str], list[str]]:
         )
         return train, held
     if args.task == "arithmetic":
-        from ..data.arithmetic import arithmetic_prompts
+        from ..tasks.arithmetic import arithmetic_prompts
 
         split = dict(
             max_operand=args.max_operand,
@@ -68,7 +68,7 @@ def build_prompts(args: PPORecipeArgs) -> tuple[list[str], list[str]]:
         )
         train = arithmetic_prompts("train", **split)[: args.num_prompts]
         return train, arithmetic_prompts("held_out", **split)[: args.num_eval_prompts]
-    from ..data.text_datasets import load_texts
+    from ..tasks.datasets import load_texts
 
     texts = load_texts(
         args.dataset_name,
@@ -127,7 +127,7 @@ def run_ppo(
     sampler = PromptSampler(
         train_prompts, config.batch_size, acc.process_index, acc.num_processes, config.seed
     )
-    every = args.eval_every or config.total_steps
+    every = args.eval_every or config.max_steps
 
     def evaluate() -> dict:
         return evaluate_policy(
@@ -137,11 +137,11 @@ def run_ppo(
     evals, history = [evaluate()], []
     show = config.progress_bar if show_progress is None else show_progress
     bar = tqdm(
-        total=config.total_steps,
+        total=config.max_steps,
         desc=f"{config.estimator} ({args.task})",
         disable=not (show and acc.is_local_main_process),
     )
-    for step in range(1, config.total_steps + 1):
+    for step in range(1, config.max_steps + 1):
         rollout = trainer.generate(sampler.next())
         scores, parts = trainer.score(rollout)
         metrics = trainer.step(rollout, scores)
@@ -152,7 +152,7 @@ def run_ppo(
         for name, part in parts.items():
             metrics[f"reward/{name}"] = trainer.global_mean(part)
         history.append({"step": step, **metrics})
-        if step % every == 0 or step == config.total_steps:
+        if step % every == 0 or step == config.max_steps:
             evals.append(evaluate())
         bar.update(1)
         bar.set_postfix(score=f"{metrics['score/mean']:.3f}", kl=f"{metrics['kl/seq']:.2f}")

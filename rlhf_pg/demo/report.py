@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import atomic_path, atomic_write_text
+from ..utils.io import atomic_path, atomic_write_text
 
 PLOTS = {
     "proxy_reward.png": ("score/mean", "proxy", "proxy reward (reward model score)"),

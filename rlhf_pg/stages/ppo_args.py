@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from ..lm.config import PPOConfig
-from ..recipe_config import ConfigError, check_types, require
+from ..utils.config import ConfigError, check_types, require
 
 TASKS = ("sentiment", "arithmetic", "dataset")
 REWARD_FNS = ("none", "exact_match", "vader")
@@ -101,7 +101,7 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 def check_yaml(path: str | Path) -> dict[str, Any]:
     """Read a recipe YAML file; unknown keys and mistyped values raise :class:`ConfigError`."""
-    from ..recipe_config import conforms, describe_type
+    from ..utils.config import conforms, describe_type
 
     path = Path(path)
     if not path.is_file():

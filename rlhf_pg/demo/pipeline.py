@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ..io import atomic_write_json
-from ..recipe_config import check_types, require
+from ..utils.config import check_types, require
+from ..utils.io import atomic_write_json
 
 STAGES = ("SFT model", "reward model", "PPO", "report")
 
@@ -64,7 +64,7 @@ class DemoConfig:
 
 
 def sft_args(cfg: DemoConfig):
-    from ..sft import SFTArgs
+    from ..stages.sft import SFTArgs
 
     return SFTArgs(
         task="sentiment",
@@ -81,7 +81,7 @@ def sft_args(cfg: DemoConfig):
 
 
 def rm_args(cfg: DemoConfig, sft_path: Path):
-    from ..reward_model import RewardModelArgs
+    from ..stages.reward_model import RewardModelArgs
 
     return RewardModelArgs(
         sft_path=str(sft_path),
@@ -97,7 +97,7 @@ def rm_args(cfg: DemoConfig, sft_path: Path):
 
 def ppo_args(cfg: DemoConfig, sft_path: Path, rm_path: Path):
     from ..lm import PPOConfig
-    from .args import PPORecipeArgs
+    from ..stages.ppo_args import PPORecipeArgs
 
     args = PPORecipeArgs(
         task="sentiment",
@@ -114,9 +114,9 @@ def ppo_args(cfg: DemoConfig, sft_path: Path, rm_path: Path):
         learning_rate=cfg.learning_rate,
         lr_schedule=cfg.lr_schedule,
         kl_coef=cfg.kl_coef,
-        ppo_epochs=cfg.ppo_epochs,
+        update_epochs=cfg.ppo_epochs,
         num_minibatches=cfg.num_minibatches,
-        total_steps=cfg.ppo_steps,
+        max_steps=cfg.ppo_steps,
         seed=cfg.seed,
         output_dir=str(Path(cfg.out) / "ppo"),
         progress_bar=cfg.progress,
@@ -150,9 +150,9 @@ def quiet_libraries() -> None:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage (reusing cached SFT / reward models) and write the report."""
-    from ..reward_model import train_reward_model
-    from ..sft import train_sft
-    from .ppo import run_ppo, summarize
+    from ..stages.ppo import run_ppo, summarize
+    from ..stages.reward_model import train_reward_model
+    from ..stages.sft import train_sft
     from .report import write_report
 
     if cfg.num_threads > 0:
@@ -193,7 +193,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "reward model": str(rm_path),
         "reward model held-out pairwise accuracy": acc,
         "reward model pairs (train / held-out)": f"{rm['n_train_pairs']} / {rm['n_heldout_pairs']}",
-        "PPO steps x completions": f"{config.total_steps} x {config.batch_size}",
+        "PPO steps x completions": f"{config.max_steps} x {config.batch_size}",
         "KL coefficient": config.kl_coef,
         "seed": cfg.seed,
         **{f"seconds, {k}": round(v, 1) for k, v in seconds.items()},

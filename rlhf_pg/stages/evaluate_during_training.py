@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from ..data.arithmetic import exact_match_reward
-from ..generation import generate_completions
-from ..gold import fraction_positive, gold_reward
+from ..hf.sampling import generate_completions
 from ..lm.advantages import per_token_kl
+from ..tasks.arithmetic import exact_match_reward
+from ..tasks.gold import fraction_positive, gold_reward
 
 NUM_SAMPLES_SHOWN = 6
 
@@ -28,7 +28,7 @@ def evaluate_policy(
     result: dict = {"step": trainer.state.step}
     if task == "arithmetic":
         model = trainer.unwrapped_model.pretrained_model
-        greedy = generate_completions(
+        greedy, _ = generate_completions(
             model,
             trainer.tokenizer,
             prompts,
@@ -39,15 +39,14 @@ def evaluate_policy(
         result["accuracy"] = sum(correct) / len(correct)
         # the policy's own samples: RL removes the errors SFT imitated even where greedy is right
         repeated = [p for p in prompts for _ in range(samples)]
-        with torch.random.fork_rng(devices=[]):
-            sampled = generate_completions(
-                model,
-                trainer.tokenizer,
-                repeated,
-                max_new_tokens=trainer.config.max_new_tokens,
-                temperature=trainer.config.temperature,
-                seed=seed,
-            )
+        sampled, _ = generate_completions(
+            model,
+            trainer.tokenizer,
+            repeated,
+            max_new_tokens=trainer.config.max_new_tokens,
+            temperature=trainer.config.temperature,
+            generator=torch.Generator().manual_seed(seed),
+        )
         hits = exact_match_reward(repeated, sampled)
         result["accuracy_sampled"] = sum(hits) / len(hits)
         result["samples"] = [

@@ -15,9 +15,9 @@ from typing import Literal
 
 import torch
 
-from .core import kl_k1
-from .io import atomic_write_json
-from .recipe_config import check_types, require
+from ..core import kl_k1
+from ..utils.config import check_types, require
+from ..utils.io import atomic_write_json
 
 
 @dataclass
@@ -88,7 +88,7 @@ def evaluate_policy(cfg: EvalArgs) -> dict:
     """Metrics of ``cfg.model_path`` on held-out prompts; written to ``output_file`` if set."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .generation import generate_completions
+    from ..hf.sampling import generate_completions
 
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
@@ -96,39 +96,43 @@ def evaluate_policy(cfg: EvalArgs) -> dict:
     policy = AutoModelForCausalLM.from_pretrained(cfg.model_path).eval()
     result: dict = {"model_path": cfg.model_path, "task": cfg.task}
     if cfg.task == "arithmetic":
-        from .data.arithmetic import arithmetic_prompts, exact_match_reward
+        from ..tasks.arithmetic import arithmetic_prompts, exact_match_reward
 
         prompts = arithmetic_prompts(
             "held_out", cfg.max_operand, cfg.held_out_fraction, cfg.split_seed
         )
         prompts = prompts[: cfg.n_prompts]
-        completions = generate_completions(
-            policy, tokenizer, prompts, max_new_tokens=6, temperature=cfg.temperature, seed=cfg.seed
+        completions, _ = generate_completions(
+            policy,
+            tokenizer,
+            prompts,
+            max_new_tokens=6,
+            temperature=cfg.temperature,
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
         result["heldout_accuracy"] = statistics.fmean(exact_match_reward(prompts, completions))
     else:
-        from .data.reviews import sentiment_prompts
-        from .gold import fraction_positive, gold_reward
+        from ..tasks.gold import fraction_positive, gold_reward
+        from ..tasks.reviews import sentiment_prompts
 
         prompts = sentiment_prompts(cfg.n_prompts, seed=cfg.prompt_seed, n_words=cfg.prompt_words)
         completions, tokens = generate_completions(
             policy,
             tokenizer,
             prompts,
-            cfg.max_new_tokens,
-            cfg.temperature,
-            seed=cfg.seed,
-            return_tokens=True,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
         gold = gold_reward(prompts, completions)
         result.update(
             gold_mean=statistics.fmean(gold), gold_positive_fraction=fraction_positive(gold)
         )
         if cfg.reward_model_path:
-            from .reward_scoring import RewardModelScorer
+            from ..hf.scoring import RewardModel
 
             result["proxy_mean"] = statistics.fmean(
-                RewardModelScorer(cfg.reward_model_path)(prompts, completions)
+                RewardModel.from_pretrained(cfg.reward_model_path)(prompts, completions)
             )
         if cfg.reference_path:
             reference = AutoModelForCausalLM.from_pretrained(cfg.reference_path).eval()

@@ -12,13 +12,12 @@ from .arithmetic import (
     split_problems,
 )
 from .reviews import build_corpus, extract_prompt, sentiment_prompts
-from .tokenizer import ensure_pad_token, train_tokenizer
+from .tokenizer import train_tokenizer
 
 __all__ = [
     "arithmetic_prompts",
     "build_arithmetic_corpus",
     "build_corpus",
-    "ensure_pad_token",
     "exact_match_reward",
     "extract_prompt",
     "sentiment_prompts",

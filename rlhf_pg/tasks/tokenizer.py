@@ -52,17 +52,5 @@ def train_tokenizer(
     )
 
 
-def ensure_pad_token(tokenizer, model=None) -> None:
-    """Give a tokenizer without a pad token (or with pad == EOS, as GPT-2's) its own pad token,
-    growing the model's embeddings to match when a model is given."""
-    if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
-        return
-    tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
-    if model is not None:
-        if model.get_input_embeddings().num_embeddings < len(tokenizer):
-            model.resize_token_embeddings(len(tokenizer))
-        model.config.pad_token_id = tokenizer.pad_token_id
-
-
 def save_tokenizer(tokenizer: PreTrainedTokenizerFast, path: str | os.PathLike) -> None:
     tokenizer.save_pretrained(str(path))

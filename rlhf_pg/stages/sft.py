@@ -22,9 +22,9 @@ from typing import Literal
 
 import torch
 
-from .cache import atomic_dir, config_hash, default_cache_root, is_complete
-from .io import atomic_write_json
-from .recipe_config import check_types, require
+from ..utils.cache import atomic_dir, config_hash, default_cache_root, is_complete
+from ..utils.config import check_types, require
+from ..utils.io import atomic_write_json
 
 # Fields that choose where or how a run happens, not what it produces.
 _NOT_IN_KEY = ("output_dir", "cache_dir", "reuse_cache", "num_threads", "log_every", "progress")
@@ -103,16 +103,16 @@ def sft_output_dir(cfg: SFTArgs) -> Path:
 def build_texts(cfg: SFTArgs) -> list[str]:
     """The SFT corpus the config names."""
     if cfg.task == "sentiment":
-        from .data.reviews import build_corpus
+        from ..tasks.reviews import build_corpus
 
         return build_corpus(cfg.corpus_size, seed=cfg.corpus_seed)
     if cfg.task == "arithmetic":
-        from .data.arithmetic import build_arithmetic_corpus
+        from ..tasks.arithmetic import build_arithmetic_corpus
 
         return build_arithmetic_corpus(
             cfg.corpus_size, cfg.error_rate, cfg.max_operand, cfg.held_out_fraction, cfg.corpus_seed
         )
-    from .data.text_datasets import load_texts
+    from ..tasks.datasets import load_texts
 
     return load_texts(cfg.dataset_name, cfg.dataset_split, cfg.text_column, cfg.max_samples)
 
@@ -121,7 +121,7 @@ def build_tokenizer(cfg: SFTArgs, texts: list[str]):
     """A tokenizer from a path (hub name or folder), else a byte-level BPE trained on ``texts``."""
     from transformers import AutoTokenizer
 
-    from .data.tokenizer import train_tokenizer
+    from ..tasks.tokenizer import train_tokenizer
 
     path = cfg.tokenizer_name_or_path or cfg.model_name_or_path
     if path is not None:
@@ -133,7 +133,7 @@ def build_model(cfg: SFTArgs, tokenizer):
     """A pretrained causal LM from a path, else a fresh GPT-2 sized by the config."""
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
-    from .data.tokenizer import ensure_pad_token
+    from ..hf.tokens import ensure_pad_token
 
     if cfg.model_name_or_path is not None:
         model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)

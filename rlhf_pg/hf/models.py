@@ -1,0 +1,48 @@
+"""Model-level helpers every stage needs: dropout off, hidden and context sizes, and the
+fused GELU swap for GPT-2."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Set every dropout probability to 0 (RL needs deterministic log-probs in train mode)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    config = getattr(model, "config", None)
+    for name in ("attn_pdrop", "resid_pdrop", "embd_pdrop", "attention_dropout", "dropout"):
+        if config is not None and isinstance(getattr(config, name, None), float):
+            setattr(config, name, 0.0)
+
+
+def hidden_size(model: nn.Module) -> int:
+    config = model.config
+    for name in ("hidden_size", "n_embd", "d_model"):
+        if isinstance(getattr(config, name, None), int):
+            return getattr(config, name)
+    raise ValueError(f"cannot find the hidden size in the config of {type(model).__name__}")
+
+
+def context_length(model) -> int | None:
+    config = model.config
+    for name in ("n_positions", "max_position_embeddings", "n_ctx", "max_seq_len"):
+        if isinstance(getattr(config, name, None), int):
+            return getattr(config, name)
+    return None
+
+
+def fuse_gelu(model: nn.Module) -> int:
+    """Swap the tanh-approximate GELU composed of Python ops (GPT-2's ``gelu_new``) for
+    torch's fused kernel of the same function; about a third of a CPU forward+backward of a
+    small GPT-2 goes to the composed version. Returns the number of modules swapped."""
+    from transformers.activations import ACT2FN, NewGELUActivation
+
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is NewGELUActivation:
+                setattr(parent, name, ACT2FN["gelu_pytorch_tanh"])
+                swapped += 1
+    return swapped

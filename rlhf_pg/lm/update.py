@@ -1,0 +1,112 @@
+"""The optimisation part of a PPO step: epochs x minibatches x micro-batches.
+
+Pure in its inputs: the model, optimizer and accelerator (the process group) it updates,
+the rollout's tensors, the config, the KL coefficient and the generator that shuffles.
+Nothing here reads or writes trainer state; the caller owns the KL controller, the
+learning-rate schedule and the logging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor
+
+from .config import PPOConfig
+from .objective import BATCH_KEYS, aggregation_weight, loss_terms, total_loss, trim_batch
+
+TERM_METRICS = {
+    "policy": "loss/policy",
+    "value": "loss/value",
+    "entropy": "loss/entropy",
+    "kl": "loss/kl",
+}
+
+
+def ppo_update(
+    model,
+    optimizer: torch.optim.Optimizer,
+    accelerator,
+    batch: dict[str, Tensor | None],
+    config: PPOConfig,
+    kl_coef: float,
+    generator: torch.Generator,
+) -> dict[str, list[Tensor]]:
+    """``update_epochs`` passes of ``num_minibatches`` optimizer steps over ``batch``.
+
+    Returns the per-minibatch statistics (this process's share of each global value,
+    see :func:`minibatch_step`) under their metric names, plus ``ppo/epochs`` (epochs run:
+    fewer than ``update_epochs`` when ``target_kl`` stopped the loop).
+    """
+    n = batch["response_mask"].shape[0]
+    mb_size = n // config.num_minibatches
+    stats: dict[str, list[Tensor]] = {}
+    model.train()  # dropout is disabled; train mode only switches gradient checkpointing on
+    epochs_run = 0
+    for _ in range(config.update_epochs):
+        perm = torch.randperm(n, generator=generator).to(batch["response_mask"].device)
+        epoch_kl = []
+        for m in range(config.num_minibatches):
+            rows = perm[m * mb_size : (m + 1) * mb_size]
+            shares = minibatch_step(model, optimizer, accelerator, batch, rows, config, kl_coef)
+            for key, value in shares.items():
+                stats.setdefault(key, []).append(value.detach().float().cpu())
+            epoch_kl.append(accelerator.reduce(shares["policy/approx_kl"], "sum"))
+        epochs_run += 1
+        # one host sync per epoch, only when early stopping is on
+        if config.target_kl > 0 and float(torch.stack(epoch_kl).mean()) > config.target_kl:
+            break
+    stats["ppo/epochs"] = [torch.tensor(float(epochs_run))]
+    return stats
+
+
+def minibatch_step(
+    model, optimizer, accelerator, batch, rows: Tensor, config: PPOConfig, kl_coef: float
+) -> dict[str, Tensor]:
+    """One optimizer step on the minibatch ``rows``, over ``gradient_accumulation_steps``
+    micro-batches.
+
+    Each micro-batch loss is scaled by its share of the minibatch's aggregation weight over
+    ALL processes, so the summed (and DDP-averaged) gradient equals the gradient of the loss
+    aggregated over the global minibatch. Returns this process's share of each statistic.
+    """
+    micro_size = len(rows) // config.gradient_accumulation_steps
+    micro = [
+        trim_batch({k: (None if batch[k] is None else batch[k][r]) for k in BATCH_KEYS})
+        for r in rows.split(micro_size)
+    ]
+    weights = [aggregation_weight(b["response_mask"], config) for b in micro]
+    total = accelerator.reduce(torch.stack(weights).sum(), "sum")
+    with_kl = config.kl_penalty == "loss" and kl_coef > 0
+    shares: dict[str, Tensor] = {}
+    for j, b in enumerate(micro):
+        share = weights[j] / total
+        last = j == len(micro) - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+            terms, ppo_stats = loss_terms(model, b, config, with_kl=with_kl)
+            loss = total_loss(terms, config, kl_coef)
+            accelerator.backward(loss * (share * accelerator.num_processes))
+        named = {TERM_METRICS[k]: v for k, v in terms._asdict().items() if v is not None}
+        for key, value in {**named, **ppo_stats}.items():
+            shares[key] = shares.get(key, 0.0) + value.detach() * share
+    max_norm = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
+    shares["grad_norm"] = torch.as_tensor(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return shares
+
+
+def optimizer_and_schedule(policy, cfg: PPOConfig):
+    """AdamW over the trainable parameters and a constant or linear-decay LR schedule
+    (stepped once per PPO step; not given to ``accelerate.prepare``, which would step it
+    once per process)."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.learning_rate, eps=cfg.adam_eps, weight_decay=cfg.weight_decay
+    )
+    decay, total = cfg.lr_schedule == "linear", cfg.max_steps
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: max(0.0, 1.0 - s / total) if decay else 1.0
+    )
+    return optimizer, schedule

@@ -1,0 +1,247 @@
+"""The one config loader: YAML files, dicts and command-line flags into checked dataclasses.
+
+Every configurable thing in the project (recipe arguments, the trainer's ``PPOConfig``, the
+demo, classic-control agents) is a dataclass. This module turns user input into one:
+
+- :func:`load_yaml` reads a YAML mapping (a syntax error is one line with its position);
+- :func:`config_from_dict` / :func:`load_yaml_config` reject unknown keys, naming the valid ones;
+- :func:`parse_recipe_args` reads ``--config file.yaml`` plus ``--field value`` flags
+  (``transformers.HfArgumentParser``) into one or several dataclasses;
+- :func:`check_types` (called from each dataclass's ``__post_init__``) reports the first
+  value of the wrong type in one line;
+- :func:`with_aliases` lets a dataclass keep accepting old field names (``ALIASES``) on every
+  path, Python included, each with a one-line deprecation notice.
+
+Every failure is a :class:`ConfigError`, raised before any model, dataset or env is built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import types
+import typing
+import warnings
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+T = TypeVar("T")
+_UNSET = object()
+
+
+class ConfigError(ValueError):
+    """A config with an unknown key, a value of the wrong type, or one out of range."""
+
+
+def aliases_of(cls: type) -> dict[str, str]:
+    """``{old name: field name}`` a config class still accepts (its ``ALIASES``)."""
+    return dict(getattr(cls, "ALIASES", {}))
+
+
+def resolve_aliases(cls: type, values: dict[str, Any], source: str = "") -> dict[str, Any]:
+    """Rename deprecated keys of ``values`` to their field names, with a one-line notice each;
+    giving both the old and the new name is an error."""
+    out = dict(values)
+    where = f"{source}: " if source else ""
+    for old, new in aliases_of(cls).items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ConfigError(f"{where}{old!r} and {new!r} are the same setting; give only {new!r}")
+        warnings.warn(
+            f"{where}{cls.__name__} field {old!r} is deprecated; use {new!r}",
+            FutureWarning,
+            stacklevel=3,
+        )
+        out[new] = out.pop(old)
+    return out
+
+
+def with_aliases(cls: type[T]) -> type[T]:
+    """Class decorator: the dataclass's ``__init__`` accepts the old names in ``cls.ALIASES``."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **resolve_aliases(cls, kwargs))
+
+    cls.__init__ = __init__
+    return cls
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file holding a mapping (empty file: ``{}``), read with ``yaml.safe_load``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def describe_type(tp: Any) -> str:
+    """How an error message names type ``tp`` ("a float", "one of [...]", "a list of an int")."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return f"one of {list(typing.get_args(tp))}"
+    if origin in (Union, types.UnionType):
+        return " or ".join(describe_type(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is list:
+        return f"a list of {describe_type(typing.get_args(tp)[0])}"
+    name = getattr(tp, "__name__", str(tp))
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
+def conforms(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Whether ``value`` fits type ``tp``; returns it converted (int -> float) where allowed."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, conv = conforms(value, arg)
+            if ok:
+                return True, conv
+        return False, value
+    if origin is Literal:
+        return value in typing.get_args(tp), value
+    if origin is list:
+        if not isinstance(value, list):
+            return False, value
+        item = typing.get_args(tp)[0]
+        checked = [conforms(v, item) for v in value]
+        return all(ok for ok, _ in checked), [c for _, c in checked]
+    if origin is dict or tp is dict:
+        return isinstance(value, dict), value
+    if tp is type(None):
+        return value is None, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if tp is str:
+        return isinstance(value, str), value
+    return True, value
+
+
+def check_types(obj: Any) -> None:
+    """Raise :class:`ConfigError` for the first field whose value does not fit its annotation."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        ok, converted = conforms(value, hints[f.name])
+        if not ok:
+            raise ConfigError(
+                f"{type(obj).__name__}: {f.name}={value!r} is invalid; expected "
+                f"{describe_type(hints[f.name])}"
+            )
+        setattr(obj, f.name, converted)
+
+
+def require(cond: bool, obj: Any, name: str, rule: str) -> None:
+    """Range check for ``__post_init__``: ``require(cfg.lr > 0, cfg, "lr", "must be > 0")``."""
+    if not cond:
+        raise ConfigError(f"{type(obj).__name__}: {name}={getattr(obj, name)!r} {rule}")
+
+
+def _init_fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.init]
+
+
+def check_keys(classes: type | tuple[type, ...], values: dict[str, Any], source: str) -> None:
+    """Raise naming any key that is not a field (or alias) of one of ``classes``."""
+    classes = classes if isinstance(classes, tuple) else (classes,)
+    valid = {name for cls in classes for name in _init_fields(cls) + list(aliases_of(cls))}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        names = " / ".join(cls.__name__ for cls in classes)
+        raise ConfigError(
+            f"{source}: unknown key(s) {unknown} for {names}; valid keys: "
+            f"{sorted(name for cls in classes for name in _init_fields(cls))}"
+        )
+
+
+def load_yaml_config(path: str | Path, cls: type | tuple[type, ...]) -> dict[str, Any]:
+    """Read a YAML mapping and reject keys that are not fields of ``cls`` (or of any of them)."""
+    data = load_yaml(path)
+    check_keys(cls, data, str(path))
+    return data
+
+
+def split_values(
+    classes: tuple[type, ...], values: dict[str, Any], source: str
+) -> list[dict[str, Any]]:
+    """Deal the keys of ``values`` out to the classes whose field (or alias) they name."""
+    check_keys(classes, values, source)
+    parts: list[dict[str, Any]] = [{} for _ in classes]
+    for key, value in values.items():
+        for part, cls in zip(parts, classes):
+            if key in _init_fields(cls) or key in aliases_of(cls):
+                part[key] = value
+                break
+    return parts
+
+
+def _rename_alias_flags(classes: tuple[type, ...], argv: list[str]) -> list[str]:
+    """``--old value`` / ``--old=value`` -> the field's flag, with a one-line notice."""
+    renames = {old: new for cls in classes for old, new in aliases_of(cls).items()}
+    out = []
+    for arg in argv:
+        name, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if name in renames:
+            warnings.warn(
+                f"flag --{name} is deprecated; use --{renames[name]}", FutureWarning, stacklevel=3
+            )
+            arg = f"--{renames[name]}{eq}{value}"
+        out.append(arg)
+    return out
+
+
+def parse_recipe_args(cls: type[T] | tuple[type, ...], argv: list[str] | None = None) -> Any:
+    """``[--config FILE.yaml] [--field value ...]`` -> a checked ``cls`` instance (or, given a
+    tuple of classes, a tuple of instances, each key going to the class that has the field).
+
+    Flags are defined and converted by ``HfArgumentParser``; only the flags actually given
+    override the YAML, whose values are checked by the dataclass itself (so a YAML value
+    of the wrong type gets the same one-line message as one passed in Python).
+    """
+    import sys
+
+    from transformers import HfArgumentParser
+
+    classes = cls if isinstance(cls, tuple) else (cls,)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+    values = load_yaml_config(known.config, classes) if known.config is not None else {}
+    parser = HfArgumentParser(classes)
+    # A non-string sentinel default marks flags not given (argparse would parse a string one).
+    parser.set_defaults(**{f.name: _UNSET for c in classes for f in dataclasses.fields(c)})
+    # a value argparse cannot convert exits with status 2 and argparse's one-line reason
+    given, unknown = parser.parse_known_args(_rename_alias_flags(classes, rest))
+    if unknown:
+        names = " / ".join(c.__name__ for c in classes)
+        raise ConfigError(f"unknown argument(s) {unknown} for {names}")
+    values.update({k: v for k, v in vars(given).items() if v is not _UNSET})
+    parts = split_values(classes, values, known.config or "command line")
+    built = tuple(c(**part) for c, part in zip(classes, parts))
+    return built if isinstance(cls, tuple) else built[0]
+
+
+def config_from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T:
+    """Build a checked config from a dict (the demo's path), rejecting unknown keys."""
+    check_keys(cls, values, source)
+    return cls(**values)
