@@ -42,7 +42,7 @@ from classic_control.config import resolve  # noqa: E402
 from classic_control.envs import ObsNormalizer, probe_env  # noqa: E402
 from classic_control.evaluate import Evaluator  # noqa: E402
 from classic_control.trainer import Trainer  # noqa: E402
-from rlhf_pg.io import atomic_write_json  # noqa: E402
+from rlhf_pg.utils.io import atomic_write_json  # noqa: E402
 
 ENV, THRESHOLD, EVAL_EVERY, EVAL_EPISODES = "Pendulum-v1", -200.0, 1000, 10
 

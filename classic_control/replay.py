@@ -8,7 +8,7 @@ time-limit truncation is stored with ``terminated = False`` and so
 bootstraps from Q(final observation) in the targets (``rlhf_pg.core.td_target``).
 
 The whole buffer (the filled part only) goes into ``checkpoint.pt``, which
-``rlhf_pg.io`` writes atomically: 4 bytes x (2 obs_dim + act_dim + 1) + 1
+``rlhf_pg.utils.io`` writes atomically: 4 bytes x (2 obs_dim + act_dim + 1) + 1
 byte per transition, e.g. 36 MB for 1M Pendulum transitions.
 """
 
