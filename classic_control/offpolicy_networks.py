@@ -24,10 +24,11 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # keeps exp(log_std) finite and above und
 
 
 def mlp(n_in: int, sizes: list[int], n_out: int, activation: str) -> nn.Sequential:
-    act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
     layers: list[nn.Module] = []
     for size in sizes:
-        layers += [nn.Linear(n_in, size), act()]
+        # in place: a Linear's backward needs its input, not its output
+        act = nn.Tanh() if activation == "tanh" else nn.ReLU(inplace=True)
+        layers += [nn.Linear(n_in, size), act]
         n_in = size
     return nn.Sequential(*layers, nn.Linear(n_in, n_out))
 
@@ -42,7 +43,8 @@ class QEnsemble(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, sizes: list[int], activation: str, n: int):
         super().__init__()
-        self.act = {"tanh": torch.tanh, "relu": torch.relu}[activation]
+        # in place: baddbmm's backward needs its inputs, not its output
+        self.act = {"tanh": torch.tanh_, "relu": torch.relu_}[activation]
         dims = [obs_dim + act_dim, *sizes, 1]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -85,12 +87,19 @@ class SquashedGaussianActor(nn.Module):
         mean, _ = self.net(obs).chunk(2, dim=-1)
         return torch.tanh(mean)
 
-    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """A reparameterised sample and its log-prob: (actions (B, A), logp (B,))."""
+    def _gaussian(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         mean, log_std = self.net(obs).chunk(2, dim=-1)
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        u = mean + torch.exp(log_std) * torch.randn_like(mean)
+        return mean + torch.exp(log_std) * torch.randn_like(mean), mean, log_std
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """A reparameterised sample and its log-prob: (actions (B, A), logp (B,))."""
+        u, mean, log_std = self._gaussian(obs)
         return torch.tanh(u), squashed_gaussian_log_prob(u, mean, log_std)
+
+    def explore(self, obs: Tensor) -> Tensor:
+        """A sample without its log-prob (acting in the env needs none)."""
+        return torch.tanh(self._gaussian(obs)[0])
 
 
 class OffPolicyAgent(nn.Module):

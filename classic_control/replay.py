@@ -8,8 +8,8 @@ time-limit truncation is stored with ``terminated = False`` and so
 bootstraps from Q(final observation) in the targets (``rlhf_pg.core.td_target``).
 
 The whole buffer (the filled part only) goes into ``checkpoint.pt``, which
-``rlhf_pg.utils.io`` writes atomically: 4 bytes x (2 obs_dim + act_dim + 1) + 1
-byte per transition, e.g. 36 MB for 1M Pendulum transitions.
+``rlhf_pg.utils.io`` writes atomically: 4 bytes x (2 obs_dim + act_dim + 2) per
+transition, e.g. 40 MB for 1M Pendulum transitions.
 """
 
 from __future__ import annotations
@@ -40,50 +40,62 @@ class Transitions:
 
 
 class ReplayBuffer:
-    """A ring buffer of transitions in preallocated tensors; uniform sampling."""
+    """A ring buffer of transitions in one preallocated (capacity, width) tensor.
+
+    One row holds obs | action | reward | next_obs | terminated, so a minibatch
+    is a single gather; rows are written through a numpy view of the same
+    memory (cheaper per env step than torch indexing).
+    """
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int) -> None:
         self.capacity, self.pos, self.size = capacity, 0, 0
-        self.data = Transitions(
-            obs=torch.zeros(capacity, obs_dim),
-            actions=torch.zeros(capacity, act_dim),
-            rewards=torch.zeros(capacity),
-            next_obs=torch.zeros(capacity, obs_dim),
-            terminated=torch.zeros(capacity, dtype=torch.bool),
-        )
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.rows = torch.zeros(capacity, 2 * obs_dim + act_dim + 2)
+        self.np_rows = self.rows.numpy()
 
     def add(self, obs, actions, rewards, next_obs, terminated) -> None:
         """Store one transition per env (arrays with a leading num_envs dimension)."""
         n = len(rewards)
-        idx = (self.pos + torch.arange(n)) % self.capacity
-        d = self.data
-        d.obs[idx] = torch.as_tensor(obs, dtype=torch.float32)
-        d.actions[idx] = torch.as_tensor(actions, dtype=torch.float32)
-        d.rewards[idx] = torch.as_tensor(rewards, dtype=torch.float32)
-        d.next_obs[idx] = torch.as_tensor(next_obs, dtype=torch.float32)
-        d.terminated[idx] = torch.as_tensor(terminated)
+        idx = (self.pos + np.arange(n)) % self.capacity
+        o, a = self.obs_dim, self.act_dim
+        row = self.np_rows[idx]
+        row[:, :o], row[:, o : o + a], row[:, o + a] = obs, actions, rewards
+        row[:, o + a + 1 : -1], row[:, -1] = next_obs, terminated
+        self.np_rows[idx] = row
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
-    def sample(self, batch_size: int) -> Transitions:
-        """A uniform minibatch (with replacement) from the torch global RNG (checkpointed)."""
-        idx = torch.randint(self.size, (batch_size,))
-        d = self.data
+    @property
+    def data(self) -> Transitions:
+        """Every stored row as named views (the first ``size`` are filled)."""
+        return self._split(self.rows)
+
+    def _split(self, rows: Tensor) -> Transitions:
+        o, a = self.obs_dim, self.act_dim
         return Transitions(
-            d.obs[idx], d.actions[idx], d.rewards[idx], d.next_obs[idx], d.terminated[idx]
+            obs=rows[:, :o],
+            actions=rows[:, o : o + a],
+            rewards=rows[:, o + a],
+            next_obs=rows[:, o + a + 1 : -1],
+            terminated=rows[:, -1] > 0.5,
         )
 
+    def sample(self, batch_size: int) -> Transitions:
+        """A uniform minibatch (with replacement) from the torch global RNG (checkpointed)."""
+        return self._split(self.rows[torch.randint(self.size, (batch_size,))])
+
     def state_dict(self) -> dict:
-        n, d = self.size, self.data  # clone: a slice would save the whole preallocated storage
-        fields = ("obs", "actions", "rewards", "next_obs", "terminated")
-        return {"pos": self.pos, "size": n, **{f: getattr(d, f)[:n].clone() for f in fields}}
+        # clone: a slice would save the whole preallocated storage
+        return {"pos": self.pos, "size": self.size, "rows": self.rows[: self.size].clone()}
 
     def load_state_dict(self, s: dict) -> None:
         n = int(s["size"])
-        if n > self.capacity:
-            raise ValueError(f"saved buffer holds {n} transitions, capacity is {self.capacity}")
-        for f in ("obs", "actions", "rewards", "next_obs", "terminated"):
-            getattr(self.data, f)[:n] = s[f]
+        if n > self.capacity or s["rows"].shape[1] != self.rows.shape[1]:
+            raise ValueError(
+                f"saved buffer of shape {tuple(s['rows'].shape)} does not fit capacity "
+                f"{self.capacity} x width {self.rows.shape[1]}"
+            )
+        self.rows[:n] = s["rows"]
         self.pos, self.size = int(s["pos"]), n
 
 

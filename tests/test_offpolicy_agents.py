@@ -102,7 +102,7 @@ def test_resume_equals_uninterrupted(tmp_path, algo, extra):
     assert _run(cfg, tmp_path / "cut", stop_after=3) is None  # checkpoint at 200, cut at 300
     ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
     buf = ckpt["collector"]["buffer"]
-    assert buf["size"] == 200 and buf["obs"].shape == (200, 3)  # only the filled part is saved
+    assert buf["size"] == 200 and buf["rows"].shape == (200, 9)  # only the filled part is saved
     resumed = _run(cfg, tmp_path / "cut", resume=True)
 
     def rows(d):

@@ -35,7 +35,7 @@ class SAC(OffPolicy):
 
     def explore(self, obs: Tensor) -> Tensor:
         """A sample of the squashed Gaussian: SAC explores through its own entropy."""
-        return self.agent.actor.sample(obs)[0]
+        return self.agent.actor.explore(obs)
 
     def train_step(self, b: Transitions) -> Tensor:
         cfg, agent = self.cfg, self.agent
