@@ -93,6 +93,17 @@ class Config:
 
 ALGOS: tuple[str, ...] = ("ppo", "a2c", "reinforce", "trpo", "a3c", "ddpg", "td3", "sac")
 OFF_POLICY_ALGOS: tuple[str, ...] = ("ddpg", "td3", "sac")  # continuous actions only
+# Where the shared defaults above are on-policy choices, the off-policy algorithms start from
+# the DDPG/TD3/SAC papers' (and SB3's): one env, ReLU 256-256, constant lr, no grad clipping.
+OFF_POLICY_DEFAULTS: dict[str, Any] = {
+    "num_envs": 1,
+    "num_steps": 1000,
+    "anneal_lr": False,
+    "max_grad_norm": 0.0,
+    "adam_eps": 1e-8,
+    "hidden_sizes": [256, 256],
+    "activation": "relu",
+}
 ACTIVATIONS = ("tanh", "relu")
 OPTIMIZERS = ("adam", "rmsprop")
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Config))
@@ -125,10 +136,11 @@ def load_yaml(path: Path) -> dict[str, Any]:
 
 
 def resolve(algo: str, env_id: str, overrides: dict[str, Any]) -> tuple[Config, str | None]:
-    """Defaults < preset for (algo, env) < overrides. Returns the config and the preset used."""
+    """Defaults (``OFF_POLICY_DEFAULTS`` over them for ddpg/td3/sac) < preset for (algo, env)
+    < overrides. Returns the config and the preset used."""
     if algo not in ALGOS:
         raise ConfigError(f"unknown algorithm {algo!r}; valid: {', '.join(ALGOS)}")
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(OFF_POLICY_DEFAULTS) if algo in OFF_POLICY_ALGOS else {}
     path = preset_path(algo, env_id)
     used = None
     if path.exists():

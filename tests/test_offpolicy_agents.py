@@ -155,3 +155,16 @@ def test_eval_and_video_from_the_cli(tmp_path, capsys):
     result = json.loads((run / "eval.json").read_text())
     assert result["algo"] == "td3" and result["episodes"] == 2 and video.stat().st_size > 0
     assert "mean return" in capsys.readouterr().out
+
+
+def test_off_policy_defaults_apply_without_a_preset_only_to_off_policy():
+    sac, preset = resolve("sac", "MountainCarContinuous-v0", {"learning_starts": 5})
+    assert preset == "sac_MountainCarContinuous-v0.yaml" and sac.hidden_sizes == [64, 64]
+    td3, preset = resolve("td3", "MountainCarContinuous-v0", {})  # no td3 preset for it
+    assert preset is None and (td3.num_envs, td3.hidden_sizes, td3.anneal_lr) == (
+        1,
+        [256, 256],
+        False,
+    )
+    ppo, _ = resolve("ppo", "MountainCarContinuous-v0", {})
+    assert (ppo.num_envs, ppo.hidden_sizes) == (8, [64, 64])
