@@ -7,7 +7,7 @@ median env steps and median training CPU seconds to solve) and appends it to ``-
 This is how the PPO CartPole preset was chosen (docs/benchmarks.md).
 
     python bench/classic_control_preset_search.py E6 \
-        '{"num_envs": 4, "num_steps": 64, "num_minibatches": 8, "update_epochs": 4, "lr": 0.0025}'
+        '{"num_envs": 4, "num_steps": 64, "num_minibatches": 8, "update_epochs": 4, "learning_rate": 0.0025}'
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from classic_control.config import resolve  # noqa: E402
+from classic_control.settings import resolve  # noqa: E402
 from classic_control.trainer import Trainer  # noqa: E402
 
 ENV, THRESHOLD, EVAL_EVERY = "CartPole-v1", 475.0, 2560

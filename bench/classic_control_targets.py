@@ -22,7 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from classic_control.config import resolve  # noqa: E402
+from classic_control import rundir  # noqa: E402
+from classic_control.metrics import EVAL_RETURN, STEPS_PER_S  # noqa: E402
+from classic_control.settings import resolve  # noqa: E402
 from classic_control.trainer import Trainer  # noqa: E402
 from rlhf_pg.utils.io import atomic_write_json  # noqa: E402
 
@@ -51,8 +53,8 @@ def run_one(name: str, seed: int, out: Path) -> dict:
         result = trainer.train(resume=resume, show_progress=False)
     finally:
         trainer.close()
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
-    first = next((r for r in rows if r.get("eval_return", -float("inf")) >= threshold), None)
+    rows = rundir.read_metrics(run_dir)
+    first = next((r for r in rows if r.get(EVAL_RETURN, -float("inf")) >= threshold), None)
     record = {
         "target": name,
         "algo": algo,
@@ -66,7 +68,7 @@ def run_one(name: str, seed: int, out: Path) -> dict:
         "first_eval_at_threshold_steps": first and first["env_steps"],
         "train_time_s": result["train_time_s"],
         "wall_s": round(time.perf_counter() - t0, 1),
-        "median_sps": statistics.median(r["sps"] for r in rows),
+        "median_sps": statistics.median(r[STEPS_PER_S] for r in rows),
     }
     atomic_write_json(record_path, record)
     return record

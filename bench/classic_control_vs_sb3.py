@@ -40,9 +40,9 @@ from classic_control_preset_search import ENV, EVAL_EVERY, THRESHOLD, steps_to_s
 
 from classic_control.compare.baselines_sb3 import ZOO as ZOO_SETTINGS  # noqa: E402
 from classic_control.compare.baselines_sb3 import SB3Policy, build_model  # noqa: E402
-from classic_control.config import resolve  # noqa: E402
 from classic_control.envs import ObsNormalizer, probe_env  # noqa: E402
 from classic_control.evaluate import Evaluator  # noqa: E402
+from classic_control.settings import resolve  # noqa: E402
 from classic_control.trainer import Trainer  # noqa: E402
 
 ZOO = ZOO_SETTINGS[("ppo", ENV)]
@@ -55,11 +55,11 @@ OURS_AS_ZOO = {
     "update_epochs": ZOO["n_epochs"],
     "gamma": ZOO["gamma"],
     "gae_lambda": ZOO["gae_lambda"],
-    "lr": 1e-3,  # ZOO["learning_rate"] = "lin_0.001"
+    "learning_rate": 1e-3,  # ZOO["learning_rate"] = "lin_0.001"
     "anneal_lr": True,
-    "clip_coef": 0.2,  # ZOO["clip_range"] = "lin_0.2"
+    "clip_eps": 0.2,  # ZOO["clip_range"] = "lin_0.2"
     "anneal_clip": True,
-    "ent_coef": ZOO["ent_coef"],
+    "entropy_coef": ZOO["ent_coef"],
     "vf_coef": 1.0,
     "clip_vloss": False,
     "max_grad_norm": 0.5,

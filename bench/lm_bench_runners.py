@@ -110,7 +110,7 @@ def run_ours(name: str, args, prompts: list[str]) -> dict:
     seconds, tokens, logs = [], [], []
     for step in range(1, args.steps + 1):
         start = time.perf_counter()
-        rollout = trainer.generate(trainer._next_prompts())
+        rollout = trainer.generate(trainer.next_prompts())
         scores, _ = trainer.score(rollout)
         metrics = trainer.step(rollout, scores)
         seconds.append(time.perf_counter() - start)

@@ -142,7 +142,7 @@ def run_one(name: str, repeats: int, threads: int) -> dict:
     rows = []
     for i in range(repeats + 1):
         start = time.perf_counter()
-        batch = trainer._next_prompts()
+        batch = trainer.next_prompts()
         rollout = trainer.generate(batch)
         scores, _ = trainer.score(rollout)
         m = trainer.step(rollout, scores)

@@ -38,9 +38,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from classic_control.compare.baselines_sb3 import SB3Policy, build_model  # noqa: E402
-from classic_control.config import resolve  # noqa: E402
 from classic_control.envs import ObsNormalizer, probe_env  # noqa: E402
 from classic_control.evaluate import Evaluator  # noqa: E402
+from classic_control.settings import resolve  # noqa: E402
 from classic_control.trainer import Trainer  # noqa: E402
 from rlhf_pg.utils.io import atomic_write_json  # noqa: E402
 

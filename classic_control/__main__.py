@@ -2,7 +2,8 @@
 
 Bad input (unknown env, algorithm or config key, invalid hyperparameters,
 a folder that is not a run) ends with one ``error: ...`` line and exit code 2,
-before any env is stepped.
+before any env is stepped. A deprecated setting name (``--lr``, ``lr:`` in a
+YAML file or a saved run) still works, with one ``warning: ...`` line.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import json
 import sys
 import types
 import typing
+import warnings
 from pathlib import Path
 
 from . import rundir
+from .algos import ALGOS
 from .compare.cli import add_parsers as add_compare_parsers
 from .compare.cli import cmd_compare, cmd_report
-from .config import ALGOS, Config, ConfigError, available_presets, load_yaml, resolve
+from .config import Config, ConfigError, available_presets
 from .envs import probe_env
+from .settings import resolve
 
 _TOP_LEVEL = {"algo", "env_id", "seed", "total_steps"}
 
@@ -37,30 +41,60 @@ def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "null") else float(text)
 
 
+_OLD = "deprecated_"  # namespace prefix of the old flag names' values
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _flag_kwargs(hint) -> dict:
+    """How argparse reads a value of a Config field of type ``hint``."""
+    if hint is bool:
+        return {"type": _bool, "metavar": "BOOL"}
+    if hint is int or hint is float or hint is str:
+        return {"type": hint}
+    if typing.get_origin(hint) is list:
+        return {"type": int, "nargs": "+"}
+    if isinstance(hint, types.UnionType):  # float | None
+        return {"type": _optional_float, "metavar": "FLOAT|none"}
+    return {}
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per Config field; None means 'keep the preset's value'."""
+    """One ``--flag`` per Config field; None means 'keep the preset's value'. The fields' old
+    names (``Config.ALIASES``) still parse, hidden from ``--help``."""
     group = parser.add_argument_group("hyperparameters (override the preset)")
     hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(Config):
-        if f.name in _TOP_LEVEL:
+        if f.name not in _TOP_LEVEL:
+            kwargs = _flag_kwargs(hints[f.name])
+            group.add_argument(_flag(f.name), dest=f.name, default=None, **kwargs)
+    for old, new in Config.ALIASES.items():
+        kwargs = {**_flag_kwargs(hints[new]), "help": argparse.SUPPRESS}
+        group.add_argument(_flag(old), dest=_OLD + old, default=None, **kwargs)
+
+
+def _rename_old_flags(args: argparse.Namespace) -> None:
+    """Move the values of deprecated flags to their fields' names, with a notice each."""
+    for old, new in Config.ALIASES.items():
+        value = getattr(args, _OLD + old, None)
+        delattr(args, _OLD + old)
+        if value is None:
             continue
-        flag, hint = "--" + f.name.replace("_", "-"), hints[f.name]
-        kwargs: dict = {"dest": f.name, "default": None}
-        if hint is bool:
-            kwargs.update(type=_bool, metavar="BOOL")
-        elif hint is int or hint is float or hint is str:
-            kwargs.update(type=hint)
-        elif typing.get_origin(hint) is list:
-            kwargs.update(type=int, nargs="+")
-        elif isinstance(hint, types.UnionType):  # float | None
-            kwargs.update(type=_optional_float, metavar="FLOAT|none")
-        group.add_argument(flag, **kwargs)
+        if getattr(args, new) is not None:
+            raise ConfigError(f"{_flag(old)} and {_flag(new)} are the same setting; give only one")
+        warnings.warn(
+            f"flag {_flag(old)} is deprecated; use {_flag(new)}", FutureWarning, stacklevel=2
+        )
+        setattr(args, new, value)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="classic_control",
-        description="REINFORCE, A2C, PPO, TRPO, A3C, DDPG, TD3 and SAC on gymnasium tasks, built on rlhf_pg.core.",
+        description="REINFORCE, A2C, A3C, PPO, TRPO, DDPG, TD3 and SAC on gymnasium tasks, "
+        "built on rlhf_pg.core.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -94,34 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        return _resume(args)
     from .trainer import Trainer
 
+    _rename_old_flags(args)
     fields = {f.name for f in dataclasses.fields(Config)}
-    if args.resume is not None:
-        given = [k for k in (*fields, "out", "config") if getattr(args, k, None) is not None]
-        if given:  # the saved config is what makes a resumed run equal an uninterrupted one
-            renamed = {"total_steps": "steps", "env_id": "env"}
-            flags = ", ".join("--" + renamed.get(k, k).replace("_", "-") for k in sorted(given))
-            raise ConfigError(
-                f"--resume continues {str(args.resume)!r} with its saved config; drop {flags} "
-                "(start a new run with --out to change them)"
-            )
-        run_dir = args.resume
-        cfg = rundir.read_config(run_dir)
-        rundir.load_checkpoint(run_dir)  # fail early on a missing or unreadable checkpoint
-        _check_env(cfg)
-        trainer = Trainer(cfg, run_dir)
-        print(f"resuming {run_dir} at {cfg.env_id} / {cfg.algo}")
-        return _run(trainer, resume=True, show=not args.no_progress)
-
     overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    if args.config is not None:
-        if not args.config.is_file():
-            raise ConfigError(f"config file {str(args.config)!r} does not exist")
-        overrides = {**load_yaml(args.config), **overrides}
-    overrides.pop("algo", None)
-    overrides.pop("env_id", None)
-    cfg, preset = resolve(args.algo or "ppo", args.env_id or "CartPole-v1", overrides)
+    for key in ("algo", "env_id"):  # given by --algo / --env, never by the config file
+        overrides.pop(key, None)
+    cfg, preset = resolve(
+        args.algo or "ppo", args.env_id or "CartPole-v1", overrides, config_file=args.config
+    )
     _check_env(cfg)  # unknown id or spaces the algorithm cannot use: fail before training
     run_dir = args.out or rundir.default_run_dir(cfg)
     if (run_dir / rundir.CHECKPOINT).exists():
@@ -133,12 +151,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _run(Trainer(cfg, run_dir), resume=False, show=not args.no_progress)
 
 
-def _check_env(cfg: Config):
+def _resume(args: argparse.Namespace) -> int:
+    from .trainer import Trainer
+
+    # the saved config is what makes a resumed run equal an uninterrupted one
+    names = {f.name: f.name for f in dataclasses.fields(Config)}
+    names.update({"total_steps": "steps", "env_id": "env", "out": "out", "config": "config"})
+    names.update({_OLD + old: old for old in Config.ALIASES})
+    given = sorted(_flag(flag) for k, flag in names.items() if getattr(args, k, None) is not None)
+    if given:
+        raise ConfigError(
+            f"--resume continues {str(args.resume)!r} with its saved config; drop "
+            f"{', '.join(given)} (start a new run with --out to change them)"
+        )
+    run_dir = args.resume
+    cfg = rundir.read_config(run_dir)
+    rundir.load_checkpoint(run_dir)  # fail early on a missing or unreadable checkpoint
+    _check_env(cfg)
+    trainer = Trainer(cfg, run_dir)
+    print(f"resuming {run_dir} at {cfg.env_id} / {cfg.algo}")
+    return _run(trainer, resume=True, show=not args.no_progress)
+
+
+def _check_env(cfg: Config) -> None:
     from .algos import REGISTRY
 
-    spec = probe_env(cfg.env_id)
-    REGISTRY[cfg.algo].check_env(spec, cfg.env_id)
-    return spec
+    REGISTRY[cfg.algo].check_env(probe_env(cfg.env_id), cfg.env_id)
 
 
 def _run(trainer, *, resume: bool, show: bool) -> int:
@@ -215,7 +253,17 @@ def _format_eval(result: dict | None) -> str:
     return line
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     handler = {
         "train": cmd_train,

@@ -1,6 +1,9 @@
 """Experience collection into (num_envs, T) = (batch, time) tensors for the core functions.
 
-``VectorCollector`` (PPO, A2C): fixed-length rollouts from a vector env,
+Every algorithm gets its batches from a ``Collector`` made by its
+``Algorithm.make_collector``:
+
+``VectorCollector`` (PPO, A2C, TRPO, each A3C worker): fixed-length rollouts from a vector env,
 with ``terminated``, ``truncated`` and ``next_values`` filled so that
 ``rlhf_pg.core.gae`` bootstraps truncated steps from V(final observation).
 ``EpisodeCollector`` (REINFORCE): a batch of whole episodes run side by
@@ -10,6 +13,7 @@ side, padded to the longest one and marked by ``mask``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -41,6 +45,12 @@ class Batch:
     bootstrap_value: Tensor | None  # (N,) value after the last step of each row
     steps: int  # env steps in this batch
 
+    def flat(self) -> tuple[Tensor, Tensor]:
+        """Observations ``(N*T, obs_dim)`` and actions ``(N*T, ...)`` of every stored step, row
+        by row, for one network pass; ``x.view(N, T)`` puts its per-step outputs back."""
+        n = self.obs.shape[0] * self.obs.shape[1]
+        return self.obs.reshape(n, -1), self.actions.reshape(n, *self.actions.shape[2:])
+
 
 class EpisodeStats:
     """Undiscounted returns and lengths of the episodes finished during training."""
@@ -69,6 +79,28 @@ class EpisodeStats:
 
     def load_state_dict(self, s: dict) -> None:
         self.ret, self.len = np.asarray(s["ret"]), np.asarray(s["len"], np.int64)
+
+
+class FinishedEpisodes(Protocol):
+    def pop(self) -> list[tuple[float, int]]:
+        """(return, length) of the training episodes finished since the last call."""
+        ...
+
+
+class Collector(Protocol):
+    """What the trainer drives: batches, finished-episode stats, the observation normaliser
+    used for evaluation, and state for checkpoints."""
+
+    stats: FinishedEpisodes
+    obs_norm: ObsNormalizer
+
+    def collect(self) -> Batch: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, s: dict) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _env_action(spec: EnvSpec, actions: Tensor) -> np.ndarray:

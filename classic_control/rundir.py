@@ -2,6 +2,9 @@
 
 Every file is written atomically (``rlhf_pg.utils.io``); ``metrics.jsonl`` is
 append-only and is cut back to the last checkpoint when a run resumes.
+
+Metric names are those of ``classic_control.metrics``; rows of older runs, written
+under flat names, are renamed when read.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from rlhf_pg.utils.io import (
     safe_torch_load,
 )
 
-from .config import Config, ConfigError, from_dict, validate
+from .config import Config, ConfigError
+from .metrics import EVAL_RETURN, TRAIN_RETURN, upgrade_row
+from .settings import read_config as _read_config_file
 
 CONFIG, METRICS, CHECKPOINT, EVAL = "config.yaml", "metrics.jsonl", "checkpoint.pt", "eval.json"
 MODEL_FINAL, MODEL_BEST = "model_final.safetensors", "model_best.safetensors"
@@ -50,15 +55,7 @@ def read_config(run_dir: Path) -> Config:
             f"{str(run_dir)!r} is not a classic_control run (no {CONFIG}); "
             "pass a folder created by `python -m classic_control train`"
         )
-    try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path} does not hold a config mapping")
-    cfg = from_dict(values, source=str(path))
-    validate(cfg)
-    return cfg
+    return _read_config_file(path)
 
 
 class MetricsLog:
@@ -67,8 +64,9 @@ class MetricsLog:
     def __init__(self, run_dir: Path, keep_rows: int | None = None) -> None:
         self.path = run_dir / METRICS
         rows = read_metrics(run_dir) if self.path.exists() else []
-        if keep_rows is not None and len(rows) != keep_rows:
-            # rows logged after the last checkpoint belong to the lost part of the run
+        if keep_rows is not None:
+            # rows logged after the last checkpoint belong to the lost part of the run; the
+            # kept ones are rewritten under the current metric names
             rows = rows[:keep_rows]
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
         self.rows = rows
@@ -88,7 +86,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for line in lines:
         try:
-            rows.append(json.loads(line))
+            rows.append(upgrade_row(json.loads(line)))
         except json.JSONDecodeError:  # a torn last line from a kill mid-write
             break
     return rows
@@ -112,8 +110,8 @@ def plot_curve(run_dir: Path, rows: list[dict[str, Any]], title: str, out: Path 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train = [(r["env_steps"], r["train_return"]) for r in rows if "train_return" in r]
-    evals = [(r["env_steps"], r["eval_return"]) for r in rows if "eval_return" in r]
+    train = [(r["env_steps"], r[TRAIN_RETURN]) for r in rows if TRAIN_RETURN in r]
+    evals = [(r["env_steps"], r[EVAL_RETURN]) for r in rows if EVAL_RETURN in r]
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
     if train:
         ax.plot(*zip(*train), lw=1, alpha=0.6, label="training episodes (stochastic)")

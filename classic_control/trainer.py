@@ -19,12 +19,11 @@ from rlhf_pg.utils.rng import rng_state, seed_everything, set_rng_state
 
 from . import rundir
 from .algos import REGISTRY, Algorithm
-from .config import Config, validate
+from .config import Config
 from .envs import EnvSpec, ObsNormalizer, probe_env
 from .evaluate import Evaluator, summary
-
-# metrics that measure the machine, not the learning; excluded from determinism checks
-TIMING_KEYS = ("time", "sps", "eval_time")
+from .metrics import ELAPSED, EVAL_RETURN, EVAL_STD, STEPS_PER_S, TRAIN_RETURN
+from .settings import validate
 
 
 class Trainer:
@@ -39,7 +38,7 @@ class Trainer:
         algo_cls = REGISTRY[cfg.algo]
         self.agent = algo_cls.build_agent(self.spec, cfg)
         self.algo: Algorithm = algo_cls(cfg, self.agent)
-        self.collector = self.algo.collector(cfg.env_id, self.spec, cfg, self.agent)
+        self.collector = self.algo.make_collector(cfg.env_id, self.spec)
         self.evaluator = Evaluator(cfg.env_id, self.spec, cfg.eval_episodes, cfg.seed)
         self.progress: dict[str, Any] = {
             "env_steps": 0,
@@ -134,7 +133,7 @@ class Trainer:
         """Collect one batch, learn from it, evaluate if due; returns the metrics row."""
         cfg, p = self.cfg, self.progress
         left = 1.0 - p["env_steps"] / cfg.total_steps
-        lr = cfg.lr * left if cfg.anneal_lr else cfg.lr
+        lr = cfg.learning_rate * left if cfg.anneal_lr else cfg.learning_rate
         self.algo.set_lr(lr)
         t0 = time.perf_counter()
         batch = self.collector.collect()
@@ -146,26 +145,26 @@ class Trainer:
         row: dict[str, Any] = {
             "update": p["updates"],
             "env_steps": p["env_steps"],
-            "time": round(p["time"], 4),
-            "sps": round(batch.steps / dt, 1),
+            ELAPSED: round(p["time"], 4),
+            STEPS_PER_S: round(batch.steps / dt, 1),
             "lr": lr,
             **metrics,
         }
         episodes = self.collector.stats.pop()
         if episodes:
-            row["train_return"] = float(np.mean([r for r, _ in episodes]))
-            row["train_length"] = float(np.mean([n for _, n in episodes]))
-            row["train_episodes"] = len(episodes)
+            row[TRAIN_RETURN] = float(np.mean([r for r, _ in episodes]))
+            row["train/episode_length"] = float(np.mean([n for _, n in episodes]))
+            row["train/episodes"] = len(episodes)
         if p["env_steps"] >= p["next_eval"] or p["env_steps"] >= cfg.total_steps:
             while p["next_eval"] <= p["env_steps"]:
                 p["next_eval"] += cfg.eval_every or cfg.total_steps
             t1 = time.perf_counter()
             ev = self.evaluate()
-            row.update(eval_return=ev["mean_return"], eval_std=ev["std_return"])
+            row.update({EVAL_RETURN: ev["mean_return"], EVAL_STD: ev["std_return"]})
             if ev["mean_return"] >= p["best_eval"]:
                 p["best_eval"] = ev["mean_return"]
                 self.save_model(rundir.MODEL_BEST)
-            row["eval_time"] = round(time.perf_counter() - t1, 4)
+            row["time/eval"] = round(time.perf_counter() - t1, 4)
         return row
 
     def finish(self, rows: list[dict[str, Any]]) -> dict:
@@ -192,11 +191,11 @@ class Trainer:
 
 
 def _postfix(row: dict[str, Any], best: float) -> str:
-    parts = [f"sps={row['sps']:.0f}"]
-    if "train_return" in row:
-        parts.append(f"ret={row['train_return']:.1f}")
-    if "eval_return" in row:
-        parts.append(f"eval={row['eval_return']:.1f}")
+    parts = [f"sps={row[STEPS_PER_S]:.0f}"]
+    if TRAIN_RETURN in row:
+        parts.append(f"ret={row[TRAIN_RETURN]:.1f}")
+    if EVAL_RETURN in row:
+        parts.append(f"eval={row[EVAL_RETURN]:.1f}")
     if best > -float("inf"):
         parts.append(f"best={best:.1f}")
     return " ".join(parts)

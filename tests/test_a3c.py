@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from classic_control.algos.a3c import make_shared_adam, worker_seeds
-from classic_control.config import ConfigError, resolve
+from classic_control.config import ConfigError
+from classic_control.settings import resolve
 from classic_control.trainer import Trainer
 
 

@@ -54,8 +54,8 @@ def test_unknown_algorithm_lists_valid(capsys):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--lr", "-0.001"], "lr must be > 0, got -0.001"),
-        (["--clip-coef", "0"], "clip_coef must be > 0, got 0"),
+        (["--learning-rate", "-0.001"], "learning_rate must be > 0, got -0.001"),
+        (["--clip-eps", "0"], "clip_eps must be > 0, got 0"),
         (["--gamma", "1.5"], "gamma must be in [0, 1], got 1.5"),
         (["--num-envs", "3", "--num-steps", "5", "--num-minibatches", "4"], "not divisible"),
         (["--activation", "gelu"], "valid: tanh, relu"),
@@ -69,9 +69,9 @@ def test_invalid_hyperparameters(capsys, tmp_path, flags, message):
 
 def test_unknown_key_in_config_file(capsys, tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("learning_rate: 0.1\n")
+    cfg.write_text("lerning_rate: 0.1\n")
     err = _error(capsys, ["train", "--config", str(cfg)])
-    assert "learning_rate" in err and "valid keys" in err
+    assert "lerning_rate" in err and "valid keys" in err
 
 
 @pytest.mark.parametrize("command", [["eval"], ["train", "--resume"]])
@@ -81,6 +81,10 @@ def test_folder_that_is_not_a_run(capsys, tmp_path, command):
     assert "is not a classic_control run" in err
     err = _error(capsys, [*command, str(tmp_path / "missing")])
     assert "does not exist" in err
+    (tmp_path / "config.yaml").write_text("")
+    assert "does not hold a run's config" in _error(capsys, [*command, str(tmp_path)])
+    (tmp_path / "config.yaml").write_text("algo: [ppo\n")
+    assert "not valid YAML at line 2" in _error(capsys, [*command, str(tmp_path)])
 
 
 def test_damaged_checkpoint_is_a_clean_error(capsys, tmp_path):
@@ -110,5 +114,8 @@ def test_damaged_checkpoint_is_a_clean_error(capsys, tmp_path):
 
 def test_resume_refuses_options_it_would_ignore(capsys, tmp_path):
     # refused before the run folder is even read: the saved config decides a resumed run
-    err = _error(capsys, ["train", "--resume", str(tmp_path), "--lr", "0.1", "--steps", "9"])
-    assert "--lr" in err and "--steps" in err and "saved config" in err
+    argv = ["train", "--resume", str(tmp_path), "--learning-rate", "0.1", "--steps", "9"]
+    err = _error(capsys, argv)
+    assert "--learning-rate" in err and "--steps" in err and "saved config" in err
+    err = _error(capsys, [*argv[:3], "--lr", "0.1"])  # an old flag name counts too
+    assert "drop --lr " in err and "saved config" in err

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from classic_control.config import resolve
+from classic_control.settings import resolve
 from classic_control.trainer import Trainer
 
 
@@ -37,9 +37,10 @@ def test_learns_cartpole(tmp_path, algo, steps, threshold):
     assert result["mean_return"] >= threshold, result
     assert rows[-1]["env_steps"] >= steps
     # the training return rose too: last episodes beat the first ones
-    train = [r["train_return"] for r in rows if "train_return" in r]
+    train = [r["train/episode_return"] for r in rows if "train/episode_return" in r]
     assert np.mean(train[-5:]) > 2 * np.mean(train[:5])
-    for key in ("policy_loss", "value_loss", "entropy", "approx_kl", "grad_norm", "sps"):
+    keys = ("loss/policy", "loss/value", "loss/entropy", "policy/approx_kl", "grad_norm", "lr")
+    for key in (*keys, "throughput/env_steps_per_s"):
         assert all(np.isfinite(r[key]) for r in rows), key
 
 
@@ -59,9 +60,12 @@ def test_continuous_ppo_runs_on_pendulum(tmp_path):
     )
     run = tmp_path / "run"
     assert len(rows) == 4 and [r["env_steps"] for r in rows] == [1024, 2048, 3072, 4096]
-    assert sum("eval_return" in r for r in rows) == 2
+    assert sum("eval/return_mean" in r for r in rows) == 2
     assert -2000 < result["mean_return"] < 0  # Pendulum rewards are in [-16.3, 0] per step
-    assert all(np.isfinite(r["clip_frac"]) and np.isfinite(r["explained_var"]) for r in rows)
+    assert all(
+        np.isfinite(r["policy/clipfrac"]) and np.isfinite(r["value/explained_variance"])
+        for r in rows
+    )
     for name in (
         "config.yaml",
         "metrics.csv",

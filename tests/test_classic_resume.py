@@ -9,8 +9,9 @@ import pytest
 from safetensors.torch import load_file
 
 from classic_control.__main__ import main
-from classic_control.config import resolve
-from classic_control.trainer import TIMING_KEYS, Trainer
+from classic_control.metrics import is_timing
+from classic_control.settings import resolve
+from classic_control.trainer import Trainer
 
 SMALL = {
     "ppo": {"num_envs": 4, "num_steps": 64, "num_minibatches": 2, "update_epochs": 2},
@@ -42,7 +43,7 @@ def _run(cfg, run_dir, *, resume=False, stop_after=None):
 
 def _learning_metrics(run_dir) -> list[dict]:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows]
+    return [{k: v for k, v in r.items() if not is_timing(k)} for r in rows]
 
 
 def _same_weights(a, b) -> bool:
@@ -118,14 +119,15 @@ def test_cli_train_eval_and_video(tmp_path, capsys):
     header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
     for key in (
         "env_steps",
-        "train_return",
-        "policy_loss",
-        "value_loss",
-        "entropy",
-        "approx_kl",
-        "clip_frac",
-        "explained_var",
-        "sps",
+        "train/episode_return",
+        "loss/policy",
+        "loss/value",
+        "loss/entropy",
+        "policy/approx_kl",
+        "policy/clipfrac",
+        "value/explained_variance",
+        "throughput/env_steps_per_s",
+        "eval/return_mean",
     ):
         assert key in header
     assert (run / "curve.png").stat().st_size > 1000

@@ -6,10 +6,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from classic_control.algos.a2c import actor_critic_loss
+from classic_control.algos.base import gae_advantages
 from classic_control.config import Config
 from classic_control.envs import probe_env
 from classic_control.networks import ActorCritic
 from classic_control.rollout import EpisodeCollector, VectorCollector
+from rlhf_pg.core import value_loss
 
 gym.register(
     "ShortCartPole-v0",
@@ -24,6 +27,33 @@ def _collector(env_id: str, cls=VectorCollector, **kw):
     torch.manual_seed(0)
     agent = ActorCritic(spec, cfg)
     return cls(env_id, spec, cfg, agent), agent
+
+
+def test_flat_is_one_row_per_step_env_by_env():
+    for env_id, act_shape in (("CartPole-v1", (36,)), ("Pendulum-v1", (36, 1))):
+        b = _collector(env_id)[0].collect()
+        obs, actions = b.flat()
+        assert obs.shape[0] == 36 and actions.shape == act_shape
+        assert torch.equal(obs[1 * 12 + 5], b.obs[1, 5])  # env 1, step 5
+        assert torch.equal(actions[2 * 12 + 11], b.actions[2, 11])
+
+
+def test_actor_critic_loss_of_a2c_and_a3c():
+    kw = {"entropy_coef": 0.1, "vf_coef": 0.7, "norm_adv": False}
+    collector, agent = _collector("CartPole-v1", **kw)
+    cfg = Config(num_envs=3, num_steps=12, **kw)
+    b = collector.collect()
+    adv, ret = gae_advantages(cfg, b, lam=1.0)
+    loss = actor_critic_loss(cfg, agent, b, adv, ret)
+    assert torch.allclose(loss.total, loss.policy - 0.1 * loss.entropy + 0.7 * loss.value)
+    with torch.no_grad():
+        v = agent.value(b.obs.reshape(36, -1)).view(3, 12)
+        logp = agent.evaluate(*b.flat())[0].view(3, 12)
+    assert torch.allclose(loss.value, value_loss(v, ret))
+    assert torch.allclose(loss.policy, -(logp * adv).mean())
+    loss.total.backward()
+    for head in (agent.policy_head, agent.value_head):
+        assert head.weight.grad.abs().sum() > 0
 
 
 def test_truncated_steps_bootstrap_from_final_observation():

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
-from classic_control.compare import report, stats
+from classic_control.compare import records, report, stats
 
 
 def test_iqm_trims_a_quarter_from_each_end():
@@ -71,7 +72,12 @@ def _rec(seed, curve, algo="ppo", env="CartPole-v1", time_s=10.0):
         "protocol": {"steps": 20000, "eval_every": 5000, "eval_episodes": 10},
         "config": {"num_workers": 2},
         "curve": [
-            {"env_steps": s, "eval_return": r, "eval_std": 0.0, "train_time_s": s / 1000}
+            {
+                "env_steps": s,
+                "eval/return_mean": r,
+                "eval/return_std": 0.0,
+                "time/elapsed": s / 1000,
+            }
             for s, r in curve
         ],
         "final_eval": {"mean_return": curve[-1][1]},
@@ -108,3 +114,16 @@ def test_summarize_hand_computed():
     text = report.table("CartPole-v1", {"ppo": s})
     assert "| ppo | 3 | 326.7 [" in text and "| 2/3 [" in text and "| 10,000 |" in text
     assert text.endswith("| 20.0 | 1,000 | 1 |")  # num_workers only counts for a3c
+
+
+def test_records_written_before_the_metric_renaming_are_still_read(tmp_path):
+    rec = _rec(0, [(5000, 100.0), (10000, 480.0)])
+    rec["curve"] = [
+        {"env_steps": c["env_steps"], "eval_return": c["eval/return_mean"], "train_time_s": 1.0}
+        for c in rec["curve"]
+    ]  # schema 1
+    path = tmp_path / "seed0.json"
+    path.write_text(json.dumps(rec))
+    old = records.read_record(path)
+    assert old["curve"][1] == {"env_steps": 10000, "eval/return_mean": 480.0, "time/elapsed": 1.0}
+    assert report.summarize([old], "CartPole-v1")["steps_to_threshold"] == [10000]

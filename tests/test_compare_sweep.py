@@ -10,7 +10,8 @@ import pytest
 from classic_control.__main__ import main
 from classic_control.compare import records
 from classic_control.compare.sweep import execute, plan, run_sweep, train_overrides
-from classic_control.config import ConfigError, resolve
+from classic_control.config import ConfigError
+from classic_control.settings import resolve
 from classic_control.trainer import Trainer
 
 ENV = "CartPole-v1"

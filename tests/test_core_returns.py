@@ -193,3 +193,9 @@ def test_gae_does_not_backprop_into_values():
     values = torch.zeros(1, 3, requires_grad=True)
     adv, ret = gae(torch.ones(1, 3), values, gamma=0.9, lam=0.9)
     assert not adv.requires_grad and not ret.requires_grad
+
+
+def test_gae_refuses_next_values_together_with_bootstrap_value():
+    r = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="next_values or bootstrap_value, not both"):
+        gae(r, r, gamma=0.9, lam=0.9, next_values=r, bootstrap_value=torch.zeros(2))

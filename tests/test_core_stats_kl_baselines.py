@@ -113,3 +113,37 @@ def test_group_advantages_sum_to_zero(seed, G, k):
     # RLOO is the group-centred score scaled by k / (k - 1)
     centred = s - s.mean(1, keepdim=True)
     assert torch.allclose(rloo_advantages(s), centred * k / (k - 1), atol=1e-9)
+
+
+def test_kl_estimators_take_a_mask_and_ignore_nan_padding():
+    from rlhf_pg.core import kl_estimate
+
+    logp = torch.tensor([[-1.0, -2.0, float("nan")], [-0.5, float("nan"), float("nan")]])
+    ref = torch.tensor([[-1.5, -1.0, -3.0], [-0.5, 0.0, -2.0]])
+    mask = ~logp.isnan()
+    for name in ("k1", "k2", "k3"):
+        kl = kl_estimate(logp, ref, name, mask=mask)
+        assert (kl[~mask] == 0).all() and kl[mask].isfinite().all(), name
+    # k3 at a valid position: (r - 1) - log r with r = exp(ref - logp)
+    r = math.exp(-1.5 + 1.0)
+    assert float(kl_estimate(logp, ref, "k3", mask=mask)[0, 0]) == pytest.approx(
+        r - 1 - math.log(r)
+    )
+
+
+def test_grpo_shape_error_names_groups_and_samples():
+    with pytest.raises(ValueError, match=r"\(groups, samples\)"):
+        grpo_advantages(torch.ones(6))
+
+
+def test_masked_statistics_of_bf16_input_accumulate_in_float32():
+    from rlhf_pg.core import masked_mean, masked_var
+
+    torch.manual_seed(0)
+    x = (torch.randn(200_000) * 0.1 + 3).bfloat16()
+    mask = torch.ones_like(x, dtype=torch.bool)
+    mask[::7] = False
+    exact = x.double()[mask]
+    assert float(masked_mean(x, mask)) == pytest.approx(float(exact.mean()), rel=1e-6)
+    assert float(masked_var(x, mask)) == pytest.approx(float(exact.var()), rel=1e-4)
+    assert whiten(x, mask).dtype == torch.bfloat16

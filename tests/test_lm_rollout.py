@@ -87,7 +87,7 @@ def test_stop_tokens_and_early_stop():
     tok = make_tokenizer()
     model = make_policy(tok)
     stop = tok.convert_tokens_to_ids("e")
-    trainer = make_trainer(tok, model, stop_token_ids=[stop], max_new_tokens=30, top_k=0)
+    trainer = make_trainer(tok, model, stop_token_ids=[stop], max_new_tokens=30)
     rollout = trainer.generate(PROMPTS * 2)
     for ids, mask, has in zip(rollout.response_ids, rollout.response_mask, rollout.has_stop):
         valid = ids[mask].tolist()
@@ -118,3 +118,19 @@ def test_greedy_completions_for_evaluation_are_deterministic():
     first = trainer.complete(PROMPTS, greedy=True)
     assert first == trainer.complete(PROMPTS, greedy=True)
     assert len(first) == len(PROMPTS) and all(isinstance(c, str) for c in first)
+
+
+def test_chunked_token_logprobs_and_entropy_equal_a_full_log_softmax():
+    from rlhf_pg.lm.rollout import LOGPROB_CHUNK, token_logprobs
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 2 * LOGPROB_CHUNK + 5, 50, requires_grad=True)  # crosses chunks
+    tokens = torch.randint(0, 50, (3, logits.shape[1]))
+    got, ent = token_logprobs(logits, tokens, 0.7, with_entropy=True)
+    full = torch.log_softmax(logits / 0.7, dim=-1)
+    expected = full.gather(-1, tokens[..., None])[..., 0]
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(ent, -(full.exp() * full).sum(-1))
+    (g1,) = torch.autograd.grad(got.sum(), logits, retain_graph=True)
+    (g2,) = torch.autograd.grad(expected.sum(), logits)
+    torch.testing.assert_close(g1, g2)

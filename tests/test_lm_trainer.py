@@ -112,12 +112,14 @@ def test_padded_positions_never_affect_the_update(extra_left, extra_right, token
 
 
 def test_one_step_raises_probability_of_the_rewarded_token():
-    """A one-token bandit: reward 1 when the completion is the target token (top-4 sampling)."""
+    """A one-token bandit: reward 1 when the completion is the target token."""
     tok = make_tokenizer()
     trainer = make_trainer(
-        tok, max_new_tokens=1, batch_size=32, top_k=4, learning_rate=1e-3, update_epochs=2
+        tok, max_new_tokens=1, batch_size=32, learning_rate=1e-3, update_epochs=2
     )
     model = trainer.unwrapped_model.pretrained_model
+    with torch.no_grad():  # sharpen the near-uniform random init: a few likely first tokens
+        model.transformer.ln_f.weight.mul_(40.0)
     ids = torch.tensor([tok("the movie")["input_ids"]])
 
     def first_token_probs():
@@ -125,8 +127,8 @@ def test_one_step_raises_probability_of_the_rewarded_token():
             return torch.softmax(model(input_ids=ids).logits[0, -1], -1)
 
     before = first_token_probs()
-    target = int(before.argmax())
     rollout = trainer.generate(["the movie"] * 32)
+    target = int(rollout.response_ids[0, 0])  # a token that was sampled, so some rows win
     scores = (rollout.response_ids[:, 0] == target).float()
     assert 0 < scores.sum() < 32, "the batch must contain both outcomes"
     trainer.step(rollout, scores)
@@ -180,6 +182,7 @@ def test_critic_free_estimators_update_the_policy_without_a_value_head(estimator
 def test_kl_in_loss_and_adaptive_controller():
     trainer = make_trainer(
         kl_penalty="loss",
+        kl_estimator="k2",
         kl_controller="adaptive",
         kl_coef=0.1,
         kl_target=0.5,

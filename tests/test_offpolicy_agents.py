@@ -12,9 +12,11 @@ from safetensors.torch import load_file
 
 from classic_control.__main__ import main
 from classic_control.algos import REGISTRY
-from classic_control.config import ConfigError, resolve
+from classic_control.config import ConfigError
 from classic_control.envs import probe_env
-from classic_control.trainer import TIMING_KEYS, Trainer
+from classic_control.metrics import is_timing
+from classic_control.settings import resolve
+from classic_control.trainer import Trainer
 
 TINY = {
     "total_steps": 600,
@@ -107,7 +109,7 @@ def test_resume_equals_uninterrupted(tmp_path, algo, extra):
 
     def rows(d):
         lines = (d / "metrics.jsonl").read_text().splitlines()
-        return [{k: v for k, v in json.loads(x).items() if k not in TIMING_KEYS} for x in lines]
+        return [{k: v for k, v in json.loads(x).items() if not is_timing(k)} for x in lines]
 
     assert rows(tmp_path / "cut") == rows(tmp_path / "full")
     assert any("loss/critic" in r for r in rows(tmp_path / "full"))

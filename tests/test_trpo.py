@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from classic_control.algos.trpo import conjugate_gradient, full_step, line_search
-from classic_control.config import ConfigError, resolve
+from classic_control.config import ConfigError
+from classic_control.settings import resolve
 from classic_control.trainer import Trainer
 
 
@@ -77,8 +78,8 @@ def test_trpo_updates_stay_inside_the_trust_region(tmp_path):
         trainer.close()
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert len(rows) == 3
-    assert all(r["kl"] <= cfg.max_kl for r in rows)
-    assert any(r["step_accepted"] == 1.0 for r in rows)
+    assert all(r["policy/kl"] <= cfg.max_kl for r in rows)
+    assert any(r["trpo/step_accepted"] == 1.0 for r in rows)
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.algo.policy_params))
 
 

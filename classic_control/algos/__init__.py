@@ -1,4 +1,5 @@
-"""Algorithm registry: name -> class. New algorithms register here and in config.ALGOS."""
+"""Algorithm registry: name -> class. A new algorithm subclasses ``Algorithm`` (its own
+``check_config``, and ``make_collector`` if it needs another collector) and registers here."""
 
 from __future__ import annotations
 
@@ -22,5 +23,18 @@ REGISTRY: dict[str, type[Algorithm]] = {
     "td3": TD3,
     "sac": SAC,
 }
+ALGOS: tuple[str, ...] = tuple(REGISTRY)
 
-__all__ = ["A2C", "A3C", "DDPG", "PPO", "REGISTRY", "SAC", "TD3", "TRPO", "Algorithm", "Reinforce"]
+__all__ = [
+    "A2C",
+    "A3C",
+    "ALGOS",
+    "DDPG",
+    "PPO",
+    "REGISTRY",
+    "SAC",
+    "TD3",
+    "TRPO",
+    "Algorithm",
+    "Reinforce",
+]

@@ -29,33 +29,21 @@ import torch
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
-from rlhf_pg.core import gae, masked_mean, reinforce_loss, value_loss, whiten
-
 from ..config import Config, ConfigError
 from ..envs import EnvSpec, ObsNormalizer
 from ..networks import ActorCritic
-from ..rollout import Batch, VectorCollector
-from .base import Algorithm
+from ..rollout import Batch, Collector, VectorCollector
+from .a2c import actor_critic_loss
+from .base import Algorithm, gae_advantages
 
-_METRICS = ("policy_loss", "value_loss", "entropy", "grad_norm")
+_METRICS = ("loss/policy", "loss/value", "loss/entropy", "grad_norm")
 _POLL_S = 0.002
 _STALL_S = 600.0  # no finished rollout for this long: the workers are stuck
 
 
-def validate_a3c(cfg: Config) -> None:
-    """A3C-only checks (called from ``config.validate``)."""
-    if cfg.num_workers < 1:
-        raise ConfigError(f"num_workers must be >= 1 for a3c, got {cfg.num_workers}")
-    if cfg.norm_obs or cfg.norm_reward:
-        raise ConfigError(
-            "a3c does not support norm_obs/norm_reward (each worker would keep its own "
-            "statistics); set both false"
-        )
-
-
 def make_shared_adam(cfg: Config, params: list[nn.Parameter]) -> torch.optim.Adam:
     """Adam whose state tensors exist up front and live in shared memory."""
-    opt = torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps, foreach=True)
+    opt = torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.adam_eps, foreach=True)
     for p in params:
         opt.state[p] = {
             "step": torch.zeros((), dtype=torch.float32),
@@ -96,33 +84,12 @@ class _Shared:
     updates: Tensor  # (workers,) shared-model updates made by each worker
 
 
-def _a3c_loss(cfg: Config, local: ActorCritic, b: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    adv, ret = gae(
-        b.rewards,
-        b.values,
-        gamma=cfg.gamma,
-        lam=1.0,  # n-step bootstrapped returns
-        terminated=b.terminated,
-        truncated=b.truncated,
-        next_values=b.next_values,
-    )
-    n_envs, n_steps = b.rewards.shape
-    flat_act = b.actions.reshape(n_envs * n_steps, *b.actions.shape[2:])
-    obs = b.obs.reshape(n_envs * n_steps, -1)
-    logp, ent, v = local.evaluate(obs, flat_act, entropy_grad=cfg.ent_coef > 0)
-    logp, ent, v = (x.view(n_envs, n_steps) for x in (logp, ent, v))
-    pg = reinforce_loss(logp, whiten(adv) if cfg.norm_adv else adv)
-    vl = value_loss(v, ret)
-    ent_mean = masked_mean(ent)
-    return pg - cfg.ent_coef * ent_mean + cfg.vf_coef * vl, pg, vl, ent_mean
-
-
 def _worker(rank: int, seed: int, env_id: str, spec: EnvSpec, cfg: Config, sh: _Shared) -> None:
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     wcfg = dataclasses.replace(cfg, seed=seed)
     shared_params = list(sh.agent.parameters())
-    opt = torch.optim.Adam(shared_params, lr=cfg.lr, eps=cfg.adam_eps, foreach=True)
+    opt = torch.optim.Adam(shared_params, lr=cfg.learning_rate, eps=cfg.adam_eps, foreach=True)
     for p, state in zip(shared_params, sh.adam_state):
         opt.state[p] = state  # the shared tensors themselves: steps update them in place
     local = ActorCritic(spec, wcfg)
@@ -143,20 +110,22 @@ def _worker(rank: int, seed: int, env_id: str, spec: EnvSpec, cfg: Config, sh: _
                 continue
             try:
                 b = collector.collect()
-                loss, pg, vl, ent = _a3c_loss(wcfg, local, b)
+                adv, ret = gae_advantages(wcfg, b, lam=1.0)  # n-step bootstrapped returns
+                loss = actor_critic_loss(wcfg, local, b, adv, ret)
                 local.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.total.backward()
                 norm = nn.utils.clip_grad_norm_(local_params, cfg.max_grad_norm or float("inf"))
                 left = max(0.0, 1.0 - counter.value / cfg.total_steps)
                 with sh.lock:
                     for g in opt.param_groups:
-                        g["lr"] = cfg.lr * left if cfg.anneal_lr else cfg.lr
+                        g["lr"] = cfg.learning_rate * (left if cfg.anneal_lr else 1.0)
                     for sp, lp in zip(shared_params, local_params):
                         sp.grad = lp.grad
                     opt.step()
                     local.load_state_dict(sh.agent.state_dict())
                 with torch.no_grad():
-                    sh.metrics[rank] += torch.stack([pg, vl, ent, norm, torch.ones(())])
+                    parts = (loss.policy, loss.value, loss.entropy, norm, torch.ones(()))
+                    sh.metrics[rank] += torch.stack(parts)
                     sh.updates[rank] += 1
                 episodes = collector.stats.pop()
                 if episodes:
@@ -278,8 +247,8 @@ class WorkerPool:
             self.sh.metrics.zero_()
         count = max(float(sums[-1]), 1.0)
         out = {k: float(v) / count for k, v in zip(_METRICS, sums[:-1])}
-        out["worker_updates"] = float(sums[-1])
-        out["worker_updates_min_total"] = float(self.sh.updates.min())
+        out["a3c/worker_updates"] = float(sums[-1])
+        out["a3c/worker_updates_min_total"] = float(self.sh.updates.min())
         return out
 
     def state_dict(self) -> dict:
@@ -300,6 +269,16 @@ class WorkerPool:
 
 
 class A3C(Algorithm):
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        if cfg.num_workers < 1:
+            raise ConfigError(f"num_workers must be >= 1 for a3c, got {cfg.num_workers}")
+        if cfg.norm_obs or cfg.norm_reward:
+            raise ConfigError(
+                "a3c does not support norm_obs/norm_reward (each worker would keep its own "
+                "statistics); set both false"
+            )
+
     def __init__(self, cfg: Config, agent: ActorCritic) -> None:
         self.cfg, self.agent = cfg, agent
         agent.share_memory()
@@ -307,9 +286,9 @@ class A3C(Algorithm):
         self.optimizer = make_shared_adam(cfg, self.params)
         self.workers: WorkerPool | None = None
 
-    def collector(self, env_id: str, spec: EnvSpec, cfg: Config, agent: ActorCritic) -> WorkerPool:
-        """Called by ``Trainer`` in place of a collector class: the workers collect and learn."""
-        self.workers = WorkerPool(env_id, spec, cfg, agent, self.optimizer)
+    def make_collector(self, env_id: str, spec: EnvSpec) -> Collector:
+        """The worker pool: its workers collect and learn; ``collect`` waits for them."""
+        self.workers = WorkerPool(env_id, spec, self.cfg, self.agent, self.optimizer)
         return self.workers
 
     def set_lr(self, lr: float) -> None:

@@ -1,26 +1,58 @@
-"""What every algorithm shares: the optimiser, a clipped gradient step, state for checkpoints."""
+"""What every algorithm shares: its config checks, its collector, the optimiser, a clipped
+gradient step, state for checkpoints.
+
+A new algorithm subclasses ``Algorithm``, overrides ``check_config`` for the
+fields only it reads (``make_collector`` if it does not learn from vector
+rollouts) and registers in ``classic_control.algos.REGISTRY``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from rlhf_pg.core import finite_checks, gae
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..envs import EnvSpec
 from ..networks import ActorCritic
-from ..rollout import Batch, EpisodeCollector, VectorCollector
+from ..rollout import Batch, Collector, VectorCollector
 
 
 def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
     # fused kernels: one C++ call per step instead of a Python loop over parameters
+    lr = cfg.learning_rate
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=cfg.adam_eps, foreach=True)
-    return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps, fused=True)
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.99, eps=cfg.adam_eps, foreach=True)
+    return torch.optim.Adam(params, lr=lr, eps=cfg.adam_eps, fused=True)
+
+
+def check_minibatches(cfg: Config, what: str = "") -> None:
+    """The rollout of ``num_envs * num_steps`` steps must split into equal minibatches."""
+    batch = cfg.num_envs * cfg.num_steps
+    if cfg.num_minibatches < 1 or batch % cfg.num_minibatches:
+        raise ConfigError(
+            f"batch of num_envs*num_steps = {cfg.num_envs}*{cfg.num_steps} = {batch} "
+            f"is not divisible into num_minibatches = {cfg.num_minibatches}{what}; "
+            f"choose a divisor of {batch}"
+        )
+
+
+def gae_advantages(cfg: Config, b: Batch, lam: float) -> tuple[Tensor, Tensor]:
+    """GAE(``lam``) advantages and returns of a vector rollout; truncated steps bootstrap
+    from V(final observation) through ``next_values`` (``lam = 1``: n-step returns)."""
+    return gae(
+        b.rewards,
+        b.values,
+        gamma=cfg.gamma,
+        lam=lam,
+        terminated=b.terminated,
+        truncated=b.truncated,
+        next_values=b.next_values,
+    )
 
 
 def unchecked_core() -> contextlib.AbstractContextManager[None]:
@@ -33,42 +65,46 @@ def unchecked_core() -> contextlib.AbstractContextManager[None]:
 
 
 class Algorithm:
-    """An update rule over collected batches; subclasses set ``collector`` and ``update``."""
+    """An update rule over collected batches; subclasses override ``update`` (and
+    ``check_config`` / ``make_collector`` where they differ from the defaults)."""
 
-    collector: ClassVar[type[VectorCollector] | type[EpisodeCollector]] = VectorCollector
-
-    @classmethod
-    def check_config(cls, cfg: Config) -> None:
-        """Reject settings this algorithm cannot use (a ``ConfigError``); the shared fields are
-        checked by ``config.validate``."""
-
-    @classmethod
-    def check_env(cls, spec: EnvSpec, env_id: str) -> None:
-        """Reject an env whose spaces this algorithm cannot handle (a ``ConfigError``)."""
-
-    @classmethod
-    def build_agent(cls, spec: EnvSpec, cfg: Config) -> nn.Module:
-        """The network(s) this algorithm trains; saved as the run's model."""
-        cls.check_env(spec, cfg.env_id)
-        return ActorCritic(spec, cfg)
+    # settings that replace Config's defaults for this algorithm (under any preset)
+    defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, cfg: Config, agent: ActorCritic) -> None:
         self.cfg, self.agent = cfg, agent
         self.params = list(agent.parameters())
         self.optimizer = make_optimizer(cfg, self.params)
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        # the old ways (a ``collector`` class attribute or method) would now be ignored
+        # silently, leaving the algorithm on vector rollouts: fail at import instead
+        super().__init_subclass__(**kwargs)
+        if "collector" in vars(cls):
+            raise TypeError(f"{cls.__name__}: define make_collector(env_id, spec), not collector")
+
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        """Raise ``ConfigError`` for a setting only this algorithm reads (the generic ones
+        are ``Config.check``'s); called before any env or network is built."""
+
+    @classmethod
+    def check_env(cls, spec: EnvSpec, env_id: str) -> None:
+        """Raise ``ConfigError`` for an env whose spaces this algorithm cannot use."""
+
+    @classmethod
+    def build_agent(cls, spec: EnvSpec, cfg: Config) -> nn.Module:
+        """The network(s) this algorithm trains, saved as the run's model."""
+        cls.check_env(spec, cfg.env_id)
+        return ActorCritic(spec, cfg)
+
+    def make_collector(self, env_id: str, spec: EnvSpec) -> Collector:
+        """What gathers this algorithm's batches: fixed-length vector rollouts by default."""
+        return VectorCollector(env_id, spec, self.cfg, self.agent)
+
     def advantages(self, b: Batch) -> tuple[Tensor, Tensor]:
-        """GAE advantages and returns of a vector rollout; truncated steps bootstrap from
-        V(final observation) through ``next_values``."""
-        return gae(
-            b.rewards,
-            b.values,
-            gamma=self.cfg.gamma,
-            lam=self.cfg.gae_lambda,
-            terminated=b.terminated,
-            truncated=b.truncated,
-            next_values=b.next_values,
-        )
+        """GAE advantages and returns of a vector rollout at ``cfg.gae_lambda``."""
+        return gae_advantages(self.cfg, b, self.cfg.gae_lambda)
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -89,7 +125,7 @@ class Algorithm:
         """One scan per update for what the skipped per-minibatch checks would have caught."""
         if not bool(torch.isfinite(logs).all()):
             raise FloatingPointError(
-                "a loss or gradient norm became NaN/inf; lower lr or check the env's rewards"
+                "a loss or gradient norm became NaN/inf; lower learning_rate or check the env's rewards"
             )
 
     def update(self, batch: Batch, progress_left: float) -> dict[str, float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -72,6 +72,16 @@ class OffPolicy(Algorithm):
     stochastic: ClassVar[bool] = False  # squashed-Gaussian actor (SAC) vs deterministic
     n_critics: ClassVar[int] = 2
     logged: ClassVar[tuple[str, ...]] = ()  # names of the columns train_step returns
+    # the DDPG/TD3/SAC papers' (and SB3's) choices where Config's defaults are on-policy ones
+    defaults: ClassVar[dict[str, Any]] = {
+        "num_envs": 1,
+        "num_steps": 1000,
+        "anneal_lr": False,
+        "max_grad_norm": 0.0,
+        "adam_eps": 1e-8,
+        "hidden_sizes": [256, 256],
+        "activation": "relu",
+    }
 
     # --- checks and construction -------------------------------------------------------------
     @classmethod
@@ -113,18 +123,17 @@ class OffPolicy(Algorithm):
 
     def __init__(self, cfg: Config, agent: OffPolicyAgent) -> None:
         self.cfg, self.agent = cfg, agent
-        self.critic_lr = cfg.critic_learning_rate or cfg.lr
-        self.actor_opt = _adam(cfg, agent.actor.parameters(), cfg.lr)
+        self.critic_lr = cfg.critic_learning_rate or cfg.learning_rate
+        self.actor_opt = _adam(cfg, agent.actor.parameters(), cfg.learning_rate)
         self.critic_opt = _adam(cfg, agent.critic.parameters(), self.critic_lr)
         self.noise = ExplorationNoise(
             cfg.exploration_noise, cfg.exploration_noise_std, cfg.num_envs, agent.act_mid.numel()
         )
         self.gradient_steps = 0  # critic updates so far (TD3 delays the actor on it)
 
-    def collector(self, env_id: str, spec: EnvSpec, cfg: Config, agent: nn.Module):
-        """Called by ``Trainer`` in place of a collector class: the replay loop calls back
-        ``explore`` and ``train_step``."""
-        return ReplayCollector(env_id, spec, cfg, self)
+    def make_collector(self, env_id: str, spec: EnvSpec) -> ReplayCollector:
+        """The replay loop: it steps the env and calls back ``explore`` and ``train_step``."""
+        return ReplayCollector(env_id, spec, self.cfg, self)
 
     # --- acting ------------------------------------------------------------------------------
     def explore(self, obs: Tensor) -> Tensor:
@@ -165,7 +174,7 @@ class OffPolicy(Algorithm):
         for group in self.actor_opt.param_groups:
             group["lr"] = lr
         for group in self.critic_opt.param_groups:
-            group["lr"] = lr * self.critic_lr / self.cfg.lr
+            group["lr"] = lr * self.critic_lr / self.cfg.learning_rate
 
     def state_dict(self) -> dict:
         return {

@@ -7,41 +7,60 @@ from torch import Tensor
 
 from rlhf_pg.core import explained_variance, ppo_clip_loss, value_loss, whiten
 
+from ..config import Config, check_positive
 from ..rollout import Batch
-from .base import Algorithm, unchecked_core
+from .base import Algorithm, check_minibatches, unchecked_core
 
-_LOGGED = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "grad_norm")
+_LOGGED = (
+    "loss/policy",
+    "loss/value",
+    "loss/entropy",
+    "policy/approx_kl",
+    "policy/clipfrac",
+    "grad_norm",
+)
 
 
 class PPO(Algorithm):
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        check_positive("clip_eps", cfg.clip_eps)
+        check_positive("update_epochs", cfg.update_epochs)
+        check_positive("num_minibatches", cfg.num_minibatches)
+        if cfg.clip_vloss:
+            check_positive("clip_eps_value", cfg.clip_eps_value)
+        if cfg.target_kl is not None:
+            check_positive("target_kl", cfg.target_kl)
+        check_minibatches(cfg)
+
     def update(self, b: Batch, progress_left: float) -> dict[str, float]:
         cfg = self.cfg
         adv, ret = self.advantages(b)
-        n = b.steps
+        obs, actions = b.flat()
+        n = obs.shape[0]
         flat = {
-            "obs": b.obs.reshape(n, -1),
-            "actions": b.actions.reshape(n, *b.actions.shape[2:]),
+            "obs": obs,
+            "actions": actions,
             # the core wants (batch, time): a flat minibatch is one row
             "old_logp": b.logprobs.reshape(1, n),
             "old_v": b.values.reshape(1, n),
             "adv": adv.reshape(1, n),
             "ret": ret.reshape(1, n),
         }
-        clip = max(cfg.clip_coef * (progress_left if cfg.anneal_clip else 1.0), 1e-8)
+        clip = max(cfg.clip_eps * (progress_left if cfg.anneal_clip else 1.0), 1e-8)
         with unchecked_core():
             logs, epochs = self._epochs(flat, clip)
         self.check_losses(logs)
         metrics = dict(zip(_LOGGED, logs.mean(0).tolist()))
-        metrics.update(
-            explained_var=explained_variance(b.values, ret), epochs=epochs, clip_coef=clip
-        )
+        metrics["value/explained_variance"] = explained_variance(b.values, ret)
+        metrics.update({"ppo/epochs": epochs, "ppo/clip_eps": clip})
         return metrics
 
     def _epochs(self, d: dict[str, Tensor], clip: float) -> tuple[Tensor, int]:
         cfg, agent = self.cfg, self.agent
         n = d["obs"].shape[0]
         mb_size = n // cfg.num_minibatches
-        vf_clip = cfg.vf_clip_coef if cfg.clip_vloss else None
+        vf_clip = cfg.clip_eps_value if cfg.clip_vloss else None
         logs: list[Tensor] = []
         for epoch in range(cfg.update_epochs):
             perm = torch.randperm(n)
@@ -49,7 +68,7 @@ class PPO(Algorithm):
             for start in range(0, n, mb_size):
                 idx = perm[start : start + mb_size]
                 logp, ent, v = agent.evaluate(
-                    d["obs"][idx], d["actions"][idx], entropy_grad=cfg.ent_coef != 0
+                    d["obs"][idx], d["actions"][idx], entropy_grad=cfg.entropy_coef != 0
                 )
                 adv = d["adv"][:, idx]
                 if cfg.norm_adv and mb_size > 1:
@@ -59,7 +78,7 @@ class PPO(Algorithm):
                     v.view(1, -1), d["ret"][:, idx], old_values=d["old_v"][:, idx], clip_eps=vf_clip
                 )
                 ent_mean = ent.mean()
-                grad_norm = self.step(pg.loss - cfg.ent_coef * ent_mean + cfg.vf_coef * vl)
+                grad_norm = self.step(pg.loss - cfg.entropy_coef * ent_mean + cfg.vf_coef * vl)
                 logs.append(
                     torch.stack(
                         [pg.loss, vl, ent_mean, pg.approx_kl, pg.clip_fraction, grad_norm]

@@ -14,45 +14,50 @@ from rlhf_pg.core import (
     whiten,
 )
 
-from ..rollout import Batch, EpisodeCollector
+from ..config import Config, check_positive
+from ..envs import EnvSpec
+from ..rollout import Batch, Collector, EpisodeCollector
 from .base import Algorithm
 
 
 class Reinforce(Algorithm):
-    collector = EpisodeCollector
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        check_positive("episodes_per_batch", cfg.episodes_per_batch)
+
+    def make_collector(self, env_id: str, spec: EnvSpec) -> Collector:
+        """Whole episodes, ``episodes_per_batch`` at a time."""
+        return EpisodeCollector(env_id, spec, self.cfg, self.agent)
 
     def update(self, b: Batch, progress_left: float) -> dict[str, float]:
         cfg, agent, mask = self.cfg, self.agent, b.mask
         # rows are single episodes: a truncated one continues from V(final obs)
         bootstrap = b.bootstrap_value if cfg.use_baseline else None
         returns = discounted_returns(b.rewards, cfg.gamma, bootstrap_value=bootstrap, mask=mask)
-        k, t = mask.shape
-        flat_obs = b.obs.reshape(k * t, -1)
-        flat_act = b.actions.reshape(k * t, *b.actions.shape[2:])
-        logp, ent, v = (x.view(k, t) for x in agent.evaluate(flat_obs, flat_act))
+        logp, ent, v = (x.view(mask.shape) for x in agent.evaluate(*b.flat()))
         weights = returns - v.detach() if cfg.use_baseline else returns
         if cfg.norm_returns:  # across the whole batch, so longer episodes keep their weight
             weights = whiten(weights, mask)
         pg = reinforce_loss(logp, weights, mask)
         ent_mean = masked_mean(ent, mask)
-        loss = pg - cfg.ent_coef * ent_mean
+        loss = pg - cfg.entropy_coef * ent_mean
         vl = torch.zeros(())
         if cfg.use_baseline:
             vl = value_loss(v, returns, mask)
             loss = loss + cfg.vf_coef * vl
         grad_norm = self.step(loss)
         with torch.inference_mode():
-            new_logp = agent.evaluate(flat_obs, flat_act)[0].view(k, t)
+            new_logp = agent.evaluate(*b.flat())[0].view(mask.shape)
             kl = masked_mean(kl_k3(b.logprobs, new_logp), mask)
         m = torch.stack([pg.detach(), vl.detach(), ent_mean.detach(), kl, grad_norm]).tolist()
         out = {
-            "policy_loss": m[0],
-            "value_loss": m[1],
-            "entropy": m[2],
-            "approx_kl": m[3],
+            "loss/policy": m[0],
+            "loss/value": m[1],
+            "loss/entropy": m[2],
+            "policy/approx_kl": m[3],
             "grad_norm": m[4],
-            "episodes": k,
+            "reinforce/episodes": mask.shape[0],
         }
         if cfg.use_baseline:
-            out["explained_var"] = explained_variance(v.detach(), returns, mask)
+            out["value/explained_variance"] = explained_variance(v.detach(), returns, mask)
         return out

@@ -31,7 +31,7 @@ class SAC(OffPolicy):
         super().__init__(cfg, agent)
         act_dim = agent.act_mid.numel()
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else cfg.target_entropy
-        self.alpha_opt = _adam(cfg, [agent.log_alpha], cfg.lr)
+        self.alpha_opt = _adam(cfg, [agent.log_alpha], cfg.learning_rate)
 
     def explore(self, obs: Tensor) -> Tensor:
         """A sample of the squashed Gaussian: SAC explores through its own entropy."""

@@ -29,7 +29,7 @@ from rlhf_pg.core import explained_variance, ppo_clip_loss, value_loss, whiten
 from ..config import Config, ConfigError
 from ..networks import ActorCritic
 from ..rollout import Batch
-from .base import Algorithm, make_optimizer, unchecked_core
+from .base import Algorithm, check_minibatches, make_optimizer, unchecked_core
 
 
 def conjugate_gradient(
@@ -110,24 +110,18 @@ def set_flat_params(params: list[Tensor], flat: Tensor) -> None:
         p.copy_(chunk.view_as(p))
 
 
-def validate_trpo(cfg: Config) -> None:
-    """TRPO-only checks (called from ``config.validate``)."""
-    for name in ("max_kl", "cg_damping", "cg_iters", "backtrack_iters", "update_epochs"):
-        if not getattr(cfg, name) > 0:
-            raise ConfigError(f"{name} must be > 0 for trpo, got {getattr(cfg, name)}")
-    if not 0.0 < cfg.backtrack_coef < 1.0:
-        raise ConfigError(f"backtrack_coef must be in (0, 1), got {cfg.backtrack_coef}")
-    if cfg.shared_network:
-        raise ConfigError("trpo fits a separate value function; set shared_network false")
-    batch = cfg.num_envs * cfg.num_steps
-    if cfg.num_minibatches < 1 or batch % cfg.num_minibatches:
-        raise ConfigError(
-            f"batch of num_envs*num_steps = {batch} is not divisible into "
-            f"num_minibatches = {cfg.num_minibatches} (critic minibatches); choose a divisor"
-        )
-
-
 class TRPO(Algorithm):
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        for name in ("max_kl", "cg_damping", "cg_iters", "backtrack_iters", "update_epochs"):
+            if not getattr(cfg, name) > 0:
+                raise ConfigError(f"{name} must be > 0 for trpo, got {getattr(cfg, name)}")
+        if not 0.0 < cfg.backtrack_coef < 1.0:
+            raise ConfigError(f"backtrack_coef must be in (0, 1), got {cfg.backtrack_coef}")
+        if cfg.shared_network:
+            raise ConfigError("trpo fits a separate value function; set shared_network false")
+        check_minibatches(cfg, " (critic minibatches)")
+
     def __init__(self, cfg: Config, agent: ActorCritic) -> None:
         self.cfg, self.agent = cfg, agent
         self.policy_params = [
@@ -153,15 +147,14 @@ class TRPO(Algorithm):
     def update(self, b: Batch, progress_left: float) -> dict[str, float]:
         cfg = self.cfg
         adv, ret = self.advantages(b)
-        n = b.steps
-        obs = b.obs.reshape(n, -1)
-        actions = b.actions.reshape(n, *b.actions.shape[2:])
+        obs, actions = b.flat()
+        n = obs.shape[0]
         old_logp = b.logprobs.reshape(1, n)
         adv_flat = (whiten(adv) if cfg.norm_adv else adv).reshape(1, n)
         with unchecked_core():
             metrics = self._policy_step(obs, actions, old_logp, adv_flat)
-            metrics["value_loss"] = self._fit_critic(obs, ret.reshape(1, n))
-        metrics["explained_var"] = explained_variance(b.values, ret)
+            metrics["loss/value"] = self._fit_critic(obs, ret.reshape(1, n))
+        metrics["value/explained_variance"] = explained_variance(b.values, ret)
         return metrics
 
     def _policy_step(
@@ -204,14 +197,14 @@ class TRPO(Algorithm):
             set_flat_params(params, res.params)
             entropy = float(self._dist(obs).entropy().mean())
         return {
-            "policy_loss": -res.surrogate,
-            "kl": res.kl,
-            "step_accepted": float(res.accepted),
-            "step_frac": res.step_frac,
-            "line_search_tries": float(res.tries),
-            "cg_residual": residual,
-            "policy_grad_norm": float(grad.norm()),
-            "entropy": entropy,
+            "loss/policy": -res.surrogate,
+            "policy/kl": res.kl,
+            "trpo/step_accepted": float(res.accepted),
+            "trpo/step_frac": res.step_frac,
+            "trpo/line_search_tries": float(res.tries),
+            "trpo/cg_residual": residual,
+            "trpo/policy_grad_norm": float(grad.norm()),
+            "loss/entropy": entropy,  # of the updated policy on the batch
         }
 
     def _fit_critic(self, obs: Tensor, ret: Tensor) -> float:

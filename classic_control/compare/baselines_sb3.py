@@ -20,6 +20,7 @@ import torch
 
 from ..envs import ObsNormalizer, probe_env
 from ..evaluate import Evaluator
+from ..metrics import ELAPSED, EVAL_RETURN, EVAL_STD
 
 
 def _linear(start: float):
@@ -183,9 +184,9 @@ def run_sb3(spec, out) -> dict[str, Any]:
         clock["eval"] += time.perf_counter() - t0
         point = {
             "env_steps": int(step),
-            "eval_return": float(np.mean(returns)),
-            "eval_std": float(np.std(returns)),
-            "train_time_s": train_s,
+            EVAL_RETURN: float(np.mean(returns)),
+            EVAL_STD: float(np.std(returns)),
+            ELAPSED: train_s,
             "returns": returns,
         }
         if curve and curve[-1]["env_steps"] == point["env_steps"]:
@@ -203,7 +204,7 @@ def run_sb3(spec, out) -> dict[str, Any]:
     finally:
         evaluator.close()
         (vecnorm or env).close()
-    train_time = final["train_time_s"]
+    train_time = final[ELAPSED]
     returns = final.pop("returns")
     for point in curve:
         point.pop("returns", None)
@@ -213,8 +214,8 @@ def run_sb3(spec, out) -> dict[str, Any]:
         "config": {"algo": algo, "policy": "MlpPolicy", **settings},
         "curve": curve,
         "final_eval": {
-            "mean_return": final["eval_return"],
-            "std_return": final["eval_std"],
+            "mean_return": final[EVAL_RETURN],
+            "std_return": final[EVAL_STD],
             "returns": returns,
         },
         "env_steps": int(model.num_timesteps),

@@ -10,8 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..config import ALGOS, ConfigError, resolve
+from ..algos import ALGOS
+from ..config import ConfigError
 from ..envs import probe_env
+from ..settings import resolve
 from . import records
 
 SB3_ALGOS = ("ppo", "a2c", "trpo", "ddpg", "td3", "sac")  # SB3 has no REINFORCE or A3C

@@ -25,8 +25,10 @@ from typing import Any
 from rlhf_pg.utils.io import atomic_write_json
 
 from ..config import ConfigError
+from ..metrics import upgrade_row
 
-SCHEMA = 1
+# 2: curve points use the metric names (eval/return_mean, ...); schema-1 records are read too
+SCHEMA = 2
 MANIFEST = "sweep.json"
 PROTOCOL_KEYS = ("steps", "eval_every", "eval_episodes")
 # The envs' "solved" thresholds (gymnasium's reward_threshold for these ids; Pendulum has none,
@@ -123,6 +125,7 @@ def read_record(path: Path) -> dict[str, Any]:
     missing = [k for k in _REQUIRED if k not in rec]
     if missing:
         raise ConfigError(f"{path} is not a compare record (missing {', '.join(missing)})")
+    rec["curve"] = [upgrade_row(point) for point in rec["curve"]]
     return rec
 
 

@@ -19,6 +19,8 @@ import numpy as np
 
 from rlhf_pg.utils.io import atomic_write_text
 
+from ..config import ConfigError
+from ..metrics import ELAPSED, EVAL_RETURN
 from . import records, stats
 
 REPORT_DIR = "report"
@@ -47,7 +49,7 @@ def grid(recs: list[dict[str, Any]]) -> np.ndarray:
     return np.array(points)
 
 
-def on_grid(rec: dict[str, Any], points: np.ndarray, key: str = "eval_return") -> np.ndarray:
+def on_grid(rec: dict[str, Any], points: np.ndarray, key: str = EVAL_RETURN) -> np.ndarray:
     """The run's first evaluation at or after each grid point (NaN if it has none)."""
     steps = np.array([c["env_steps"] for c in rec["curve"]])
     values = np.array([c[key] for c in rec["curve"]], dtype=np.float64)
@@ -66,7 +68,7 @@ def summarize(recs: list[dict[str, Any]], env_id: str) -> dict[str, Any]:
         for r in recs:
             steps = [c["env_steps"] for c in r["curve"]]
             to_thr.append(
-                stats.steps_to_threshold(steps, [c["eval_return"] for c in r["curve"]], thr)
+                stats.steps_to_threshold(steps, [c[EVAL_RETURN] for c in r["curve"]], thr)
             )
     reached = sum(s is not None for s in to_thr)
     return {
@@ -172,22 +174,37 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], out: Path) -> list[str]:
+    """The env's three plots (return vs steps, vs time, steps to threshold); their names."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    thr = records.threshold(env_id)
     bases = list(dict.fromkeys(a.removeprefix("sb3-") for a in by_algo))
     colors = {a: f"C{bases.index(a.removeprefix('sb3-'))}" for a in by_algo}
     styles = {a: "--" if a.startswith("sb3-") else "-" for a in by_algo}  # SB3: dashed
     names = [f"curves_{env_id}.png", f"steps_to_threshold_{env_id}.png", f"wallclock_{env_id}.png"]
+    _plot_curves(env_id, by_algo, colors, styles, out / names[0], out / names[2])
+    _plot_steps_to_threshold(env_id, by_algo, colors, out / names[1])
+    return names
+
+
+def _plot_curves(
+    env_id: str,
+    by_algo: dict[str, list[dict[str, Any]]],
+    colors: dict[str, str],
+    styles: dict[str, str],
+    steps_path: Path,
+    time_path: Path,
+) -> None:
+    """Mean eval return with its bootstrap band against env steps, and against train time."""
+    import matplotlib.pyplot as plt
+
+    thr = records.threshold(env_id)
     fig1, ax1 = plt.subplots(figsize=(7, 4.2), dpi=110)
     fig3, ax3 = plt.subplots(figsize=(7, 4.2), dpi=110)
     for algo, recs in by_algo.items():
         points = grid(recs)
         ret = np.stack([on_grid(r, points) for r in recs])
-        secs = np.stack([on_grid(r, points, "train_time_s") for r in recs])
+        secs = np.stack([on_grid(r, points, ELAPSED) for r in recs])
         m, lo, hi = stats.curve_band(ret)
         label = f"{algo} (n={len(recs)})"
         ax1.plot(points, m, color=colors[algo], ls=styles[algo], lw=1.8, label=label)
@@ -202,9 +219,17 @@ def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], out: Path) -
         ax.legend(fontsize=7, loc="best")
     ax1.set_title(f"{env_id}: mean eval return, 95% bootstrap CI over seeds")
     ax3.set_title(f"{env_id}: mean eval return vs training time")
-    _save(fig1, out / names[0])
-    _save(fig3, out / names[2])
+    _save(fig1, steps_path)
+    _save(fig3, time_path)
 
+
+def _plot_steps_to_threshold(
+    env_id: str, by_algo: dict[str, list[dict[str, Any]]], colors: dict[str, str], path: Path
+) -> None:
+    """Each seed's env steps to the threshold, a cross for the seeds that never got there."""
+    import matplotlib.pyplot as plt
+
+    thr = records.threshold(env_id)
     fig2, ax2 = plt.subplots(figsize=(7, 0.6 + 0.5 * len(by_algo)), dpi=110)
     for y, (algo, recs) in enumerate(by_algo.items()):
         s = summarize(recs, env_id)
@@ -232,16 +257,13 @@ def plot_env(env_id: str, by_algo: dict[str, list[dict[str, Any]]], out: Path) -
     ax2.set_xlim(0, None if not by_algo else max(grid(r)[-1] for r in by_algo.values()) * 1.12)
     ax2.grid(alpha=0.3, axis="x")
     fig2.tight_layout()
-    _save(fig2, out / names[1])
-    return names
+    _save(fig2, path)
 
 
 def write_report(results: Path, out: Path | None = None) -> Path:
     """Rebuild ``report/`` (or ``out``) from the records of ``results``; returns report.md."""
     recs = records.load_records(Path(results))
     if not recs:
-        from ..config import ConfigError
-
         raise ConfigError(f"{str(results)!r} has no finished runs yet (records/ is empty)")
     out = Path(out) if out is not None else Path(results) / REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,9 @@ from tqdm.auto import tqdm
 from rlhf_pg.utils.io import atomic_write_text
 
 from .. import rundir
-from ..config import ConfigError, resolve
+from ..config import ConfigError
+from ..metrics import ELAPSED, EVAL_RETURN, EVAL_STD
+from ..settings import resolve
 from . import records
 
 CHECKPOINT_EVERY = 20_000  # env steps; what a killed sweep loses per run at most
@@ -110,14 +112,9 @@ def run_ours(spec: RunSpec, out: Path) -> dict[str, Any]:
     assert final is not None
     rows = rundir.read_metrics(run_dir)
     curve = [
-        {
-            "env_steps": r["env_steps"],
-            "eval_return": r["eval_return"],
-            "eval_std": r["eval_std"],
-            "train_time_s": r["time"],
-        }
+        {k: r[k] for k in ("env_steps", EVAL_RETURN, EVAL_STD, ELAPSED)}
         for r in rows
-        if "eval_return" in r
+        if EVAL_RETURN in r
     ]
     train_time = float(trainer.progress["time"])
     return {

@@ -37,13 +37,13 @@ def finite_checks(enabled: bool) -> Iterator[None]:
         set_finite_checks(previous)
 
 
-def check_tensor(name: str, x: object, *, ndim: int | None = None) -> Tensor:
+def check_tensor(
+    name: str, x: object, *, ndim: int | None = None, dims: str = "(batch, time)"
+) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if ndim is not None and x.dim() != ndim:
-        raise ValueError(
-            f"{name} must have {ndim} dimension(s) (batch, time), got shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"{name} must have {ndim} dimension(s) {dims}, got shape {tuple(x.shape)}")
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)}); expected at least one element")
     if not x.is_floating_point():

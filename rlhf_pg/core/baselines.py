@@ -8,7 +8,7 @@ from ._checks import check_finite, check_tensor
 
 
 def _check_groups(scores: Tensor, min_group: int) -> None:
-    check_tensor("scores", scores, ndim=2)
+    check_tensor("scores", scores, ndim=2, dims="(groups, samples)")
     if scores.shape[1] < min_group:
         raise ValueError(
             f"scores has groups of {scores.shape[1]} sample(s) (shape {tuple(scores.shape)}); "

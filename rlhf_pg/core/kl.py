@@ -7,56 +7,93 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ._checks import check_finite, check_positive, check_same_shape, check_tensor
+from ._checks import (
+    check_finite,
+    check_optional_mask,
+    check_positive,
+    check_same_shape,
+    check_tensor,
+)
 
 KLEstimator = Literal["k1", "k2", "k3"]
 KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3")
 
 
-def _check_pair(logprobs: Tensor, ref_logprobs: Tensor) -> None:
+def _check_pair(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor | None) -> Tensor | None:
     check_tensor("logprobs", logprobs)
     check_tensor("ref_logprobs", ref_logprobs)
     check_same_shape("logprobs", logprobs, ref_logprobs=ref_logprobs)
+    return check_optional_mask(mask, "logprobs", logprobs)
 
 
-def kl_k1(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+def _masked(kl: Tensor, mask: Tensor | None) -> Tensor:
+    # torch.where, not a product: NaN or inf padding must not leak into values or gradients
+    return kl if mask is None else torch.where(mask, kl, torch.zeros_like(kl))
+
+
+def kl_k1(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor | None = None) -> Tensor:
     r"""Unbiased, high-variance estimate of KL(pi || ref) per sample.
 
     .. math:: k_1 = \log\pi(x) - \log\pi_{\text{ref}}(x), \quad x \sim \pi
 
-    Can be negative for single samples.
+    Can be negative for single samples. As a loss its gradient
+    :math:`\nabla\log\pi(x)` does not involve the reference and is zero in expectation
+    on-policy, so use it as a reward penalty, not as a loss term.
+
+    Args:
+        logprobs, ref_logprobs: (...) log-probs of the same sampled actions under the
+            policy and the reference (e.g. (B, T) tokens).
+        mask: optional bool (...) of the same shape; 0 where False.
+
+    Returns:
+        (...) per-sample estimates.
     """
-    _check_pair(logprobs, ref_logprobs)
-    return logprobs - ref_logprobs
+    mask = _check_pair(logprobs, ref_logprobs, mask)
+    return _masked(logprobs - ref_logprobs, mask)
 
 
-def kl_k2(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+def kl_k2(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor | None = None) -> Tensor:
     r"""Biased, low-variance, non-negative estimate of KL(pi || ref).
 
     .. math:: k_2 = \tfrac12 (\log\pi(x) - \log\pi_{\text{ref}}(x))^2, \quad x \sim \pi
+
+    As a loss on on-policy samples (not differentiated through the sampling),
+    :math:`\mathbb{E}_\pi[\nabla k_2] = \nabla \mathrm{KL}(\pi \,\|\, \pi_{\text{ref}})`:
+    the right estimator for a KL loss term. Shapes as :func:`kl_k1`.
     """
-    _check_pair(logprobs, ref_logprobs)
-    return 0.5 * (logprobs - ref_logprobs) ** 2
+    mask = _check_pair(logprobs, ref_logprobs, mask)
+    return _masked(0.5 * (logprobs - ref_logprobs) ** 2, mask)
 
 
-def kl_k3(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
+def kl_k3(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor | None = None) -> Tensor:
     r"""Unbiased, low-variance, non-negative estimate of KL(pi || ref).
 
     .. math:: k_3 = (r - 1) - \log r, \qquad r = \frac{\pi_{\text{ref}}(x)}{\pi(x)}, \quad x \sim \pi
+
+    Its value estimates the reverse KL, but as a loss on on-policy samples its expected
+    gradient is that of the FORWARD KL:
+    :math:`\mathbb{E}_\pi[\nabla k_3] = \nabla \mathrm{KL}(\pi_{\text{ref}} \,\|\, \pi)`
+    (GRPO's choice). Shapes as :func:`kl_k1`.
     """
-    _check_pair(logprobs, ref_logprobs)
+    mask = _check_pair(logprobs, ref_logprobs, mask)
     log_r = ref_logprobs - logprobs
-    return torch.expm1(log_r) - log_r
+    return _masked(torch.expm1(log_r) - log_r, mask)
 
 
 _ESTIMATORS = {"k1": kl_k1, "k2": kl_k2, "k3": kl_k3}
 
 
-def kl_estimate(logprobs: Tensor, ref_logprobs: Tensor, estimator: KLEstimator = "k1") -> Tensor:
-    """Per-element KL estimate by name (``"k1"``, ``"k2"`` or ``"k3"``); see :func:`kl_k1` etc."""
+def kl_estimate(
+    logprobs: Tensor,
+    ref_logprobs: Tensor,
+    estimator: KLEstimator = "k1",
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Per-element KL estimate by name (``"k1"``, ``"k2"`` or ``"k3"``), 0 where ``mask`` is
+    False; see :func:`kl_k1` etc. for shapes and for which gradient each one gives."""
     if estimator not in _ESTIMATORS:
         raise ValueError(f"unknown KL estimator {estimator!r}; valid: {', '.join(KL_ESTIMATORS)}")
-    return _ESTIMATORS[estimator](logprobs, ref_logprobs)
+    return _ESTIMATORS[estimator](logprobs, ref_logprobs, mask)
 
 
 class FixedKLController:

@@ -158,6 +158,11 @@ def gae(
     truncated = check_flags("truncated", truncated, "rewards", rewards)
     if next_values is not None:
         check_tensor("next_values", next_values, ndim=2)
+        if bootstrap_value is not None:
+            raise ValueError(
+                "give next_values or bootstrap_value, not both: next_values already holds the "
+                "value after every step, including the last one"
+            )
     check_finite(mask, rewards=rewards, values=values, next_values=next_values)
     init = _check_bootstrap(bootstrap_value, rewards)
 

@@ -22,9 +22,15 @@ def _all_reduce_sum(t: Tensor, distributed: bool) -> Tensor:
     return t
 
 
+def _accumulation_dtype(x: Tensor) -> torch.dtype:
+    """float32 at least: bf16/fp16 cannot even count past 256 exactly."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
 def _sum_count(x: Tensor, mask: Tensor, distributed: bool) -> tuple[Tensor, Tensor]:
-    total = torch.where(mask, x, torch.zeros_like(x)).sum()
-    count = mask.sum().to(x.dtype)
+    acc = _accumulation_dtype(x)
+    total = torch.where(mask, x, torch.zeros_like(x)).to(acc).sum()
+    count = mask.sum().to(acc)
     if distributed and dist.is_available() and dist.is_initialized():
         both = _all_reduce_sum(torch.stack([total.detach(), count]), True)
         # keep the local autograd path, add the other processes' part as a constant
@@ -42,7 +48,8 @@ def masked_mean(x: Tensor, mask: Tensor | None = None, *, distributed: bool = Fa
         distributed: also average over all processes of the default group.
 
     Returns:
-        0-dim tensor. Raises if no element is valid.
+        0-dim tensor, accumulated and returned in float32 at least (bf16 / fp16 input
+        would lose counts and sums). Raises if no element is valid.
     """
     check_tensor("x", x)
     mask = check_mask(mask, "x", x)
@@ -65,7 +72,8 @@ def masked_var(
     """
     mean = masked_mean(x, mask, distributed=distributed)
     mask = check_mask(mask, "x", x)
-    dev = torch.where(mask, x - mean, torch.zeros_like(x))  # NaN padding must not reach grads
+    xa = x.to(mean.dtype)  # float32 at least, like the mean
+    dev = torch.where(mask, xa - mean, torch.zeros_like(xa))  # NaN padding must not reach grads
     sq, count = _sum_count(dev**2, mask, distributed)
     if unbiased:
         return sq / (count - 1) if float(count) > 1 else sq * 0
@@ -95,6 +103,7 @@ def whiten(
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
+    out = out.to(x.dtype)
     if mask is not None:
         out = torch.where(mask, out, torch.zeros_like(out))
     return out

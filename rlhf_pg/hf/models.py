@@ -7,10 +7,15 @@ from torch import nn
 
 
 def disable_dropout(model: nn.Module) -> None:
-    """Set every dropout probability to 0 (RL needs deterministic log-probs in train mode)."""
+    """Set every dropout probability to 0 (RL needs deterministic log-probs in train mode):
+    ``nn.Dropout`` modules, float ``*dropout*`` attributes that attention modules read at
+    forward time (Llama/Qwen-style ``attention_dropout``), and the config's rates."""
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
+        for name, value in vars(module).items():
+            if "dropout" in name and isinstance(value, float):
+                setattr(module, name, 0.0)
     config = getattr(model, "config", None)
     for name in ("attn_pdrop", "resid_pdrop", "embd_pdrop", "attention_dropout", "dropout"):
         if config is not None and isinstance(getattr(config, name, None), float):

@@ -1,37 +1,44 @@
 """The one way this project samples from a causal LM: training rollouts, evaluation,
 preference pairs and ``PPOTrainer.complete`` all call :func:`sample_tokens`.
 
-Randomness comes from a ``torch.Generator`` the caller owns. The global RNG is never
-reseeded: ``generate`` draws from the global stream, so the draw runs inside
-``torch.random.fork_rng`` seeded from the caller's generator, and the global state
-(CPU and CUDA) is restored afterwards. The same generator state gives the same samples.
+It is a plain decoding loop over the model's forward pass with the KV cache, not
+``model.generate``: ``generate`` fills every unset option from the model's
+``generation_config.json`` (repetition penalty, ``min_new_tokens``, suppressed tokens, ...),
+so the tokens would come from a different distribution than the ``softmax(logits / T)``
+the trainer's log-probs use. Here the distribution is exactly that one (optionally
+truncated by top-k / top-p, for evaluation only), nothing else.
+
+Randomness comes from a ``torch.Generator`` the caller owns; the global RNG is never
+touched, so the same generator state gives the same samples.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformers import GenerationConfig
 
 from .tokens import decode_rows, encode_prompts, left_pad, position_ids, truncate_at_stop
 
 
-@contextlib.contextmanager
-def _seeded_from(generator: torch.Generator | None, device: torch.device) -> Iterator[None]:
-    """Run the body on a global RNG seeded from ``generator``, restoring the global state
-    (CPU, and the device's on CUDA) afterwards. ``None``: the global stream as it is."""
-    if generator is None:
-        yield
-        return
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+def next_token_distribution(logits: Tensor, temperature: float, top_k: int, top_p: float) -> Tensor:
+    r"""Probabilities :math:`\mathrm{softmax}(z / T)` of the next token from logits ``(B, V)``,
+    restricted to the ``top_k`` most likely tokens and to the smallest set whose
+    probability reaches ``top_p`` (renormalised) when those are set (0 / 1.0 = off)."""
+    logits = logits.float() / temperature
+    if 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the more likely tokens
+        drop = (before >= top_p).scatter(-1, order, before >= top_p)
+        probs = probs.masked_fill(drop, 0.0)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+    return probs
 
 
 @torch.no_grad()
@@ -50,29 +57,38 @@ def sample_tokens(
 ) -> Tensor:
     """New tokens (B, <= max_new_tokens) after left-padded prompts, with the KV cache.
 
-    ``temperature == 0`` decodes greedily. Generation stops once every row has produced
-    a stop token; finished rows are padded with ``pad_id``. Pass the result to
-    :func:`~rlhf_pg.hf.tokens.truncate_at_stop` to get the response and its mask.
+    ``temperature == 0`` decodes greedily. Decoding stops once every row has produced a
+    stop token; later positions of finished rows hold ``pad_id``. Pass the result to
+    :func:`~rlhf_pg.hf.tokens.truncate_at_stop` for the response and its mask.
     """
-    if temperature > 0:
-        sampling = {"do_sample": True, "temperature": temperature, "top_k": top_k, "top_p": top_p}
-    else:
-        sampling = {"do_sample": False}
-    gen_config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        eos_token_id=list(stop_ids),
-        pad_token_id=pad_id,
-        use_cache=True,
-        **sampling,
-    )
-    with _seeded_from(generator if temperature > 0 else None, query_ids.device):
-        out = model.generate(
-            input_ids=query_ids,
-            attention_mask=query_mask.long(),
-            position_ids=position_ids(query_mask),
-            generation_config=gen_config,
-        )
-    return out[:, query_ids.shape[1] :]
+    mask = query_mask.long()
+    stops = torch.as_tensor(list(stop_ids), device=query_ids.device)
+    finished = torch.zeros(query_ids.shape[0], dtype=torch.bool, device=query_ids.device)
+    out = model(
+        input_ids=query_ids, attention_mask=mask, position_ids=position_ids(query_mask),
+        use_cache=True, logits_to_keep=1,
+    )  # fmt: skip
+    position = mask.sum(dim=1, keepdim=True)  # the next token's position in each row
+    new_tokens = []
+    for _ in range(max_new_tokens):
+        logits = out.logits[:, -1]
+        if temperature > 0:
+            probs = next_token_distribution(logits, temperature, top_k, top_p)
+            token = torch.multinomial(probs.cpu(), 1, generator=generator).to(logits.device)[:, 0]
+        else:
+            token = logits.argmax(dim=-1)
+        token = torch.where(finished, torch.full_like(token, pad_id), token)
+        new_tokens.append(token)
+        finished |= torch.isin(token, stops)
+        if bool(finished.all()):
+            break
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        out = model(
+            input_ids=token[:, None], attention_mask=mask, position_ids=position,
+            past_key_values=out.past_key_values, use_cache=True,
+        )  # fmt: skip
+        position = position + 1
+    return torch.stack(new_tokens, dim=1)
 
 
 @torch.no_grad()

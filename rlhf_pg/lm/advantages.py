@@ -46,8 +46,7 @@ def shape_scores(scores: Tensor, has_stop: Tensor, config: PPOConfig) -> Tensor:
 
 def per_token_kl(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor, estimator: str) -> Tensor:
     """KL(pi || ref) estimate per response token; 0 at padding."""
-    kl = kl_estimate(logprobs, ref_logprobs, estimator)
-    return torch.where(mask, kl, torch.zeros_like(kl))
+    return kl_estimate(logprobs, ref_logprobs, estimator, mask=mask)
 
 
 def token_rewards(scores: Tensor, kl: Tensor, mask: Tensor, kl_coef: float) -> Tensor:

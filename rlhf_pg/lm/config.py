@@ -123,8 +123,12 @@ class PPOConfig:
     # --- generation -----------------------------------------------------------
     max_new_tokens: int = _help("response length limit", 32)
     temperature: float = _help("sampling temperature (log-probs use logits / T)", 1.0)
-    top_k: int = _help("top-k sampling; 0 disables", 0)
-    top_p: float = _help("nucleus sampling; 1.0 disables", 1.0)
+    top_k: int = _help(
+        "must stay 0 for training: rollouts sample the full softmax(logits / T) that the "
+        "log-probs, ratio and KL use (top-k is for PPOTrainer.complete(top_k=...))",
+        0,
+    )
+    top_p: float = _help("must stay 1.0 for training, as top_k (complete(top_p=...))", 1.0)
     stop_token_ids: list[int] = _help("tokens that end a response; empty = the EOS token", [])
     max_prompt_length: int = _help("longest prompt in tokens; 0 = context minus max_new_tokens", 0)
     prompt_truncation: str = _help("prompts over the limit: error or left (keep the end)", "error")
@@ -187,8 +191,19 @@ class PPOConfig:
         for name in ("gamma", "gae_lambda"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k != 0 or self.top_p != 1.0:
+            raise ConfigError(
+                f"top_k={self.top_k}, top_p={self.top_p}: training rollouts must sample the full "
+                "softmax(logits / temperature), which the log-probs, ratio and KL are computed "
+                "under; keep top_k=0 and top_p=1.0 (truncated sampling is for "
+                "PPOTrainer.complete(top_k=..., top_p=...))"
+            )
+        if self.kl_penalty == "loss" and self.kl_estimator == "k1":
+            raise ConfigError(
+                "kl_penalty='loss' with kl_estimator='k1': the gradient of k1 = logp - ref_logp "
+                "does not depend on the reference (zero in expectation on-policy); use "
+                "kl_estimator='k2' (gradient of KL(pi || ref)) or 'k3' (gradient of KL(ref || pi))"
+            )
         if not self.clip_eps > 0:
             raise ConfigError(f"clip_eps must be > 0, got {self.clip_eps}")
 

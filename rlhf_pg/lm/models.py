@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+import torch
+
 from ..hf.models import disable_dropout, fuse_gelu, hidden_size
 from ..hf.tokens import ensure_pad_token
 from .config import PPOConfig
@@ -51,6 +53,24 @@ def apply_lora(model, config: PPOConfig):
         ) from err
 
 
+def match_vocabulary(reference, policy, tokenizer) -> None:
+    """Grow an explicit reference to the tokenizer (a pad token may have been added) and copy
+    the new embedding rows from the policy, so reference and policy agree at step 0."""
+    ref_emb, pol_emb = reference.get_input_embeddings(), policy.get_input_embeddings()
+    start = ref_emb.num_embeddings
+    if start >= len(tokenizer):
+        return
+    reference.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    pairs = [(reference.get_input_embeddings(), pol_emb)]
+    ref_out, pol_out = reference.get_output_embeddings(), policy.get_output_embeddings()
+    if ref_out is not None and pol_out is not None and ref_out.weight is not pairs[0][0].weight:
+        pairs.append((ref_out, pol_out))
+    with torch.no_grad():
+        for dst, src in pairs:
+            dst.weight[start:] = src.weight[start : len(tokenizer)].to(dst.weight)
+    reference.config.pad_token_id = tokenizer.pad_token_id
+
+
 def build_policy(
     cfg: PPOConfig, model, tokenizer, *, ref_model=None, critic_model=None, reward_models=()
 ) -> tuple[PolicyWithValueHead, object | None]:
@@ -63,6 +83,8 @@ def build_policy(
     if not hasattr(base, "generate"):
         raise TypeError(f"model must be a causal LM with generate(), got {type(base).__name__}")
     ensure_pad_token(tokenizer, base)
+    if ref_model is not None:
+        match_vocabulary(ref_model, base, tokenizer)
     if critic_model is not None:
         ensure_pad_token(tokenizer, critic_model)
         disable_dropout(critic_model)

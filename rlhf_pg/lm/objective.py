@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core import aggregate_loss, entropy, kl_estimate, ppo_clip_loss, value_loss
+from ..core import aggregate_loss, kl_estimate, ppo_clip_loss, value_loss
 from .config import PPOConfig
 from .rollout import response_forward
 
@@ -78,7 +78,7 @@ def loss_terms(
 ) -> tuple[LossTerms, dict[str, Tensor]]:
     """Forward the policy (and value head) on one micro-batch; returns the loss terms and
     the PPO statistics (clip fraction, approx-KL). ``with_kl``: compute the KL term."""
-    logprobs, values, logits = response_forward(
+    logprobs, values, token_entropy = response_forward(
         model,
         batch["query_ids"],
         batch["query_mask"],
@@ -86,6 +86,7 @@ def loss_terms(
         batch["response_mask"],
         temperature=config.temperature,
         with_values=config.uses_critic,
+        with_entropy=config.entropy_coef > 0,
     )
     width = max(config.max_new_tokens, logprobs.shape[1])
     mask = _pad_to(batch["response_mask"], width)
@@ -113,7 +114,7 @@ def loss_terms(
             aggregation=agg,
         )
     if config.entropy_coef > 0:
-        entropy_term = aggregate(entropy(logits))
+        entropy_term = aggregate(token_entropy)
     if with_kl:
         kl_term = aggregate(kl_estimate(logprobs, batch["ref_logprobs"], config.kl_estimator))
     terms = LossTerms(pg.loss, value_term, entropy_term, kl_term)

@@ -71,6 +71,28 @@ class Rollout:
         return replace(self, **moved)
 
 
+# Response positions per float32 chunk: at most (B, LOGPROB_CHUNK, V) floats exist at once
+# instead of several (B, R, V) copies (scaled logits, log-softmax) of a 50k-token vocabulary.
+LOGPROB_CHUNK = 32
+
+
+def token_logprobs(
+    logits: Tensor, tokens: Tensor, temperature: float, *, with_entropy: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    r"""Log-probs of ``tokens`` (B, R) under :math:`\mathrm{softmax}(z / T)` of ``logits``
+    (B, R, V), as :math:`z_a / T - \operatorname{logsumexp}(z / T)` in float32, computed over
+    chunks of positions; and the entropy of each position's distribution when asked."""
+    logprobs, entropies = [], []
+    for start in range(0, tokens.shape[1], LOGPROB_CHUNK):
+        chunk = slice(start, start + LOGPROB_CHUNK)
+        z = logits[:, chunk].float() / temperature
+        taken = z.gather(-1, tokens[:, chunk].unsqueeze(-1)).squeeze(-1)
+        logprobs.append(taken - torch.logsumexp(z, dim=-1))
+        if with_entropy:
+            entropies.append(entropy(z))
+    return torch.cat(logprobs, dim=1), torch.cat(entropies, dim=1) if with_entropy else None
+
+
 def response_forward(
     model,
     query_ids: Tensor,
@@ -80,13 +102,14 @@ def response_forward(
     *,
     temperature: float,
     with_values: bool = False,
-) -> tuple[Tensor, Tensor | None, Tensor]:
+    with_entropy: bool = False,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """One forward pass over prompt + response.
 
-    Returns ``(logprobs, values, logits)`` for the R response tokens: the
-    log-probs of the taken tokens under ``logits / temperature`` (float32), the
-    values V(prompt + response[:t]) (or None), and the scaled logits (B, R, V).
-    Only the response positions go through the LM head.
+    Returns ``(logprobs, values, entropy)`` for the R response tokens: the log-probs of
+    the taken tokens under ``logits / temperature`` (float32), the values
+    V(prompt + response[:t]) (or None), and the entropy of the sampling distribution
+    at each position (or None). Only the response positions go through the LM head.
     """
     ids = torch.cat([query_ids, response_ids], dim=1)
     mask = torch.cat([query_mask, response_mask], dim=1)
@@ -105,11 +128,12 @@ def response_forward(
             use_cache=False,
         ).logits
         values = None
-    logits = logits[:, :-1].float() / temperature
-    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)
+    logprobs, ent = token_logprobs(
+        logits[:, :-1], response_ids, temperature, with_entropy=with_entropy
+    )
     if values is not None:
         values = values[:, -width - 1 : -1].float()
-    return logprobs, values, logits
+    return logprobs, values, ent
 
 
 @torch.no_grad()
@@ -124,11 +148,9 @@ def evaluate_rollout(
     """Fill in the rollout's policy log-probs, values and entropy (one pass) and the
     reference log-probs (``ref_model``, or the policy's base with adapters disabled)."""
     tokens = (rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.response_mask)
-    logprobs, values, logits = response_forward(
-        policy, *tokens, temperature=temperature, with_values=with_values
+    logprobs, values, rollout.entropy = response_forward(
+        policy, *tokens, temperature=temperature, with_values=with_values, with_entropy=True
     )
-    rollout.entropy = entropy(logits)
-    del logits
     if ref_model is None:
         with policy.pretrained_model.disable_adapter():
             ref, _, _ = response_forward(policy.pretrained_model, *tokens, temperature=temperature)

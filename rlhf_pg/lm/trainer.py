@@ -171,8 +171,6 @@ class PPOTrainer:
                 self.unwrapped_model.pretrained_model,
                 query_ids,
                 query_mask,
-                top_k=cfg.top_k,
-                top_p=cfg.top_p,
                 stop_ids=self.stop_ids,
                 pad_id=self.tokenizer.pad_token_id,
                 generator=self.sample_generator,
@@ -204,13 +202,16 @@ class PPOTrainer:
         greedy: bool = False,
         temperature: float | None = None,
         max_new_tokens: int | None = None,
+        top_k: int = 0,
+        top_p: float = 1.0,
     ) -> list[str]:
         """Completions only, for evaluation (no log-probs; one sample per prompt).
 
         ``greedy`` (or ``temperature=0``) takes the most likely token at every step;
-        otherwise sampling uses ``temperature`` (default: the training temperature).
+        otherwise sampling uses ``temperature`` (default: the training temperature),
+        optionally truncated to the ``top_k`` tokens / the ``top_p`` nucleus.
         """
-        settings: dict = {}
+        settings: dict = {"top_k": top_k, "top_p": top_p}
         if greedy or temperature is not None:
             settings["temperature"] = 0.0 if greedy else temperature
         if max_new_tokens is not None:
@@ -333,11 +334,7 @@ class PPOTrainer:
             disable=not (cfg.progress_bar and acc.is_local_main_process),
         )
         while self.state.step < end:
-            prompts = next_prompts(
-                self.prompts, self.state, batch_size=cfg.batch_size, rank=acc.process_index,
-                num_processes=acc.num_processes, seed=cfg.seed,
-            )  # fmt: skip
-            rollout = self.generate(prompts)
+            rollout = self.generate(self.next_prompts())
             scores, parts = self.score(rollout)
             metrics = self.step(rollout, scores, extra_metrics=self._rollout_extras(rollout, parts))
             history.append(metrics)
@@ -352,6 +349,14 @@ class PPOTrainer:
         for cb in self.callbacks:
             cb.on_train_end(self)
         return history
+
+    def next_prompts(self) -> list[str]:
+        """This process's share of the next global batch of training prompts."""
+        acc = self.accelerator
+        return next_prompts(
+            self.prompts, self.state, batch_size=self.config.batch_size,
+            rank=acc.process_index, num_processes=acc.num_processes, seed=self.config.seed,
+        )  # fmt: skip
 
     def _rollout_extras(self, rollout: Rollout, parts: dict[str, Tensor]) -> dict[str, float]:
         """Each reward component's mean and the callbacks' rollout metrics, over processes."""

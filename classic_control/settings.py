@@ -1,0 +1,71 @@
+"""A run's settings: defaults < preset < config file < flags, checked before anything is built.
+
+This module sits above both ``config`` (the dataclass and its generic checks)
+and ``algos`` (each algorithm checks its own fields in ``check_config``), so
+neither has to import the other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rlhf_pg.utils.config import check_keys, config_from_dict, load_yaml, resolve_aliases
+
+from .algos import ALGOS, REGISTRY
+from .config import Config, ConfigError, preset_path
+
+
+def check_algo(algo: str) -> None:
+    if algo not in REGISTRY:
+        raise ConfigError(f"unknown algorithm {algo!r}; valid: {', '.join(ALGOS)}")
+
+
+def validate(cfg: Config) -> None:
+    """Reject invalid hyperparameters before any env or network is built."""
+    check_algo(cfg.algo)
+    cfg.check()
+    REGISTRY[cfg.algo].check_config(cfg)
+
+
+def layer(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """One layer of settings, its keys checked and deprecated names renamed (a notice each),
+    so that a later layer's new name overrides an earlier layer's old one."""
+    check_keys(Config, values, source)
+    return resolve_aliases(Config, values, source)
+
+
+def resolve(
+    algo: str,
+    env_id: str,
+    overrides: dict[str, Any],
+    *,
+    config_file: Path | None = None,
+) -> tuple[Config, str | None]:
+    """Defaults (``Algorithm.defaults`` over ``Config``'s) < preset for (algo, env) <
+    ``config_file`` < ``overrides`` (None values are ignored). Returns the checked config and the preset file name used (None: defaults)."""
+    check_algo(algo)
+    values: dict[str, Any] = dict(REGISTRY[algo].defaults)
+    path = preset_path(algo, env_id)
+    used = None
+    if path.exists():
+        values.update(layer(load_yaml(path), path.name))
+        used = path.name
+    if config_file is not None:
+        values.update(layer(load_yaml(config_file), str(config_file)))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(layer(given, "overrides"))
+    values["algo"], values["env_id"] = algo, env_id
+    cfg = config_from_dict(Config, values, source=str(config_file or used or "overrides"))
+    validate(cfg)
+    return cfg, used
+
+
+def read_config(path: Path) -> Config:
+    """A saved run's ``config.yaml`` (old field names accepted), checked."""
+    values = load_yaml(path)
+    if not {"algo", "env_id"} <= set(values):
+        raise ConfigError(f"{path} does not hold a run's config (no algo / env_id)")
+    cfg = config_from_dict(Config, layer(values, str(path)), source=str(path))
+    validate(cfg)
+    return cfg
