@@ -15,7 +15,7 @@ transition, e.g. 40 MB for 1M Pendulum transitions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -24,10 +24,8 @@ from torch import Tensor
 from rlhf_pg.core import finite_checks
 
 from .envs import EnvSpec, ObsNormalizer, make_vector_env, restore_vector_env, vector_env_state
+from .offpolicy_networks import OffPolicyAgent
 from .rollout import EpisodeStats
-
-if TYPE_CHECKING:
-    from .algos.offpolicy import OffPolicy
 
 
 @dataclass
@@ -99,6 +97,18 @@ class ReplayBuffer:
         self.pos, self.size = int(s["pos"]), n
 
 
+class Learner(Protocol):
+    """What the collector calls back (``algos.offpolicy.OffPolicy``)."""
+
+    agent: OffPolicyAgent
+
+    def explore(self, obs: Tensor) -> Tensor: ...  # actions in [-1, 1]
+
+    def train_step(self, b: Transitions) -> Tensor: ...  # one gradient step, its logged values
+
+    def episode_ends(self, done: np.ndarray) -> None: ...
+
+
 @dataclass
 class Chunk:
     """What one collector call hands to ``Algorithm.update``: its env steps and the stacked
@@ -117,7 +127,7 @@ class ReplayCollector:
     metrics row per call.
     """
 
-    def __init__(self, env_id: str, spec: EnvSpec, cfg, algo: OffPolicy) -> None:
+    def __init__(self, env_id: str, spec: EnvSpec, cfg, algo: Learner) -> None:
         self.cfg, self.spec, self.algo, self.seed = cfg, spec, algo, cfg.seed
         self.envs = make_vector_env(env_id, cfg.num_envs)
         self.obs_norm = ObsNormalizer(spec.obs_dim, False)  # identity; evaluation expects one

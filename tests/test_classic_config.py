@@ -79,7 +79,8 @@ def test_each_algorithm_checks_only_its_own_fields():
 def test_every_algorithm_builds_its_collector_one_way(tmp_path):
     kinds = {}
     for algo in REGISTRY:
-        cfg, _ = resolve(algo, "CartPole-v1", {"num_envs": 2, "num_steps": 8, "num_minibatches": 2})
+        env_id = "Pendulum-v1" if algo in ("ddpg", "td3", "sac") else "CartPole-v1"
+        cfg, _ = resolve(algo, env_id, {"num_envs": 2, "num_steps": 8, "num_minibatches": 2})
         trainer = Trainer(cfg, tmp_path / algo)
         try:
             c = trainer.collector
@@ -94,13 +95,16 @@ def test_every_algorithm_builds_its_collector_one_way(tmp_path):
         "trpo": "VectorCollector",
         "reinforce": "EpisodeCollector",
         "a3c": "WorkerPool",
+        "ddpg": "ReplayCollector",
+        "td3": "ReplayCollector",
+        "sac": "ReplayCollector",
     }
 
 
 def _downward_imports() -> list[tuple[str, str]]:
     """(importer, imported) for each import inside classic_control that goes up a layer."""
     order = [
-        "metrics config envs networks evaluate rollout",
+        "metrics config envs networks evaluate rollout offpolicy_networks replay",
         "algos",
         "settings",
         "rundir",
