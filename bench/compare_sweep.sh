@@ -8,6 +8,8 @@
 #   DOCS_IMG=docs/img/compare bench/compare_sweep.sh ...   # copy the plots for the docs
 #
 # Resumable: run the same command again after an interruption; finished runs are kept.
+# Ctrl-C or SIGTERM (exit code 130 / 143) makes the running runs save a checkpoint first;
+# a second sweep into the same OUT while one runs stops with the pid of the first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-results/compare}

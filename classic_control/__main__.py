@@ -1,4 +1,4 @@
-"""Command line: ``python -m classic_control {train,eval,envs} ...``.
+"""Command line: ``python -m classic_control {train,eval,envs,compare,report,lab} ...``.
 
 Bad input (unknown env, algorithm or config key, invalid hyperparameters,
 a folder that is not a run) ends with one ``error: ...`` line and exit code 2,
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import signal
 import sys
 import types
 import typing
@@ -23,6 +23,9 @@ from .compare.cli import add_parsers as add_compare_parsers
 from .compare.cli import cmd_compare, cmd_report
 from .config import Config, ConfigError, available_presets
 from .envs import probe_env
+from .lab.cli import add_parsers as add_lab_parsers
+from .lab.cli import cmd_lab
+from .lifetime import stop_on_sigterm
 from .settings import resolve
 
 _TOP_LEVEL = {"algo", "env_id", "seed", "total_steps"}
@@ -37,8 +40,14 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def _optional_float(text: str) -> float | None:
-    return None if text.lower() in ("none", "null") else float(text)
+def _optional(kind: type):
+    """Parser for ``kind | None`` flags: 'none' or 'null' gives None."""
+
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
 
 
 _OLD = "deprecated_"  # namespace prefix of the old flag names' values
@@ -56,8 +65,9 @@ def _flag_kwargs(hint) -> dict:
         return {"type": hint}
     if typing.get_origin(hint) is list:
         return {"type": int, "nargs": "+"}
-    if isinstance(hint, types.UnionType):  # float | None
-        return {"type": _optional_float, "metavar": "FLOAT|none"}
+    if isinstance(hint, types.UnionType):  # float | None, int | None
+        inner = next(a for a in typing.get_args(hint) if a is not type(None))
+        return {"type": _optional(inner), "metavar": f"{inner.__name__.upper()}|none"}
     return {}
 
 
@@ -90,8 +100,16 @@ def _rename_old_flags(args: argparse.Namespace) -> None:
         setattr(args, new, value)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error:`` line (exit code 2) like every other
+    bad input, instead of the usage text and a ``SystemExit`` from inside the parser."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ConfigError(f"{message} (see: {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="classic_control",
         description="REINFORCE, A2C, A3C, PPO, TRPO, DDPG, TD3 and SAC on gymnasium tasks, "
         "built on rlhf_pg.core.",
@@ -124,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("envs", help="list registered env ids and bundled presets")
     add_compare_parsers(sub)  # compare, report
+    add_lab_parsers(sub)  # lab gradients | importance | actor-critic | kl-penalty
     return parser
 
 
@@ -142,13 +161,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     _check_env(cfg)  # unknown id or spaces the algorithm cannot use: fail before training
     run_dir = args.out or rundir.default_run_dir(cfg)
-    if (run_dir / rundir.CHECKPOINT).exists():
-        raise ConfigError(
-            f"{str(run_dir)!r} already holds a run; continue it with --resume {run_dir} "
-            "or choose another --out"
-        )
-    print(f"run dir {run_dir} (preset: {preset or 'none, defaults'})")
-    return _run(Trainer(cfg, run_dir), resume=False, show=not args.no_progress)
+    with rundir.claim(run_dir):  # a file, an unwritable or a busy --out fails here
+        if (run_dir / rundir.CHECKPOINT).exists():
+            raise ConfigError(
+                f"{str(run_dir)!r} already holds a run; continue it with --resume {run_dir} "
+                "or choose another --out"
+            )
+        print(f"run dir {run_dir} (preset: {preset or 'none, defaults'})")
+        return _run(Trainer(cfg, run_dir), resume=False, show=not args.no_progress)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -166,11 +186,13 @@ def _resume(args: argparse.Namespace) -> int:
         )
     run_dir = args.resume
     cfg = rundir.read_config(run_dir)
-    rundir.load_checkpoint(run_dir)  # fail early on a missing or unreadable checkpoint
-    _check_env(cfg)
-    trainer = Trainer(cfg, run_dir)
-    print(f"resuming {run_dir} at {cfg.env_id} / {cfg.algo}")
-    return _run(trainer, resume=True, show=not args.no_progress)
+    with rundir.claim(run_dir):
+        # fail early on a missing, unreadable or other run's checkpoint
+        rundir.check_checkpoint(run_dir, rundir.load_checkpoint(run_dir), cfg)
+        _check_env(cfg)
+        trainer = Trainer(cfg, run_dir)
+        print(f"resuming {run_dir} at {cfg.env_id} / {cfg.algo}")
+        return _run(trainer, resume=True, show=not args.no_progress)
 
 
 def _check_env(cfg: Config) -> None:
@@ -180,17 +202,21 @@ def _check_env(cfg: Config) -> None:
 
 
 def _run(trainer, *, resume: bool, show: bool) -> int:
+    hint = f"continue with: python -m classic_control train --resume {trainer.run_dir}"
     try:
-        result = trainer.train(resume=resume, show_progress=show)
+        with stop_on_sigterm(trainer.request_stop):
+            result = trainer.train(resume=resume, show_progress=show)
     except KeyboardInterrupt:
-        print(
-            f"\ninterrupted; continue with: python -m classic_control train "
-            f"--resume {trainer.run_dir}",
-            file=sys.stderr,
-        )
+        print(f"\ninterrupted; {hint}", file=sys.stderr)
         return 130
     finally:
         trainer.close()
+    if result is None and trainer.stop_requested:
+        if (trainer.run_dir / rundir.CHECKPOINT).exists():
+            print(f"terminated at {trainer.env_steps} env steps, checkpoint saved; {hint}")
+        else:  # stopped before its first update
+            print(f"terminated before the first update; nothing to resume in {trainer.run_dir}")
+        return 128 + signal.SIGTERM
     print(_format_eval(result))
     return 0
 
@@ -206,27 +232,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = args.run_dir / (rundir.MODEL_FINAL if args.model == "final" else rundir.MODEL_BEST)
     if not model.is_file():
         raise ConfigError(f"{str(args.run_dir)!r} has no {model.name} (has training finished?)")
+    video = None
+    if args.video is not None:  # checked before the (slower) evaluation
+        video = rundir.check_writable_file(
+            Path(args.video) if args.video else args.run_dir / "video.gif", "--video"
+        )
     spec = probe_env(cfg.env_id)
     agent = REGISTRY[cfg.algo].build_agent(spec, cfg)
     obs_norm = ObsNormalizer(spec.obs_dim, cfg.norm_obs)
     obs_norm.rms.load_state_dict(rundir.load_model(model, agent))
-    evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed)
-    result = summary(*evaluator.run(agent, obs_norm))
-    evaluator.close()
-    previous = {}  # keep the training step count recorded by the run
-    if (args.run_dir / rundir.EVAL).is_file():
-        previous = json.loads((args.run_dir / rundir.EVAL).read_text())
-    result.update(
-        env_steps=previous.get("env_steps"),
-        algo=cfg.algo,
-        env_id=cfg.env_id,
-        seed=cfg.seed,
-        model=model.name,
-    )
-    if args.video is not None:
-        path = Path(args.video) if args.video else args.run_dir / "video.gif"
-        result["video"] = str(record_video(cfg.env_id, spec, agent, obs_norm, path, cfg.seed))
-    rundir.write_eval(args.run_dir, result)
+    with rundir.claim(args.run_dir):  # eval.json is the run's: not while it trains
+        evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed, cfg.max_episode_steps)
+        result = summary(*evaluator.run(agent, obs_norm))
+        evaluator.close()
+        # keep what training recorded (env_steps, best_eval_return, train_time_s, ...)
+        previous = {k: v for k, v in rundir.read_eval(args.run_dir).items() if k != "video"}
+        result = {**previous, **result}
+        result.update(algo=cfg.algo, env_id=cfg.env_id, seed=cfg.seed, model=model.name)
+        if video is not None:
+            result["video"] = str(record_video(cfg.env_id, spec, agent, obs_norm, video, cfg.seed))
+        rundir.write_eval(args.run_dir, result)
     print(_format_eval(result))
     return 0
 
@@ -264,16 +289,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    handler = {
+    handlers = {
         "train": cmd_train,
         "eval": cmd_eval,
         "envs": cmd_envs,
         "compare": cmd_compare,
         "report": cmd_report,
-    }[args.command]
+        "lab": cmd_lab,
+    }
     try:
-        return handler(args)
+        args = build_parser().parse_args(argv)
+        return handlers[args.command](args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

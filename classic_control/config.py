@@ -43,11 +43,15 @@ class Config:
     env_id: str = "CartPole-v1"
     seed: int = 0
     total_steps: int = 100_000  # env-step budget (all envs together)
+    max_episode_steps: int | None = None  # time limit passed to gym.make (None: the env's own)
     num_envs: int = 8
     num_steps: int = 128  # rollout length per env (ppo, a2c)
     gamma: float = 0.99
     gae_lambda: float = 0.95  # ppo, a2c
     learning_rate: float = 3e-4
+    # learning rate of the critic's parameters when actor and critic are separate networks
+    # (None: the same as learning_rate); annealed together with it (not a3c)
+    critic_learning_rate: float | None = None
     anneal_lr: bool = True  # linear decay to 0 over total_steps
     optimizer: str = "adam"  # adam | rmsprop
     adam_eps: float = 1e-5  # eps of either optimizer
@@ -69,9 +73,14 @@ class Config:
     clip_eps_value: float = 0.2
     norm_adv: bool = True
     target_kl: float | None = None  # stop the epoch loop once approx-KL exceeds it
+    # ppo_kl (PPO with the adaptive KL penalty instead of the clip; names as in rlhf_pg.lm)
+    kl_coef: float = 1.0  # initial penalty coefficient beta
+    kl_target: float = 0.01  # the controller steers the mean KL(old || new) of an update here
+    kl_horizon: float = 10_000.0  # controller horizon in env steps
     # reinforce
     episodes_per_batch: int = 8
     use_baseline: bool = True  # learned value baseline
+    return_mode: str = "reward_to_go"  # reward_to_go | total (whole-episode return at every step)
     norm_returns: bool = True  # across the whole batch of episodes
     # trpo (its critic takes update_epochs x num_minibatches Adam steps per batch)
     max_kl: float = 0.01  # trust region: bound on the mean KL(old || new) of one update
@@ -109,6 +118,7 @@ class Config:
     def check(self) -> None:
         """The checks every algorithm needs: types, then ranges (one ``ConfigError`` line)."""
         check_types(self)
+        check_finite(self)
         for name in (
             "learning_rate",
             "adam_eps",
@@ -136,11 +146,29 @@ class Config:
             raise ConfigError(
                 f"hidden_sizes must be positive layer widths, got {self.hidden_sizes}"
             )
+        if not 0 <= self.seed < 2**32:  # what numpy's and torch's seeding accept
+            raise ConfigError(f"seed must be in [0, 2**32), got {self.seed}")
         if self.torch_threads < 1:
             raise ConfigError(f"torch_threads must be >= 1, got {self.torch_threads}")
+        if self.max_episode_steps is not None and self.max_episode_steps < 1:
+            raise ConfigError(
+                "max_episode_steps must be >= 1 (or none for the env's own limit), "
+                f"got {self.max_episode_steps}"
+            )
+        if self.critic_learning_rate is not None:
+            check_positive("critic_learning_rate", self.critic_learning_rate)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_finite(cfg: Config) -> None:
+    """Every float setting is a finite number (inf passes every range check but breaks
+    training on its first update)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and math.isinf(value):
+            raise ConfigError(f"{f.name} must be a finite number, got {value}")
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:

@@ -44,14 +44,20 @@ def check_env_id(env_id: str) -> None:
     )
 
 
-def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
+def make_env(
+    env_id: str, render_mode: str | None = None, max_episode_steps: int | None = None
+) -> gym.Env:
+    """``gym.make`` with one-line errors; ``max_episode_steps`` replaces the env's time limit."""
     check_env_id(env_id)
+    kwargs: dict = {}
     if render_mode is not None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        kwargs["render_mode"] = render_mode
+    if max_episode_steps is not None:
+        kwargs["max_episode_steps"] = max_episode_steps
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            kwargs = {} if render_mode is None else {"render_mode": render_mode}
             return gym.make(env_id, **kwargs)
     except gym.error.Error as e:  # deprecated versions, missing extras
         raise ConfigError(f"cannot create env {env_id!r}: {e}") from None
@@ -179,9 +185,11 @@ class EpisodeRecorder(gym.Wrapper):
         return obs
 
 
-def make_vector_env(env_id: str, num_envs: int) -> SyncVectorEnv:
+def make_vector_env(
+    env_id: str, num_envs: int, max_episode_steps: int | None = None
+) -> SyncVectorEnv:
     def thunk():
-        return EpisodeRecorder(make_env(env_id))
+        return EpisodeRecorder(make_env(env_id, max_episode_steps=max_episode_steps))
 
     return SyncVectorEnv([thunk] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
 

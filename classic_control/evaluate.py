@@ -20,9 +20,16 @@ class Evaluator:
     so successive evaluations of a run score the policy on the same starts.
     """
 
-    def __init__(self, env_id: str, spec: EnvSpec, episodes: int, seed: int) -> None:
+    def __init__(
+        self,
+        env_id: str,
+        spec: EnvSpec,
+        episodes: int,
+        seed: int,
+        max_episode_steps: int | None = None,
+    ) -> None:
         self.spec, self.seed = spec, seed + EVAL_SEED_OFFSET
-        self.envs = [make_env(env_id) for _ in range(episodes)]
+        self.envs = [make_env(env_id, max_episode_steps=max_episode_steps) for _ in range(episodes)]
 
     @torch.inference_mode()
     def run(self, agent: ActorCritic, obs_norm: ObsNormalizer) -> tuple[list[float], list[int]]:

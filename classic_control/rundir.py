@@ -9,10 +9,14 @@ under flat names, are renamed when read.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import tempfile
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +24,16 @@ import torch
 import yaml
 
 from rlhf_pg.utils.io import (
+    atomic_path,
     atomic_save_safetensors,
     atomic_torch_save,
     atomic_write_json,
     atomic_write_text,
     load_safetensors,
+    remove_stale_temporaries,
     safe_torch_load,
 )
+from rlhf_pg.utils.run_folder import OutputDirError, lock_run_folder
 
 from .config import Config, ConfigError
 from .metrics import EVAL_RETURN, TRAIN_RETURN, upgrade_row
@@ -123,11 +130,9 @@ def plot_curve(run_dir: Path, rows: list[dict[str, Any]], title: str, out: Path 
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path = out or run_dir / "curve.png"
-    with_tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(with_tmp)
+    with atomic_path(out or run_dir / "curve.png") as tmp:
+        fig.savefig(tmp, format="png")  # the temporary name has no .png to go by
     plt.close(fig)
-    with_tmp.replace(path)
 
 
 def save_model(path: Path, agent: torch.nn.Module, obs_rms: dict, meta: dict[str, Any]) -> None:
@@ -139,9 +144,22 @@ def save_model(path: Path, agent: torch.nn.Module, obs_rms: dict, meta: dict[str
 
 
 def load_model(path: Path, agent: torch.nn.Module) -> dict:
-    """Load weights into ``agent``; returns the obs-normaliser statistics."""
-    tensors = load_safetensors(path)
+    """Load weights into ``agent``; returns the obs-normaliser statistics. A damaged file or
+    one of another network is one ``ConfigError`` line naming it."""
+    try:
+        tensors = load_safetensors(path)
+    except Exception as e:  # safetensors' own errors are not one class
+        raise ConfigError(f"cannot read {path}: {_first_line(e)}") from None
     state = {k[len("agent.") :]: v for k, v in tensors.items() if k.startswith("agent.")}
+    expected = agent.state_dict()
+    if set(state) != set(expected) or not {"obs_rms.mean", "obs_rms.var"} <= set(tensors):
+        raise ConfigError(f"{path} is not a model of this run's network ({CONFIG})")
+    for name, tensor in expected.items():
+        if state[name].shape != tensor.shape:
+            raise ConfigError(
+                f"{path}: {name} has shape {tuple(state[name].shape)}, but {CONFIG} "
+                f"describes {tuple(tensor.shape)}"
+            )
     agent.load_state_dict(state)
     return {
         "mean": tensors["obs_rms.mean"].tolist(),
@@ -158,11 +176,108 @@ def load_checkpoint(run_dir: Path) -> dict:
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise ConfigError(f"{str(run_dir)!r} has no {CHECKPOINT} to resume from")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"cannot read {path}: the file is empty")
     try:
-        return safe_torch_load(path)
+        state = safe_torch_load(path)
     except Exception as e:  # a foreign or damaged file: never unpickle it
-        raise ConfigError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
+        raise ConfigError(f"cannot read {path}: {_first_line(e)}") from None
+    missing = [k for k in _CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ConfigError(f"{path} is not a classic_control checkpoint (no {', '.join(missing)})")
+    return state
+
+
+_CHECKPOINT_KEYS = ("agent", "algo", "collector", "rng", "progress", "metrics_rows")
+
+
+def check_checkpoint(
+    run_dir: Path, state: dict, cfg: Config, agent_state: dict | None = None
+) -> None:
+    """Refuse a checkpoint of another run before anything is restored from it: another
+    algorithm or env (checkpoints record them), or (given ``agent_state``) other network
+    shapes."""
+    path = Path(run_dir) / CHECKPOINT
+    meta = state.get("meta", {})
+    for key in ("algo", "env_id"):
+        if key in meta and meta[key] != getattr(cfg, key):
+            raise ConfigError(
+                f"{path} was saved by a run with {key}={meta[key]}, but {CONFIG} says "
+                f"{key}={getattr(cfg, key)}; the files come from different runs"
+            )
+    if agent_state is None:
+        return
+    saved = state["agent"]
+    if not isinstance(saved, dict) or set(saved) != set(agent_state):
+        raise ConfigError(f"{path} holds another network than {CONFIG} describes")
+    for name, tensor in agent_state.items():
+        if getattr(saved[name], "shape", None) != tensor.shape:
+            raise ConfigError(
+                f"{path}: {name} has shape {tuple(getattr(saved[name], 'shape', ()))}, "
+                f"but {CONFIG} describes {tuple(tensor.shape)}"
+            )
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception as one line (some, like EOFError, have no message)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def write_eval(run_dir: Path, result: dict[str, Any]) -> None:
     atomic_write_json(run_dir / EVAL, result)
+
+
+def read_eval(run_dir: Path) -> dict[str, Any]:
+    """The run's eval.json ({} if there is none; a damaged one is replaced, with a notice)."""
+    path = Path(run_dir) / EVAL
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        warnings.warn(f"{path} is damaged; writing a new one", stacklevel=2)
+        return {}
+    return data
+
+
+@contextlib.contextmanager
+def claim(run_dir: Path, what: str = "run folder") -> Iterator[Path]:
+    """Be the one writer of ``run_dir`` while inside (``RunFolderBusy`` naming the holder's
+    pid otherwise; a file, a path under a file or an unwritable folder is one line too);
+    leftovers of killed saves are removed first. If the command fails, a folder this call
+    created is removed again unless something was written into it."""
+    run_dir = Path(run_dir)
+    existed, failed = run_dir.exists(), False
+    lock = lock_run_folder(run_dir, what)
+    try:
+        remove_stale_temporaries(run_dir)
+        yield run_dir
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        lock.release()
+        if failed and not existed:
+            with contextlib.suppress(OSError):  # not empty: keep what the run wrote
+                run_dir.rmdir()
+
+
+def check_writable_file(path: Path, what: str) -> Path:
+    """One line if a file cannot be written at ``path`` (checked by creating and deleting
+    a temporary file next to it), before the work that produces it."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputDirError(f"{what} {str(path)!r} is a folder; give a file name")
+    parent = path.parent
+    if not parent.is_dir():
+        problem = "is a file" if parent.exists() else "does not exist"
+        raise OutputDirError(f"{what} {str(path)!r}: the folder {str(parent)!r} {problem}")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise OutputDirError(f"{what} {str(path)!r} cannot be written: {e.strerror}") from None
+    return path

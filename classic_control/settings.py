@@ -52,7 +52,15 @@ def resolve(
         values.update(layer(load_yaml(path), path.name))
         used = path.name
     if config_file is not None:
-        values.update(layer(load_yaml(config_file), str(config_file)))
+        from_file = layer(load_yaml(config_file), str(config_file))
+        for key, chosen, flag in (("algo", algo, "--algo"), ("env_id", env_id, "--env")):
+            # a saved run's config.yaml names them: fine when they agree, never ignored silently
+            if key in from_file and from_file[key] != chosen:
+                raise ConfigError(
+                    f"{config_file} sets {key}={from_file[key]!r}, but this run is {chosen!r}; "
+                    f"choose it with {flag} {from_file[key]}"
+                )
+        values.update(from_file)
     given = {k: v for k, v in overrides.items() if v is not None}
     values.update(layer(given, "overrides"))
     values["algo"], values["env_id"] = algo, env_id

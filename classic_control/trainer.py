@@ -19,7 +19,7 @@ from rlhf_pg.utils.rng import rng_state, seed_everything, set_rng_state
 
 from . import rundir
 from .algos import REGISTRY, Algorithm
-from .config import Config
+from .config import Config, ConfigError
 from .envs import EnvSpec, ObsNormalizer, probe_env
 from .evaluate import Evaluator, summary
 from .metrics import ELAPSED, EVAL_RETURN, EVAL_STD, STEPS_PER_S, TRAIN_RETURN
@@ -39,7 +39,9 @@ class Trainer:
         self.agent = algo_cls.build_agent(self.spec, cfg)
         self.algo: Algorithm = algo_cls(cfg, self.agent)
         self.collector = self.algo.make_collector(cfg.env_id, self.spec)
-        self.evaluator = Evaluator(cfg.env_id, self.spec, cfg.eval_episodes, cfg.seed)
+        self.evaluator = Evaluator(
+            cfg.env_id, self.spec, cfg.eval_episodes, cfg.seed, cfg.max_episode_steps
+        )
         self.progress: dict[str, Any] = {
             "env_steps": 0,
             "updates": 0,
@@ -48,6 +50,12 @@ class Trainer:
             "next_eval": cfg.eval_every or cfg.total_steps,
             "next_checkpoint": cfg.checkpoint_every or cfg.total_steps,
         }
+        self.stop_requested = False  # set by a signal handler: checkpoint and return
+
+    def request_stop(self) -> None:
+        """Ask ``train`` to stop after the current update, saving a checkpoint first
+        (safe to call from a signal handler)."""
+        self.stop_requested = True
 
     # --- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, metrics_rows: int) -> None:
@@ -58,17 +66,27 @@ class Trainer:
             "rng": rng_state(),
             "progress": dict(self.progress),
             "metrics_rows": metrics_rows,
+            "meta": {"algo": self.cfg.algo, "env_id": self.cfg.env_id},
         }
         rundir.save_checkpoint(self.run_dir, state)
 
     def load_checkpoint(self) -> int:
+        """Restore the checkpoint of ``run_dir``; a foreign, damaged or other-run checkpoint
+        is one ``ConfigError`` line naming the file."""
         state = rundir.load_checkpoint(self.run_dir)
-        self.agent.load_state_dict(state["agent"])
-        self.algo.load_state_dict(state["algo"])
-        self.collector.load_state_dict(state["collector"])
-        set_rng_state(state["rng"])
+        rundir.check_checkpoint(self.run_dir, state, self.cfg, self.agent.state_dict())
+        try:
+            self.agent.load_state_dict(state["agent"])
+            self.algo.load_state_dict(state["algo"])
+            self.collector.load_state_dict(state["collector"])
+            set_rng_state(state["rng"])
+            metrics_rows = int(state["metrics_rows"])
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as e:
+            path = self.run_dir / rundir.CHECKPOINT
+            what = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"cannot restore {path}: {what}") from None
         self.progress.update(state["progress"])  # in place: train() holds a reference
-        return int(state["metrics_rows"])
+        return metrics_rows
 
     # --- evaluation --------------------------------------------------------------------------
     def obs_normalizer(self) -> ObsNormalizer:
@@ -109,10 +127,13 @@ class Trainer:
             desc=f"{cfg.algo} {cfg.env_id} s{cfg.seed}",
             dynamic_ncols=True,
         )
-        session_updates = 0
+        session_updates, saved_at = 0, p["env_steps"]
         try:
             while p["env_steps"] < cfg.total_steps:
                 if stop_after is not None and session_updates >= stop_after:
+                    return None
+                if self.stop_requested:
+                    self._stop(len(log.rows), checkpoint=p["env_steps"] > saved_at)
                     return None
                 row = self.update_once()
                 log.log(row)
@@ -124,10 +145,19 @@ class Trainer:
                     while p["next_checkpoint"] <= p["env_steps"]:
                         p["next_checkpoint"] += cfg.checkpoint_every or cfg.total_steps
                     self.save_checkpoint(len(log.rows))
+                    saved_at = p["env_steps"]
         finally:
             bar.close()
             log.close()
         return self.finish(log.rows)
+
+    def _stop(self, metrics_rows: int, *, checkpoint: bool) -> None:
+        """End the session on request, saving what was learnt since the last checkpoint."""
+        pause = getattr(self.collector, "pause", None)  # A3C: let the workers stand still
+        if pause is not None:
+            pause()
+        if checkpoint:
+            self.save_checkpoint(metrics_rows)
 
     def update_once(self) -> dict[str, Any]:
         """Collect one batch, learn from it, evaluate if due; returns the metrics row."""

@@ -77,7 +77,9 @@ def make_reward_model(tokenizer, seed: int = 1, num_labels: int = 1, **kw):
     return GPT2ForSequenceClassification(cfg)
 
 
-def make_trainer(tokenizer=None, model=None, *, reward=None, prompts=PROMPTS, **overrides):
+def make_trainer(
+    tokenizer=None, model=None, *, reward=None, prompts=PROMPTS, peft_config=None, **overrides
+):
     """A PPOTrainer on a fresh tiny policy, small batches, no progress bar."""
     from rlhf_pg.lm import PPOConfig, PPOTrainer
 
@@ -85,7 +87,10 @@ def make_trainer(tokenizer=None, model=None, *, reward=None, prompts=PROMPTS, **
     model = model if model is not None else make_policy(tokenizer)
     settings = dict(batch_size=4, max_new_tokens=6, progress_bar=False, cpu=True)
     settings.update(overrides)
-    return PPOTrainer(PPOConfig(**settings), model, tokenizer, reward=reward, prompts=prompts)
+    return PPOTrainer(
+        PPOConfig(**settings), model, tokenizer, reward=reward, prompts=prompts,
+        peft_config=peft_config,
+    )  # fmt: skip
 
 
 def unpadded_logprobs(model, prompt_ids, response_ids, temperature: float):

@@ -1,5 +1,7 @@
 """Bad input fails with one clear message naming the value, before any training step."""
 
+import os
+
 import pytest
 import torch
 from lm_fixtures import PROMPTS, make_tokenizer, make_trainer
@@ -143,3 +145,133 @@ def test_critic_model_with_critic_free_estimator_is_rejected():
             tok,
             critic_model=make_policy(tok),
         )
+
+
+# ------------------------------------------------------------------ the probe table
+def _tree(root) -> dict:
+    """Every path under ``root``: folders by name, files with size, mode, mtime and bytes."""
+    tree = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        key = str(p.relative_to(root))
+        tree[key] = (
+            "dir" if p.is_dir() else (st.st_size, st.st_mode, st.st_mtime_ns, p.read_bytes())
+        )
+    return tree
+
+
+def _used_run(tmp_path):
+    """A folder holding an earlier run's metrics and checkpoint."""
+    out = tmp_path / "used"
+    (out / "checkpoint-000003").mkdir(parents=True)
+    (out / "metrics.jsonl").write_text('{"step": 1}\n')
+    return out
+
+
+def _sentiment(prompts, completions):
+    return [0.0] * len(completions)
+
+
+# (probe, trainer arguments given tmp_path, what the message says, the error, where it fails:
+# "init" = PPOTrainer(...), "train" = train(), "load" = load_checkpoint(tmp_path / FILE))
+# fmt: off
+PROBES = [
+    ("reward=5", lambda t: {"reward": 5}, "got 5 (int)", TypeError, "init"),
+    ("reward='vader'", lambda t: {"reward": "vader"}, "got 'vader' (str)", TypeError, "init"),
+    ("reward=[(0.5, 'vader')]", lambda t: {"reward": [(0.5, "vader")]},
+     "reward 0 is not callable: 'vader' (str)", TypeError, "init"),
+    ("reward=[3]", lambda t: {"reward": [3]}, "reward 0 is not callable: 3 (int)", TypeError, "init"),
+    ("reward weight inf", lambda t: {"reward": [(float("inf"), _sentiment)]},
+     "reward 0 weight must be finite, got inf", ValueError, "init"),
+    ("reward weight 'x'", lambda t: {"reward": [("x", _sentiment)]},
+     "reward 0 weight must be a number, got 'x'", TypeError, "init"),
+    ("output_dir is a file", lambda t: {"output_dir": str(t / "file")},
+     "output_dir '{t}/file' is a file", ValueError, "init"),
+    ("output_dir under a file", lambda t: {"output_dir": str(t / "file" / "run")},
+     "output_dir '{t}/file/run' is under '{t}/file'", ValueError, "init"),
+    ("output_dir not writable", lambda t: {"output_dir": "/sys/rlhf_pg_run"},
+     "output_dir '/sys/rlhf_pg_run' cannot be created", ValueError, "init"),
+    ("save_every without output_dir", lambda t: {"save_every": 2},
+     "save_every=2 needs an output_dir", ValueError, "init"),
+    ("learning_rate='1e-5'", lambda t: {"learning_rate": "1e-5"},
+     "learning_rate='1e-5' is invalid", ValueError, "init"),
+    ("temperature=inf", lambda t: {"temperature": float("inf")},
+     "temperature=inf must be a finite number", ValueError, "init"),
+    ("max_steps=2.5", lambda t: {"max_steps": 2.5}, "max_steps=2.5 is invalid", ValueError, "init"),
+    ("fresh run in a used output_dir", lambda t: {"output_dir": str(_used_run(t))},
+     "output_dir '{t}/used' already holds a run", ValueError, "train"),
+    ("resume from a file", lambda t: {"output_dir": str(t / "new")},
+     "checkpoint {t}/file is a file, not a checkpoint folder", ValueError, "load"),
+    ("resume from a missing folder", lambda t: {"output_dir": str(t / "new"), "load": "nope"},
+     "checkpoint {t}/nope not found", ValueError, "load"),
+    ("resume from a folder that is no checkpoint", lambda t: {"output_dir": str(t / "new"), "load": "."},
+     "is not a trainer checkpoint (no trainer_state.pt)", ValueError, "load"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    ("probe", "kwargs", "named", "error", "stage"), PROBES, ids=[p[0] for p in PROBES]
+)
+def test_bad_input_is_one_line_naming_the_value_and_changes_nothing_on_disk(
+    tmp_path, probe, kwargs, named, error, stage
+):
+    (tmp_path / "file").write_text("not a folder")
+    settings = {"reward": _sentiment, "max_steps": 1, **kwargs(tmp_path)}
+    load = tmp_path / settings.pop("load", "file")
+    if settings.get("output_dir", "").startswith("/sys/"):
+        try:
+            os.makedirs(settings["output_dir"])
+            pytest.skip("/sys is writable here")
+        except OSError:
+            pass
+    before = _tree(tmp_path)
+    config = {k: v for k, v in settings.items() if k != "reward"}
+    trainer = None
+    with pytest.raises(error) as err:
+        trainer = make_trainer(reward=settings["reward"], **config)
+        if stage == "train":
+            trainer.train()
+        elif stage == "load":
+            trainer.load_checkpoint(str(load))
+    message = str(err.value)
+    assert named.format(t=tmp_path) in message, message  # names the value given
+    assert "\n" not in message and "Traceback" not in message
+    assert (trainer is None) == (stage == "init")  # construction fails for bad arguments
+    if trainer is not None:
+        trainer.end_training()  # lets go of output_dir (its lock file goes)
+    after = _tree(tmp_path)
+    if stage == "load":  # the trainer's own new (empty) output_dir is all that appeared
+        assert after.pop("new") == "dir"
+    assert after == before, probe
+
+
+def test_an_output_dir_held_by_another_process_is_refused_naming_it(tmp_path):
+    from test_run_folder import _holder
+
+    out = tmp_path / "run"
+    holder = _holder(out)
+    try:
+        before = _tree(tmp_path)
+        with pytest.raises(ValueError) as err:
+            make_trainer(output_dir=str(out))
+        message = str(err.value)
+        assert f"output_dir '{out}' is in use by process {holder.pid} " in message
+        assert "\n" not in message and _tree(tmp_path) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_processes_of_a_launch_that_form_no_group_stop_at_construction(tmp_path, monkeypatch):
+    """``accelerate launch`` with a multi-GPU config on a machine without GPUs: each of the
+    WORLD_SIZE processes sees a group of one. (The accelerate state of this test process
+    exists already, so it stays a group of one while WORLD_SIZE says 2.)"""
+    make_trainer()  # the process-wide accelerate state: one process
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError) as err:
+        make_trainer(output_dir=str(tmp_path / "run"))
+    message = str(err.value)
+    assert "started 2 processes (WORLD_SIZE=2) but this one sees a group of 1" in message
+    assert "--cpu true" in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == []  # stopped before it claimed the folder

@@ -64,3 +64,9 @@ def test_two_processes_give_the_same_update_as_one(tmp_path):
         moved = max(moved, one_m[estimator]["grad_norm"])
     assert moved > 0.1  # the step did move the weights, so agreement is not trivial
     assert two_m["ppo"]["loss/value"] == pytest.approx(one_m["ppo"]["loss/value"], abs=1e-5)
+    for run, m in (("one", one_m), ("two", two_m)):  # save + resume under one claim
+        for estimator in m:
+            assert m[estimator]["resumed_step"] == 1 and m[estimator]["resumed_same_weights"]
+            lines = (tmp_path / run / estimator / "metrics.jsonl").read_text().splitlines()
+            assert [json.loads(x)["step"] for x in lines] == [1]
+            assert not (tmp_path / run / estimator / ".rlhf-pg.lock").exists()  # released

@@ -65,3 +65,58 @@ def test_missing_lora_target_module_is_named():
     tok = make_tokenizer()
     with pytest.raises(ValueError, match=r"\['q_proj'\] not found .*c_attn"):
         make_trainer(tok, use_lora=True, lora_target_modules=["q_proj"])
+
+
+def _sft_adapter(tok):
+    """A peft model whose (SFT) adapter is not the identity: base + adapter != base."""
+    from peft import LoraConfig, get_peft_model
+
+    model = make_policy(tok)
+    ensure_pad_token(tok, model)
+    lora = LoraConfig(r=4, lora_alpha=8, fan_in_fan_out=True, init_lora_weights=False)
+    return get_peft_model(model, lora)
+
+
+def test_starting_from_an_sft_adapter_the_reference_is_base_plus_that_adapter():
+    tok = make_tokenizer()
+    sft = _sft_adapter(tok)
+    trainer = make_trainer(tok, sft, use_lora=True, learning_rate=1e-2)
+    rollout = trainer.generate(PROMPTS[:4])
+    mask = rollout.response_mask
+    assert torch.equal(rollout.logprobs[mask], rollout.ref_logprobs[mask])  # KL exactly 0
+    trainer.step(rollout, [1.0, -1.0, 0.5, 0.0])
+    again = trainer.generate(PROMPTS[:4])
+    m = again.response_mask
+    assert not torch.equal(again.logprobs[m], again.ref_logprobs[m])  # the adapter trained
+    reference = [p for n, p in trainer.unwrapped_model.named_parameters() if ".reference." in n]
+    assert reference and not any(p.requires_grad for p in reference)
+
+
+def test_lora_config_object_is_accepted():
+    from peft import LoraConfig
+
+    tok = make_tokenizer()
+    config = LoraConfig(r=2, lora_alpha=4, fan_in_fan_out=True, target_modules=["c_attn"])
+    trainer = make_trainer(tok, peft_config=config)
+    trainable = [n for n, p in trainer.unwrapped_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "v_head" in n for n in trainable)
+    assert all("c_attn" in n for n in trainable if "lora_" in n)
+
+
+def test_lora_round_trip_when_the_trainer_added_the_pad_token(tmp_path):
+    tok = make_tokenizer()  # no pad token: the trainer adds one and grows the embeddings
+    model = make_policy(tok)
+    pristine = copy.deepcopy(model)  # the base as the user has it on disk, without the pad row
+    trainer = make_trainer(tok, model, use_lora=True, lora_r=4, learning_rate=1e-2)
+    trainer.step(trainer.generate(PROMPTS[:4]), [1.0, -1.0, 0.5, 0.0])
+    trainer.save_pretrained(str(tmp_path / "policy"))
+    loaded = PolicyWithValueHead.from_pretrained(tmp_path / "policy", base_model=pristine).eval()
+    assert loaded.pretrained_model.get_input_embeddings().num_embeddings == len(tok)
+    ids = torch.tensor([tok("the movie was")["input_ids"] + [tok.pad_token_id]])
+    pos = torch.arange(ids.shape[1])[None]
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        want = trainer.unwrapped_model.eval()(ids, mask, pos)
+        got = loaded(ids, mask, pos)
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1])

@@ -134,3 +134,27 @@ def test_chunked_token_logprobs_and_entropy_equal_a_full_log_softmax():
     (g1,) = torch.autograd.grad(got.sum(), logits, retain_graph=True)
     (g2,) = torch.autograd.grad(expected.sum(), logits)
     torch.testing.assert_close(g1, g2)
+
+
+def test_complete_with_temperature_zero_is_greedy():
+    trainer = make_trainer(max_new_tokens=5)
+    assert trainer.complete(PROMPTS, temperature=0.0) == trainer.complete(PROMPTS, greedy=True)
+
+
+def test_left_truncated_prompts_reach_the_reward_as_the_policy_saw_them():
+    tok = make_tokenizer()
+    seen = []
+
+    def reward(prompts, completions):
+        seen.extend(prompts)
+        return [0.0] * len(prompts)
+
+    trainer = make_trainer(
+        tok, reward=reward, max_prompt_length=2, prompt_truncation="left", batch_size=2
+    )
+    long_prompt = "i loved the music and the story"
+    rollout = trainer.generate([long_prompt, "the"])
+    trainer.score(rollout)
+    kept = tok(long_prompt)["input_ids"][-2:]
+    assert seen[0] == tok.decode(kept) != long_prompt
+    assert seen[1] == "the"

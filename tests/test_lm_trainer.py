@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lm_fixtures import PROMPTS, make_policy, make_tokenizer, make_trainer
 
-from rlhf_pg.lm import TrainerCallback
+from rlhf_pg.lm import PPOConfig, PPOTrainer, TrainerCallback
 
 
 def _params(trainer):
@@ -283,3 +283,40 @@ def test_gradient_checkpointing_gives_the_same_update():
 
 def _params_of(model):
     return {n: p.detach() for n, p in model.named_parameters()}
+
+
+def test_seq_mean_token_sum_uses_one_constant_when_responses_exceed_max_new_tokens():
+    """Responses longer than max_new_tokens (given tokens): splitting the minibatch into
+    micro-batches of different longest lengths must not change the update."""
+    tok, model = _tok_and_model()
+    base = _base_rollout()
+    long_ids = torch.cat([base.response_ids, base.response_ids], dim=1)
+    lengths = torch.tensor([12, 2, 9, 2, 7, 1, 8, 3])  # longer than max_new_tokens = 6
+    long_mask = torch.arange(12)[None] < lengths[:, None]
+
+    def update(accumulation: int):
+        trainer = make_trainer(
+            tok, copy.deepcopy(model), loss_aggregation="seq-mean-token-sum",
+            gradient_accumulation_steps=accumulation, learning_rate=1e-2, seed=3,
+        )  # fmt: skip
+        r = trainer.rollout_from_tokens(base.query_ids, base.query_mask, long_ids, long_mask)
+        trainer.step(r, _SCORES)
+        return _params(trainer)
+
+    one, four = update(1), update(4)
+    for name in one:
+        torch.testing.assert_close(one[name], four[name], atol=2e-6, rtol=1e-5, msg=name)
+
+
+def test_separate_critic_must_share_the_policy_vocabulary():
+    from lm_fixtures import make_reward_model
+
+    tok = make_tokenizer()
+    other = make_tokenizer(vocab_size=280)
+    with pytest.raises(ValueError, match="critic_model has a vocabulary of"):
+        PPOTrainer(
+            PPOConfig(batch_size=4, progress_bar=False, cpu=True),
+            make_policy(tok),
+            tok,
+            critic_model=make_reward_model(other),
+        )

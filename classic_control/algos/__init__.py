@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from .a2c import A2C
 from .a3c import A3C
+from .actor_critic import ActorCritic1Step
 from .base import Algorithm
 from .ddpg import DDPG
 from .ppo import PPO
+from .ppo_kl import PPOKL
 from .reinforce import Reinforce
 from .sac import SAC
 from .td3 import TD3
@@ -22,6 +24,8 @@ REGISTRY: dict[str, type[Algorithm]] = {
     "ddpg": DDPG,
     "td3": TD3,
     "sac": SAC,
+    "actor_critic": ActorCritic1Step,
+    "ppo_kl": PPOKL,
 }
 ALGOS: tuple[str, ...] = tuple(REGISTRY)
 
@@ -31,10 +35,12 @@ __all__ = [
     "ALGOS",
     "DDPG",
     "PPO",
+    "PPOKL",
     "REGISTRY",
     "SAC",
     "TD3",
     "TRPO",
+    "ActorCritic1Step",
     "Algorithm",
     "Reinforce",
 ]

@@ -21,6 +21,7 @@ fresh worker seeds.
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import time
 
@@ -31,6 +32,7 @@ from torch import Tensor, nn
 
 from ..config import Config, ConfigError
 from ..envs import EnvSpec, ObsNormalizer
+from ..lifetime import exit_with_parent, ignore_stop_signals
 from ..networks import ActorCritic
 from ..rollout import Batch, Collector, VectorCollector
 from .a2c import actor_critic_loss
@@ -84,7 +86,12 @@ class _Shared:
     updates: Tensor  # (workers,) shared-model updates made by each worker
 
 
-def _worker(rank: int, seed: int, env_id: str, spec: EnvSpec, cfg: Config, sh: _Shared) -> None:
+def _worker(
+    rank: int, seed: int, env_id: str, spec: EnvSpec, cfg: Config, sh: _Shared, parent: int
+) -> None:
+    # the parent stops the workers (``WorkerPool.close``); if it is killed they go with it
+    exit_with_parent(parent)
+    ignore_stop_signals()
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     wcfg = dataclasses.replace(cfg, seed=seed)
@@ -200,7 +207,7 @@ class WorkerPool:
         for rank, seed in enumerate(seeds):
             p = self.ctx.Process(
                 target=_worker,
-                args=(rank, seed, self.env_id, self.spec, self.cfg, self.sh),
+                args=(rank, seed, self.env_id, self.spec, self.cfg, self.sh, os.getpid()),
                 daemon=True,
             )
             p.start()
@@ -251,8 +258,26 @@ class WorkerPool:
         out["a3c/worker_updates_min_total"] = float(self.sh.updates.min())
         return out
 
+    def pause(self) -> None:
+        """Let the running rollouts finish and start no new one (a consistent checkpoint
+        between two barriers, when a run is asked to stop)."""
+        if not self.procs:
+            return
+        sh = self.sh
+        with sh.counter.get_lock():
+            sh.gate.value = sh.counter.value
+        deadline = time.monotonic() + _STALL_S
+        while time.monotonic() < deadline:
+            with sh.counter.get_lock():
+                if sh.busy.value == 0:
+                    return
+            self._check_alive()
+            time.sleep(_POLL_S)
+
     def state_dict(self) -> dict:
-        return {"steps": self.steps, "restarts": self.restarts}
+        # the steps the trainer has counted: after ``pause`` the workers may have taken a few
+        # more, which the resumed run does not count twice
+        return {"steps": self.last, "restarts": self.restarts}
 
     def load_state_dict(self, s: dict) -> None:
         self.sh.counter.value = self.last = int(s["steps"])
@@ -263,7 +288,7 @@ class WorkerPool:
         for p in self.procs:
             p.join(timeout=10)
             if p.is_alive():
-                p.terminate()
+                p.kill()  # they ignore SIGTERM (see _worker)
                 p.join()
         self.procs = []
 
@@ -273,6 +298,11 @@ class A3C(Algorithm):
     def check_config(cls, cfg: Config) -> None:
         if cfg.num_workers < 1:
             raise ConfigError(f"num_workers must be >= 1 for a3c, got {cfg.num_workers}")
+        if cfg.critic_learning_rate is not None:  # its shared Adam holds one group
+            raise ConfigError(
+                "a3c has one learning rate; got critic_learning_rate="
+                f"{cfg.critic_learning_rate}, set it to none"
+            )
         if cfg.norm_obs or cfg.norm_reward:
             raise ConfigError(
                 "a3c does not support norm_obs/norm_reward (each worker would keep its own "

@@ -22,7 +22,21 @@ from ..networks import ActorCritic
 from ..rollout import Batch, Collector, VectorCollector
 
 
+def param_groups(cfg: Config, actor: list[nn.Parameter], critic: list[nn.Parameter]) -> list[dict]:
+    """Optimiser groups; the critic's carries ``lr_ratio`` = critic_learning_rate / learning_rate.
+
+    ``set_lr`` scales every group by its ratio, so annealing keeps the two rates in proportion.
+    """
+    lr = cfg.learning_rate
+    ratio = 1.0 if cfg.critic_learning_rate is None else cfg.critic_learning_rate / lr
+    groups = [{"params": actor, "lr": lr, "lr_ratio": 1.0}]
+    if critic:
+        groups.append({"params": critic, "lr": lr * ratio, "lr_ratio": ratio})
+    return groups
+
+
 def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    """Adam or RMSprop over a parameter list or a list of ``param_groups``."""
     # fused kernels: one C++ call per step instead of a Python loop over parameters
     lr = cfg.learning_rate
     if cfg.optimizer == "rmsprop":
@@ -55,6 +69,15 @@ def gae_advantages(cfg: Config, b: Batch, lam: float) -> tuple[Tensor, Tensor]:
     )
 
 
+def actor_critic_params(agent: ActorCritic) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(actor, critic) parameters; with a shared trunk the trunk counts as the actor's."""
+    critic = [*agent.value_head.parameters()]
+    if agent.critic_body is not None:
+        critic = [*agent.critic_body.parameters(), *critic]
+    ids = {id(p) for p in critic}
+    return [p for p in agent.parameters() if id(p) not in ids], critic
+
+
 def unchecked_core() -> contextlib.AbstractContextManager[None]:
     """Skip the core's NaN/inf input scans inside a minibatch loop.
 
@@ -74,7 +97,7 @@ class Algorithm:
     def __init__(self, cfg: Config, agent: ActorCritic) -> None:
         self.cfg, self.agent = cfg, agent
         self.params = list(agent.parameters())
-        self.optimizer = make_optimizer(cfg, self.params)
+        self.optimizer = make_optimizer(cfg, param_groups(cfg, *actor_critic_params(agent)))
 
     def __init_subclass__(cls, **kwargs) -> None:
         # the old ways (a ``collector`` class attribute or method) would now be ignored
@@ -107,8 +130,9 @@ class Algorithm:
         return gae_advantages(self.cfg, b, self.cfg.gae_lambda)
 
     def set_lr(self, lr: float) -> None:
+        """Set the actor's learning rate; the critic's follows at its ``lr_ratio``."""
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_ratio", 1.0)
 
     def step(self, loss: Tensor) -> Tensor:
         """One optimiser step with global grad-norm clipping; returns the pre-clip norm."""

@@ -1,4 +1,5 @@
-"""REINFORCE on batches of whole episodes: reward-to-go, optional learned baseline."""
+"""REINFORCE on batches of whole episodes: reward-to-go (or the whole-episode return),
+optional learned baseline."""
 
 from __future__ import annotations
 
@@ -14,16 +15,34 @@ from rlhf_pg.core import (
     whiten,
 )
 
-from ..config import Config, check_positive
+from ..config import Config, ConfigError, check_positive
 from ..envs import EnvSpec
 from ..rollout import Batch, Collector, EpisodeCollector
 from .base import Algorithm
+
+RETURN_MODES = ("reward_to_go", "total")
+
+
+def episode_weights(returns: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """The per-step weight of log pi(a_t|s_t) in the policy gradient of one episode per row.
+
+    ``reward_to_go``: G_t (an action cannot change the rewards before it);
+    ``total``: G_0, the whole episode's discounted return, at every step (the
+    lecture's first, higher-variance form; same expectation up to the discount weight).
+    """
+    if mode == "reward_to_go":
+        return returns
+    return torch.where(mask, returns[:, :1].expand_as(returns), torch.zeros_like(returns))
 
 
 class Reinforce(Algorithm):
     @classmethod
     def check_config(cls, cfg: Config) -> None:
         check_positive("episodes_per_batch", cfg.episodes_per_batch)
+        if cfg.return_mode not in RETURN_MODES:
+            raise ConfigError(
+                f"unknown return_mode {cfg.return_mode!r}; valid: {', '.join(RETURN_MODES)}"
+            )
 
     def make_collector(self, env_id: str, spec: EnvSpec) -> Collector:
         """Whole episodes, ``episodes_per_batch`` at a time."""
@@ -35,7 +54,9 @@ class Reinforce(Algorithm):
         bootstrap = b.bootstrap_value if cfg.use_baseline else None
         returns = discounted_returns(b.rewards, cfg.gamma, bootstrap_value=bootstrap, mask=mask)
         logp, ent, v = (x.view(mask.shape) for x in agent.evaluate(*b.flat()))
-        weights = returns - v.detach() if cfg.use_baseline else returns
+        weights = episode_weights(returns, mask, cfg.return_mode)
+        if cfg.use_baseline:  # V(s_t) depends on the state only: the expectation is unchanged
+            weights = weights - v.detach()
         if cfg.norm_returns:  # across the whole batch, so longer episodes keep their weight
             weights = whiten(weights, mask)
         pg = reinforce_loss(logp, weights, mask)

@@ -29,7 +29,7 @@ from rlhf_pg.core import explained_variance, ppo_clip_loss, value_loss, whiten
 from ..config import Config, ConfigError
 from ..networks import ActorCritic
 from ..rollout import Batch
-from .base import Algorithm, check_minibatches, make_optimizer, unchecked_core
+from .base import Algorithm, check_minibatches, make_optimizer, param_groups, unchecked_core
 
 
 def conjugate_gradient(
@@ -131,7 +131,8 @@ class TRPO(Algorithm):
         ]
         # the base class clips and steps ``self.params``: for TRPO that is only the critic
         self.params = [*agent.critic_body.parameters(), *agent.value_head.parameters()]
-        self.optimizer = make_optimizer(cfg, self.params)
+        # the critic's learning rate: critic_learning_rate if set (see param_groups)
+        self.optimizer = make_optimizer(cfg, param_groups(cfg, [], self.params)[1:])
 
     def _dist(self, obs: Tensor):
         out = self.agent.policy_out(obs)

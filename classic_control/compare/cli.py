@@ -7,9 +7,13 @@ before the first run starts; a bad value is one ``error: ...`` line.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
+from rlhf_pg.utils.io import remove_stale_temporaries
+
+from .. import rundir
 from ..algos import ALGOS
 from ..config import ConfigError
 from ..envs import probe_env
@@ -89,8 +93,7 @@ def sb3_algos(algos: list[str]) -> list[str]:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..algos import REGISTRY
-    from .report import write_report
-    from .sweep import plan, run_sweep, train_overrides
+    from .sweep import plan, train_overrides
 
     _check_args(args)
     for env_id in args.envs:
@@ -112,28 +115,39 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"note: no SB3 baseline for {', '.join(skipped)} (SB3 has none)")
         algos += extra
         specs = plan(algos, args.envs, args.seeds, args.steps, args.eval_every, args.eval_episodes)
-    records.check_manifest(args.out, protocol)
-    args.out.mkdir(parents=True, exist_ok=True)
-    records.update_manifest(
-        args.out, protocol, {"algos": algos, "envs": args.envs, "seeds": list(range(args.seeds))}
-    )
-    print(
-        f"sweep: {len(algos)} algos x {len(args.envs)} envs x {args.seeds} seeds = "
-        f"{len(specs)} runs of {args.steps:,} env steps, {args.jobs} jobs -> {args.out}"
-    )
+    with rundir.claim(args.out, "results folder"):  # one sweep per results folder
+        records.check_manifest(args.out, protocol)
+        # records and failure notes torn by a kill (the results folder's own: claim)
+        for folder in [*args.out.glob("records/*/*"), args.out / "failed"]:
+            if folder.is_dir():
+                remove_stale_temporaries(folder)
+        grid = {"algos": algos, "envs": args.envs, "seeds": list(range(args.seeds))}
+        records.update_manifest(args.out, protocol, grid)
+        print(
+            f"sweep: {len(algos)} algos x {len(args.envs)} envs x {args.seeds} seeds = "
+            f"{len(specs)} runs of {args.steps:,} env steps, {args.jobs} jobs -> {args.out}"
+        )
+        return _sweep(args, specs)
+
+
+def _sweep(args: argparse.Namespace, specs: list) -> int:
+    from .report import write_report
+    from .sweep import run_sweep
+
+    again = "re-run the same command to finish the sweep (finished runs are kept, "
+    again += "interrupted ones resume)"
     try:
         result = run_sweep(specs, args.out, jobs=args.jobs, show_progress=not args.no_progress)
     except KeyboardInterrupt:
-        print(
-            "\ninterrupted; re-run the same command to finish the sweep "
-            "(finished runs are kept, interrupted ones resume)",
-            file=sys.stderr,
-        )
+        print(f"\ninterrupted; {again}", file=sys.stderr)
         return 130
     print(
         f"{len(result.finished)} runs finished, {len(result.skipped)} already had records, "
         f"{len(result.failed)} failed" + (" (see failed/)" if result.failed else "")
     )
+    if result.stopped:
+        print(f"terminated; {len(result.interrupted)} runs saved a checkpoint; {again}")
+        return 128 + signal.SIGTERM
     if not args.no_report:
         print(f"report: {write_report(args.out)}")
     return 1 if result.failed else 0
@@ -143,6 +157,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     if not args.results_dir.is_dir():
-        raise ConfigError(f"results dir {str(args.results_dir)!r} does not exist")
+        problem = "is not a folder" if args.results_dir.exists() else "does not exist"
+        raise ConfigError(f"results dir {str(args.results_dir)!r} {problem}")
+    out = args.out
+    if out is not None:  # checked before the records are read and plotted
+        above = next((p for p in [out, *out.parents] if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise ConfigError(f"--out {str(out)!r}: {str(above)!r} is a file, not a folder")
     print(f"report: {write_report(args.results_dir, args.out)}")
     return 0

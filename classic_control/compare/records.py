@@ -145,7 +145,7 @@ def check_manifest(out: Path, protocol: dict[str, Any]) -> None:
     path = Path(out) / MANIFEST
     if not path.exists():
         return
-    saved = json.loads(path.read_text())
+    saved = _read_manifest(path)
     clash = [k for k in PROTOCOL_KEYS if saved.get(k) != protocol.get(k)]
     if clash:
         diff = ", ".join(f"{k}={saved.get(k)} (asked {protocol.get(k)})" for k in clash)
@@ -158,8 +158,18 @@ def check_manifest(out: Path, protocol: dict[str, Any]) -> None:
 def update_manifest(out: Path, protocol: dict[str, Any], grid: dict[str, list]) -> None:
     """Record the protocol and the union of algos, envs and seeds ever asked for."""
     path = Path(out) / MANIFEST
-    saved = json.loads(path.read_text()) if path.exists() else {}
+    saved = _read_manifest(path) if path.exists() else {}
     merged = {**saved, **protocol}
     for key, values in grid.items():
         merged[key] = sorted(set(saved.get(key, [])) | set(values), key=str)
     atomic_write_json(path, merged)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path} is damaged ({e}); move it away and re-run") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path} is damaged (not a JSON object); move it away and re-run")
+    return saved

@@ -4,6 +4,8 @@ Resumable by construction: a run whose record exists is skipped; a run
 whose folder holds a checkpoint continues from it (``Trainer`` resume);
 anything else starts fresh. Records are written once, atomically, at the
 end of a run, so a kill never leaves a half-written or overwritten record.
+The worker processes exit when the sweep's process dies; Ctrl-C or SIGTERM
+makes every running run save a checkpoint and stop, then the sweep returns.
 Runs are ordered seed by seed (all algos of seed 0 first), so a sweep cut
 short still has about as many seeds for every algorithm.
 """
@@ -13,6 +15,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import multiprocessing as mp
+import os
+import signal
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -27,12 +32,39 @@ from rlhf_pg.utils.io import atomic_write_text
 
 from .. import rundir
 from ..config import ConfigError
+from ..lifetime import exit_with_parent, stop_on_sigterm
 from ..metrics import ELAPSED, EVAL_RETURN, EVAL_STD
 from ..settings import resolve
 from . import records
 
 CHECKPOINT_EVERY = 20_000  # env steps; what a killed sweep loses per run at most
 SB3_PREFIX = "sb3-"
+_POLL_S = 0.5  # how often the parent looks for a stop request while runs are going
+_STOP_GRACE_S = 120.0  # how long stopped runs get to save their checkpoints
+
+
+class RunInterrupted(Exception):
+    """A run stopped on request after saving its checkpoint; the next sweep resumes it."""
+
+
+# what a worker process is doing, for its SIGTERM handler
+_WORKER: dict[str, Any] = {"trainer": None, "running": False, "stopping": False}
+
+
+def _init_worker(parent: int) -> None:
+    """Worker process setup: die with the sweep's process; let it decide when to stop."""
+    exit_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # on Ctrl-C the parent sends SIGTERM
+    signal.signal(signal.SIGTERM, _worker_sigterm)
+
+
+def _worker_sigterm(signum: int, frame: object) -> None:
+    _WORKER["stopping"] = True  # a run queued to this worker after the stop never starts
+    trainer = _WORKER["trainer"]
+    if trainer is not None:
+        trainer.request_stop()  # checkpoint, then ``run_ours`` raises RunInterrupted
+    elif _WORKER["running"]:
+        raise RunInterrupted("stopped")  # a baseline run: nothing to checkpoint
 
 
 @dataclass(frozen=True)
@@ -104,12 +136,16 @@ def run_ours(spec: RunSpec, out: Path) -> dict[str, Any]:
                 )
         cfg = saved  # finish the run with the settings it was started with
     t0 = time.perf_counter()
-    trainer = Trainer(cfg, run_dir)
-    try:
-        final = trainer.train(resume=resumed, show_progress=False)
-    finally:
-        trainer.close()
-    assert final is not None
+    with rundir.claim(run_dir):
+        trainer = Trainer(cfg, run_dir)
+        _WORKER["trainer"] = trainer
+        try:
+            final = trainer.train(resume=resumed, show_progress=False)
+        finally:
+            _WORKER["trainer"] = None
+            trainer.close()
+    if final is None:
+        raise RunInterrupted(f"stopped at {trainer.env_steps} env steps, checkpoint saved")
     rows = rundir.read_metrics(run_dir)
     curve = [
         {k: r[k] for k in ("env_steps", EVAL_RETURN, EVAL_STD, ELAPSED)}
@@ -138,12 +174,18 @@ def execute(spec: RunSpec, out: Path, meta: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     path = records.record_path(out, spec.env_id, spec.algo, spec.seed)
-    if spec.algo.startswith(SB3_PREFIX):
-        from .baselines_sb3 import run_sb3
+    if _WORKER["stopping"]:
+        raise RunInterrupted("the sweep is stopping")
+    _WORKER["running"] = True
+    try:
+        if spec.algo.startswith(SB3_PREFIX):
+            from .baselines_sb3 import run_sb3
 
-        body = run_sb3(spec, out)
-    else:
-        body = run_ours(spec, out)
+            body = run_sb3(spec, out)
+        else:
+            body = run_ours(spec, out)
+    finally:
+        _WORKER["running"] = False
     protocol = {k: getattr(spec, k) for k in records.PROTOCOL_KEYS}
     record = {"algo": spec.algo, "env_id": spec.env_id, "seed": spec.seed, "protocol": protocol}
     records.write_record(path, {**record, **body, **meta})
@@ -161,6 +203,8 @@ class SweepResult:
     finished: list[str] = dataclasses.field(default_factory=list)
     skipped: list[str] = dataclasses.field(default_factory=list)
     failed: list[str] = dataclasses.field(default_factory=list)
+    interrupted: list[str] = dataclasses.field(default_factory=list)
+    stopped: bool = False  # by SIGTERM (a Ctrl-C re-raises KeyboardInterrupt instead)
 
 
 def _pick(pending: list[RunSpec], free: int, idle: bool) -> RunSpec | None:
@@ -174,7 +218,9 @@ def _pick(pending: list[RunSpec], free: int, idle: bool) -> RunSpec | None:
 def run_sweep(
     specs: Sequence[RunSpec], out: Path, *, jobs: int, show_progress: bool = True
 ) -> SweepResult:
-    """Run every spec without a record, ``jobs`` cores' worth at a time."""
+    """Run every spec without a record, ``jobs`` cores' worth at a time. On SIGTERM or
+    Ctrl-C the running runs save a checkpoint and stop (``SweepResult.stopped``, or
+    ``KeyboardInterrupt`` re-raised), and no new run starts."""
     out = Path(out)
     result = SweepResult()
     pending = []
@@ -191,34 +237,75 @@ def run_sweep(
         dynamic_ncols=True,
     )
     running: dict[Future, RunSpec] = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
+    stop, interrupted = threading.Event(), False
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
+    )
+    with pool as ex, stop_on_sigterm(stop.set):
         try:
-            while pending or running:
+            while (pending or running) and not stop.is_set():
                 free = jobs - sum(s.cores for s in running.values())
                 while (spec := _pick(pending, free, idle=not running)) is not None:
                     running[ex.submit(execute, spec, out, meta)] = spec
                     free -= spec.cores
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    spec = running.pop(fut)
-                    try:
-                        summary = fut.result()
-                    except Exception as e:  # keep the sweep going; the run is retried next time
-                        result.failed.append(spec.name)
-                        path = records.failed_path(out, spec.env_id, spec.algo, spec.seed)
-                        text = "".join(traceback.format_exception(e))
-                        atomic_write_text(path, text)
-                        bar.write(f"FAILED {spec.name}: {type(e).__name__}: {e}")
-                    else:
-                        result.finished.append(spec.name)
-                        bar.set_postfix_str(
-                            f"last: {summary['name']} -> {summary['final']:.1f} "
-                            f"({summary['time']:.0f}s)"
-                        )
-                    bar.update(1)
+                finished, _ = wait(running, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+                _collect(finished, running, out, result, bar)
         except KeyboardInterrupt:
-            ex.shutdown(wait=False, cancel_futures=True)
-            raise
-        finally:
-            bar.close()
+            interrupted = True
+        if stop.is_set() or interrupted:
+            _stop_runs(ex, running, out, result, bar)
+        bar.close()
+    if interrupted:
+        raise KeyboardInterrupt
+    result.stopped = stop.is_set()
     return result
+
+
+def _stop_runs(
+    ex: ProcessPoolExecutor, running: dict[Future, RunSpec], out: Path, result, bar
+) -> None:
+    """Ask every worker to checkpoint its run and stop; wait for them (bounded)."""
+    for fut in running:
+        fut.cancel()  # not started yet: never will be
+    for proc in _workers(ex):
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGTERM)
+    finished, _ = wait(running, timeout=_STOP_GRACE_S)
+    _collect(finished, running, out, result, bar)
+    if running:  # past the grace period: their last checkpoints will do
+        for proc in _workers(ex):
+            proc.kill()
+    ex.shutdown(wait=False, cancel_futures=True)
+
+
+def _workers(ex: ProcessPoolExecutor) -> list:
+    """The pool's worker processes (``_processes`` is private, but stable since 3.8; an
+    executor without it just gets no signal, and its runs finish instead)."""
+    return list((getattr(ex, "_processes", None) or {}).values())
+
+
+def _collect(finished, running: dict[Future, RunSpec], out: Path, result: SweepResult, bar):
+    """Book the finished futures: a record, a failure (kept in failed/) or an interruption."""
+    for fut in finished:
+        spec = running.pop(fut)
+        if fut.cancelled():
+            continue
+        try:
+            summary = fut.result()
+        except RunInterrupted:
+            result.interrupted.append(spec.name)
+            continue
+        except Exception as e:  # keep the sweep going; the run is retried next time
+            result.failed.append(spec.name)
+            path = records.failed_path(out, spec.env_id, spec.algo, spec.seed)
+            atomic_write_text(path, "".join(traceback.format_exception(e)))
+            bar.write(f"FAILED {spec.name}: {type(e).__name__}: {e}")
+        else:
+            result.finished.append(spec.name)
+            bar.set_postfix_str(
+                f"last: {summary['name']} -> {summary['final']:.1f} ({summary['time']:.0f}s)"
+            )
+        bar.update(1)

@@ -7,6 +7,7 @@ both call these functions.
 
 from ._checks import finite_checks, set_finite_checks
 from .baselines import batch_mean_baseline, grpo_advantages, rloo_advantages
+from .importance import effective_sample_size, step_ratios, trajectory_log_weights
 from .kl import (
     KL_ESTIMATORS,
     AdaptiveKLController,
@@ -18,10 +19,12 @@ from .kl import (
 )
 from .losses import (
     AGGREGATION_MODES,
+    KLPenaltyLoss,
     PPOLoss,
     aggregate_loss,
     entropy,
     ppo_clip_loss,
+    ppo_kl_penalty_loss,
     reinforce_loss,
     value_loss,
 )
@@ -41,11 +44,13 @@ __all__ = [
     "KL_ESTIMATORS",
     "AdaptiveKLController",
     "FixedKLController",
+    "KLPenaltyLoss",
     "PPOLoss",
     "aggregate_loss",
     "batch_mean_baseline",
     "clipped_double_q_target",
     "discounted_returns",
+    "effective_sample_size",
     "entropy",
     "explained_variance",
     "finite_checks",
@@ -59,6 +64,7 @@ __all__ = [
     "masked_var",
     "polyak_update",
     "ppo_clip_loss",
+    "ppo_kl_penalty_loss",
     "reinforce_loss",
     "rloo_advantages",
     "set_finite_checks",
@@ -66,6 +72,8 @@ __all__ = [
     "squashed_gaussian_log_prob",
     "td_target",
     "temperature_loss",
+    "step_ratios",
+    "trajectory_log_weights",
     "value_loss",
     "whiten",
 ]

@@ -52,6 +52,9 @@ def grpo_advantages(scores: Tensor, *, scale_by_std: bool = True, eps: float = 1
         scores: (G, k) scores, k >= 2.
         scale_by_std: divide by the group std (GRPO); False gives Dr. GRPO.
         eps: added to the std so constant groups give zero advantages.
+
+    Returns:
+        (G, k) advantages.
     """
     _check_groups(scores, 2)
     centred = scores - scores.mean(dim=1, keepdim=True)
@@ -65,6 +68,9 @@ def batch_mean_baseline(scores: Tensor) -> Tensor:
 
     Args:
         scores: (B,) or (G, k); the mean is taken over all elements.
+
+    Returns:
+        advantages of the same shape as ``scores``.
     """
     check_tensor("scores", scores)
     check_finite(scores=scores)

@@ -220,3 +220,56 @@ def entropy(logits: Tensor) -> Tensor:
     # -inf logits (top-k / banned tokens) have p = 0 and contribute 0, not NaN
     plogp = torch.where(p > 0, p * logp, torch.zeros_like(p))
     return -plogp.sum(dim=-1).to(logits.dtype)
+
+
+class KLPenaltyLoss(NamedTuple):
+    """``loss`` (scalar, with grad); ``surrogate`` and ``approx_kl`` (detached scalars)."""
+
+    loss: Tensor
+    surrogate: Tensor
+    approx_kl: Tensor
+
+
+def ppo_kl_penalty_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor | None = None,
+    *,
+    kl_coef: float,
+    aggregation: AggregationMode = "token-mean",
+    norm_constant: float | None = None,
+) -> KLPenaltyLoss:
+    r"""PPO with a KL penalty instead of the clip (Schulman et al., 2017, section 4).
+
+    .. math::
+        \rho = \exp(\log\pi_\theta - \log\pi_{\text{old}}), \qquad
+        L = \operatorname{agg}\big[-A\rho + \beta\,((\rho - 1) - \log\rho)\big]
+
+    The second term is the k3 estimate of KL(old || new) on samples of the old
+    policy; its gradient, :math:`(\rho - 1)\nabla\log\pi_\theta`, has the
+    expectation of :math:`\nabla\,\mathrm{KL}(\pi_{\text{old}}\,\|\,\pi_\theta)`.
+    Steer :math:`\beta` with :class:`AdaptiveKLController` from ``approx_kl``.
+
+    Args:
+        logprobs: (B, T) log-probs under the current policy (with grad).
+        old_logprobs: (B, T) log-probs under the rollout policy.
+        advantages: (B, T).
+        mask: (B, T) bool.
+        kl_coef: the penalty coefficient beta, >= 0.
+    """
+    check_tensor("logprobs", logprobs, ndim=2)
+    check_tensor("old_logprobs", old_logprobs, ndim=2)
+    check_tensor("advantages", advantages, ndim=2)
+    check_same_shape("logprobs", logprobs, old_logprobs=old_logprobs, advantages=advantages)
+    check_positive("kl_coef", kl_coef, allow_zero=True)
+    mask = check_optional_mask(mask, "logprobs", logprobs)
+    check_finite(mask, logprobs=logprobs, old_logprobs=old_logprobs, advantages=advantages)
+
+    adv = _zero_masked(advantages.detach(), mask)
+    log_ratio = _zero_masked(logprobs, mask) - _zero_masked(old_logprobs.detach(), mask)
+    ratio = torch.exp(log_ratio)
+    kl = (ratio - 1) - log_ratio
+    surrogate = aggregate_loss(-adv * ratio, mask, aggregation, norm_constant=norm_constant)
+    penalty = aggregate_loss(kl, mask, aggregation, norm_constant=norm_constant)
+    return KLPenaltyLoss(surrogate + kl_coef * penalty, surrogate.detach(), penalty.detach())

@@ -68,7 +68,11 @@ def masked_var(
     .. math:: \sigma^2 = \frac{\sum_i m_i (x_i - \mu)^2}{n - 1}\ \text{(unbiased)}
               \quad\text{or}\quad \frac{\cdot}{n}, \qquad n = \sum_i m_i
 
-    Returns a 0-dim tensor. With ``unbiased=True`` a single valid element gives 0.
+    Args:
+        x: float tensor of any shape; mask: bool tensor of x's shape or None (all valid).
+
+    Returns a 0-dim tensor (float32 at least). With ``unbiased=True`` a single valid
+    element gives 0.
     """
     mean = masked_mean(x, mask, distributed=distributed)
     mask = check_mask(mask, "x", x)
@@ -93,7 +97,12 @@ def whiten(
     .. math:: \hat{x}_i = \frac{x_i - \mu}{\sqrt{\sigma^2 + \epsilon}}
 
     With ``shift_mean=False`` the mean is added back (only the scale changes).
-    Masked elements are returned as 0.
+
+    Args:
+        x: float tensor of any shape, e.g. (B, T) advantages; mask: bool of x's shape or None.
+
+    Returns:
+        tensor of x's shape and dtype; masked elements are 0.
     """
     if mask is not None:
         mask = check_mask(mask, "x", x)
@@ -114,8 +123,14 @@ def explained_variance(predictions: Tensor, targets: Tensor, mask: Tensor | None
 
     .. math:: \mathrm{EV} = 1 - \frac{\mathrm{Var}[y - \hat{y}]}{\mathrm{Var}[y]}
 
-    1 is perfect, 0 is no better than a constant, negative is worse. Returns
-    NaN when the targets have zero variance.
+    1 is perfect, 0 is no better than a constant, negative is worse.
+
+    Args:
+        predictions, targets: float tensors of the same shape (e.g. (B, T) values and
+            returns); mask: bool of that shape or None.
+
+    Returns:
+        a Python float; NaN when the targets have zero variance.
     """
     check_tensor("predictions", predictions)
     check_tensor("targets", targets)

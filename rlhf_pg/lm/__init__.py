@@ -11,6 +11,7 @@ critic-free REINFORCE / RLOO / GRPO (``estimator="reinforce" | "rloo" | "grpo"``
 
 from ..hf.scoring import RewardModel
 from ..hf.tokens import ensure_pad_token
+from .checkpoint import CheckpointError, latest_checkpoint
 from .config import PPOConfig
 from .prompts import TrainerState
 from .rewards import CombinedReward, validate_scores
@@ -20,6 +21,7 @@ from .trainer import PPOTrainer
 from .value_head import PolicyWithValueHead, ValueHead
 
 __all__ = [
+    "CheckpointError",
     "CombinedReward",
     "PPOConfig",
     "PPOTrainer",
@@ -30,5 +32,6 @@ __all__ = [
     "TrainerState",
     "ValueHead",
     "ensure_pad_token",
+    "latest_checkpoint",
     "validate_scores",
 ]

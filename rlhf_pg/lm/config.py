@@ -150,7 +150,15 @@ class PPOConfig:
 
     # --- bookkeeping ---------------------------------------------------------
     seed: int = _help("random seed (each process adds its rank)", 0)
-    output_dir: str = _help("where metrics.jsonl, trackers and checkpoints go; empty = none", "")
+    output_dir: str = _help(
+        "where metrics.jsonl, trackers and checkpoints go (one writer at a time); empty = none",
+        "",
+    )
+    overwrite_output_dir: bool = _help(
+        "a new run in an output_dir holding metrics.jsonl or checkpoints deletes them; "
+        "without it such a run refuses to start (resume with load_checkpoint instead)",
+        False,
+    )
     log_with: str = _help("accelerate tracker: tensorboard, wandb, all or none", "none")
     save_every: int = _help("checkpoint every N steps in train(); 0 = only at the end", 0)
     progress_bar: bool = _help("tqdm progress bar on the main process", True)
@@ -206,6 +214,10 @@ class PPOConfig:
             )
         if not self.clip_eps > 0:
             raise ConfigError(f"clip_eps must be > 0, got {self.clip_eps}")
+        if self.save_every and not self.output_dir:
+            raise ConfigError(
+                f"save_every={self.save_every} needs an output_dir for the checkpoints"
+            )
 
     def _check_batch_split(self) -> None:
         if self.estimator in ("rloo", "grpo") and self.samples_per_prompt < 2:

@@ -25,18 +25,36 @@ def check_lora_targets(model, targets: list[str]) -> None:
         )
 
 
-def apply_lora(model, config: PPOConfig):
-    """Wrap ``model`` with trainable LoRA adapters (base frozen); a peft model is kept as is."""
-    if hasattr(model, "peft_config"):
-        return model
+REFERENCE_ADAPTER = "reference"
+
+
+def keep_reference_adapter(model) -> str:
+    """A frozen copy of a peft model's incoming (e.g. SFT) adapter, named ``reference``:
+    the reference policy is base + that adapter, not the bare base. Returns its name."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    active = model.active_adapter
+    model.add_adapter(REFERENCE_ADAPTER, model.peft_config[active])
+    state = get_peft_model_state_dict(model, adapter_name=active)
+    set_peft_model_state_dict(model, state, adapter_name=REFERENCE_ADAPTER)
+    model.set_adapter(active)  # keeps the incoming adapter the trained one
+    for name, param in model.named_parameters():
+        if f".{REFERENCE_ADAPTER}." in name:
+            param.requires_grad_(False)
+    return REFERENCE_ADAPTER
+
+
+def apply_lora(model, config: PPOConfig, lora_config=None):
+    """Wrap ``model`` with trainable LoRA adapters (base frozen), from ``lora_config`` (a
+    ``peft.LoraConfig``) or the config's flat ``lora_*`` fields."""
     from peft import LoraConfig, get_peft_model
 
     targets = config.lora_target_modules or None
-    if targets:
+    if targets and lora_config is None:
         check_lora_targets(model, targets)
     from transformers.pytorch_utils import Conv1D
 
-    lora = LoraConfig(
+    lora = lora_config or LoraConfig(
         # GPT-2 style Conv1D layers store weights transposed
         fan_in_fan_out=any(isinstance(m, Conv1D) for m in model.modules()),
         r=config.lora_r,
@@ -71,23 +89,52 @@ def match_vocabulary(reference, policy, tokenizer) -> None:
     reference.config.pad_token_id = tokenizer.pad_token_id
 
 
+def prepare_critic(critic, tokenizer) -> None:
+    """A separate critic reads the policy's tokens: its vocabulary must be the policy
+    tokenizer's (at most missing the pad token the trainer added). Only its trunk feeds the
+    value head, so everything outside the trunk (a classifier's score layer) is frozen:
+    DDP would otherwise wait forever for gradients that never come."""
+    vocab = critic.get_input_embeddings().num_embeddings
+    if vocab not in (len(tokenizer), len(tokenizer) - 1):
+        raise ValueError(
+            f"critic_model has a vocabulary of {vocab} tokens but the policy tokenizer has "
+            f"{len(tokenizer)}; the critic reads the policy's tokens, so it must share its "
+            "tokenizer (e.g. a reward model trained from the SFT model)"
+        )
+    ensure_pad_token(tokenizer, critic)
+    disable_dropout(critic)
+    trunk = {id(p) for p in critic.base_model.parameters()}
+    for p in critic.parameters():
+        if id(p) not in trunk:
+            p.requires_grad_(False)
+
+
 def build_policy(
-    cfg: PPOConfig, model, tokenizer, *, ref_model=None, critic_model=None, reward_models=()
+    cfg: PPOConfig,
+    model,
+    tokenizer,
+    *,
+    ref_model=None,
+    critic_model=None,
+    reward_models=(),
+    lora_config=None,
 ) -> tuple[PolicyWithValueHead, object | None]:
     """The policy wrapper (pad token, no dropout, LoRA or not, value head when the estimator
-    needs one) and the frozen reference (None with LoRA: adapters disabled instead)."""
+    needs one) and the frozen reference (None with LoRA: the base with adapters disabled,
+    or with a frozen copy of the incoming adapter when the model already was a peft model)."""
     if critic_model is not None and not cfg.uses_critic:
         raise ValueError(f"critic_model was given but estimator={cfg.estimator!r} uses no critic")
     wrapper = model if isinstance(model, PolicyWithValueHead) else None
     base = wrapper.pretrained_model if wrapper else model
     if not hasattr(base, "generate"):
         raise TypeError(f"model must be a causal LM with generate(), got {type(base).__name__}")
+    resized = base.get_input_embeddings().num_embeddings
     ensure_pad_token(tokenizer, base)
+    resized = base.get_input_embeddings().num_embeddings != resized
     if ref_model is not None:
         match_vocabulary(ref_model, base, tokenizer)
     if critic_model is not None:
-        ensure_pad_token(tokenizer, critic_model)
-        disable_dropout(critic_model)
+        prepare_critic(critic_model, tokenizer)
     for rm in reward_models:
         if rm.tokenizer is None:
             ensure_pad_token(tokenizer, rm.model)
@@ -96,14 +143,17 @@ def build_policy(
         for m in (base, critic_model, *[rm.model for rm in reward_models]):
             if m is not None:
                 fuse_gelu(m)
-    if cfg.use_lora:
+    reference_adapter = None
+    if cfg.use_lora or lora_config is not None:
         if ref_model is not None:
             raise ValueError(
-                "ref_model cannot be combined with use_lora=True: the reference is the "
-                "policy with its adapters disabled"
+                "ref_model cannot be combined with LoRA: the reference is the policy's base "
+                "(with its incoming adapter, if any)"
             )
-        base = apply_lora(base, cfg)
-        ref_model = None
+        if hasattr(base, "peft_config"):  # e.g. an SFT adapter: train on, refer to its copy
+            reference_adapter = keep_reference_adapter(base)
+        else:
+            base = apply_lora(base, cfg, lora_config)
     else:
         if hasattr(base, "peft_config"):
             raise ValueError("model is a peft model; set use_lora=True to train its adapters")
@@ -118,6 +168,8 @@ def build_policy(
         wrapper.pretrained_model = base
         if cfg.uses_critic and wrapper.v_head is None:
             wrapper.v_head = ValueHead(hidden_size(base))
+    wrapper.reference_adapter = reference_adapter
+    wrapper.resized_embeddings = wrapper.resized_embeddings or resized
     if wrapper.v_head is not None:
         wrapper.v_head.requires_grad_(cfg.uses_critic)
     if cfg.gradient_checkpointing:

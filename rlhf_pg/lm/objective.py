@@ -1,7 +1,8 @@
 """The loss of one micro-batch, returned as separate terms, and the one place the
 coefficients combine them.
 
-Tensors are padded on the right to ``max_new_tokens`` before aggregation so that
+Tensors are padded on the right to one width for the whole step (``max_new_tokens``, or
+the longest response when longer ones are given) before aggregation, so that
 ``seq-mean-token-sum`` divides by the same constant on every process and micro-batch,
 whatever their longest response.
 """
@@ -74,10 +75,11 @@ def trim_batch(batch: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def loss_terms(
-    model, batch: dict[str, Tensor], config: PPOConfig, *, with_kl: bool
+    model, batch: dict[str, Tensor], config: PPOConfig, *, with_kl: bool, pad_width: int
 ) -> tuple[LossTerms, dict[str, Tensor]]:
     """Forward the policy (and value head) on one micro-batch; returns the loss terms and
-    the PPO statistics (clip fraction, approx-KL). ``with_kl``: compute the KL term."""
+    the PPO statistics (clip fraction, approx-KL). ``with_kl``: compute the KL term;
+    ``pad_width``: the response width every micro-batch of the step is aggregated at."""
     logprobs, values, token_entropy = response_forward(
         model,
         batch["query_ids"],
@@ -88,7 +90,7 @@ def loss_terms(
         with_values=config.uses_critic,
         with_entropy=config.entropy_coef > 0,
     )
-    width = max(config.max_new_tokens, logprobs.shape[1])
+    width = pad_width
     mask = _pad_to(batch["response_mask"], width)
     agg = config.loss_aggregation
 

@@ -1,4 +1,4 @@
-"""The one prompt sampler of the trainer: shuffled passes over a prompt list, each process
+"""Prompt limits and the one prompt sampler of the trainer: shuffled passes over a prompt list, each process
 taking its share of every global batch. Its position lives in :class:`TrainerState`, so a
 checkpoint resumes on the very next prompt."""
 
@@ -42,3 +42,15 @@ def next_prompts(
         if state.data_pos >= len(prompts):
             state.data_epoch, state.data_pos = state.data_epoch + 1, 0
     return batch[rank * batch_size : (rank + 1) * batch_size]
+
+
+def prompt_limit(context: int | None, config) -> int:
+    """The longest prompt in tokens: ``max_prompt_length``, or the model's context window
+    minus ``max_new_tokens``; raises when prompt and response cannot fit the window."""
+    limit = config.max_prompt_length or (context - config.max_new_tokens if context else 10**9)
+    if limit < 1 or (context and limit + config.max_new_tokens > context):
+        raise ValueError(
+            f"max_prompt_length={config.max_prompt_length} plus max_new_tokens="
+            f"{config.max_new_tokens} exceeds the model's context window of {context} tokens"
+        )
+    return limit

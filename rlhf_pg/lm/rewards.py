@@ -53,6 +53,15 @@ def validate_scores(scores: Any, n: int, name: str) -> Tensor:
     return torch.tensor(out, dtype=torch.float32)
 
 
+def _is_pair(spec: Any) -> bool:
+    return (
+        isinstance(spec, tuple)
+        and len(spec) == 2
+        and isinstance(spec[0], numbers.Real)
+        and callable(spec[1])
+    )
+
+
 class CombinedReward:
     """Weighted sum of reward callables / reward models: ``sum_i w_i * fn_i``.
 
@@ -61,6 +70,14 @@ class CombinedReward:
     """
 
     def __init__(self, spec: RewardSpec) -> None:
+        if _is_pair(spec):
+            spec = [spec]  # one (weight, callable) pair
+        elif isinstance(spec, (str, bytes)) or not (callable(spec) or isinstance(spec, Sequence)):
+            raise TypeError(
+                f"reward must be a callable (prompts, completions) -> list[float], a "
+                f"RewardModel, or a list of them / (weight, callable) pairs; got "
+                f"{spec!r} ({type(spec).__name__})"
+            )
         items = [spec] if callable(spec) else list(spec)
         if not items:
             raise ValueError("reward list is empty; give at least one reward callable")
@@ -68,9 +85,11 @@ class CombinedReward:
         for i, item in enumerate(items):
             weight, fn = item if isinstance(item, tuple) else (1.0, item)
             if not callable(fn):
-                raise TypeError(f"reward {i} is not callable: {fn!r}")
+                raise TypeError(f"reward {i} is not callable: {fn!r} ({type(fn).__name__})")
             if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
                 raise TypeError(f"reward {i} weight must be a number, got {weight!r}")
+            if not math.isfinite(weight):
+                raise ValueError(f"reward {i} weight must be finite, got {weight!r}")
             self.parts.append((float(weight), fn))
 
     def __call__(self, rollout: Rollout, tokenizer=None) -> tuple[Tensor, dict[str, Tensor]]:

@@ -103,6 +103,7 @@ def response_forward(
     temperature: float,
     with_values: bool = False,
     with_entropy: bool = False,
+    **model_kwargs,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """One forward pass over prompt + response.
 
@@ -126,6 +127,7 @@ def response_forward(
             position_ids=pos,
             logits_to_keep=width + 1,
             use_cache=False,
+            **model_kwargs,
         ).logits
         values = None
     logprobs, ent = token_logprobs(
@@ -151,12 +153,24 @@ def evaluate_rollout(
     logprobs, values, rollout.entropy = response_forward(
         policy, *tokens, temperature=temperature, with_values=with_values, with_entropy=True
     )
-    if ref_model is None:
-        with policy.pretrained_model.disable_adapter():
-            ref, _, _ = response_forward(policy.pretrained_model, *tokens, temperature=temperature)
-    else:
-        ref, _, _ = response_forward(ref_model, *tokens, temperature=temperature)
+    ref = reference_logprobs(policy, ref_model, tokens, temperature)
     rollout.logprobs, rollout.values, rollout.ref_logprobs = logprobs, values, ref
+
+
+@torch.no_grad()
+def reference_logprobs(policy: PolicyWithValueHead, ref_model, tokens, temperature: float):
+    """Log-probs of the response tokens under the reference: an explicit model, or (LoRA)
+    the policy's base with the frozen reference adapter, or with adapters disabled."""
+    if ref_model is not None:
+        return response_forward(ref_model, *tokens, temperature=temperature)[0]
+    peft_model = policy.pretrained_model
+    if policy.reference_adapter is not None:  # peft's per-row adapter choice; no state change
+        names = [policy.reference_adapter] * tokens[0].shape[0]
+        return response_forward(peft_model, *tokens, temperature=temperature, adapter_names=names)[
+            0
+        ]
+    with peft_model.disable_adapter():
+        return response_forward(peft_model, *tokens, temperature=temperature)[0]
 
 
 def check_rollout(rollout: Rollout, config) -> None:

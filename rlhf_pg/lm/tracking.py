@@ -9,6 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..utils.io import filter_jsonl
+from ..utils.run_folder import lock_run_folder, prepare_fresh_run
+
 
 class TrainerCallback:
     """Subclass and override what you need; every hook receives the trainer."""
@@ -60,16 +63,75 @@ def tracker_names(log_with: str) -> list[str]:
     return wanted
 
 
-class MetricsWriter:
-    """Appends one JSON line per step (main process only) and forwards to the trackers."""
+# what a run writes into output_dir: any of these makes the folder "used"
+RUN_OUTPUTS = ("metrics.jsonl", "checkpoint-*")
+# leftovers of killed saves, deleted with the outputs when a new run overwrites them
+RUN_LEFTOVERS = (".checkpoint-*.partial", ".checkpoint-*.old", ".metrics.jsonl.*.tmp")
 
-    def __init__(self, accelerator, output_dir: str) -> None:
+
+class MetricsWriter:
+    """Appends one JSON line per step (main process only) and forwards to the trackers.
+
+    The main process holds ``output_dir``'s lock (:func:`lock_run_folder`) from
+    construction until :meth:`close`. The writer also applies the rule for a used
+    ``output_dir``: a new run (no checkpoint loaded) refuses a folder holding
+    ``metrics.jsonl`` or checkpoints unless ``overwrite``, which deletes them first; a
+    resumed run keeps the lines up to the checkpoint's step.
+    """
+
+    def __init__(self, accelerator, config) -> None:
+        """``config``: the trainer's PPOConfig (``output_dir``, ``overwrite_output_dir``).
+        An output_dir that cannot be created or written, or is in use, fails here."""
         self.accelerator = accelerator
-        self.path = Path(output_dir) / "metrics.jsonl" if output_dir else None
+        self.output_dir = Path(config.output_dir) if config.output_dir else None
+        self.path = self.output_dir / "metrics.jsonl" if self.output_dir else None
+        self.overwrite = config.overwrite_output_dir
+        self.started = self.output_dir is None  # nothing to check without a folder
+        self.lock = (
+            lock_run_folder(self.output_dir, "output_dir")
+            if self.output_dir and accelerator.is_main_process
+            else None
+        )
+
+    def close(self) -> None:
+        """Free output_dir for another writer (also done on exit and garbage collection)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def start_run(self) -> None:
+        """Called before anything is written: refuses (or, with ``overwrite``, clears) a
+        folder that holds an earlier run. Every process checks, so all of them stop."""
+        if self.started:
+            return
+        saved = sorted(self.output_dir.glob("checkpoint-*"))
+        resume = f"trainer.load_checkpoint('{saved[-1]}')" if saved else "a checkpoint"
+        hint = f"resume it with {resume}, set overwrite_output_dir=True to start it clean, "
+        if self.accelerator.is_main_process or not self.overwrite:  # only the main deletes
+            prepare_fresh_run(
+                self.output_dir,
+                RUN_OUTPUTS,
+                overwrite=self.overwrite,
+                also_remove=RUN_LEFTOVERS,
+                what="output_dir",
+                hint=hint,
+            )
+        self.accelerator.wait_for_everyone()
+        self.started = True
+
+    def resume(self, step: int) -> None:
+        """A checkpoint of ``step`` was loaded: drop the lines of later steps (logged by a
+        run killed before it saved them), atomically."""
+        if self.path is not None and self.accelerator.is_main_process:
+            filter_jsonl(
+                self.path, lambda rec: isinstance(rec.get("step"), int) and rec["step"] <= step
+            )
+        self.accelerator.wait_for_everyone()
+        self.started = True
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         if self.accelerator.trackers:
             self.accelerator.log(metrics, step=step)
+        self.start_run()  # every process calls write(): the check may wait for the others
         if self.path is None or not self.accelerator.is_main_process:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

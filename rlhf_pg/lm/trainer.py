@@ -27,12 +27,13 @@ from ..core import AdaptiveKLController, FixedKLController
 from ..hf.models import context_length
 from ..hf.sampling import sample_tokens
 from ..hf.tokens import decode_rows, encode_prompts, left_pad, truncate_at_stop
+from ..utils.run_folder import check_process_group
 from .advantages import compute_advantages, last_valid_index, update_batch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PPOConfig
 from .metrics import global_mean, rollout_metrics, timing_metrics, update_metrics
 from .models import build_policy
-from .prompts import TrainerState, next_prompts
+from .prompts import TrainerState, next_prompts, prompt_limit
 from .rewards import CombinedReward, RewardSpec, validate_scores
 from .rollout import Rollout, check_rollout, evaluate_rollout
 from .tracking import MetricsWriter, TrainerCallback, as_callback, tracker_names
@@ -60,6 +61,9 @@ class PPOTrainer:
         prompts: training prompts for :meth:`train`.
         accelerator: an ``Accelerator``; by default one is built from the config.
         callbacks: :class:`TrainerCallback` objects or ``fn(step, metrics)`` hooks.
+        peft_config: a ``peft.LoraConfig`` to train adapters with (instead of the config's
+            flat ``lora_*`` fields). A model that already is a peft model (an SFT adapter)
+            keeps training its adapter; a frozen copy of it is the reference.
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class PPOTrainer:
         prompts: Sequence[str] | None = None,
         accelerator: Accelerator | None = None,
         callbacks: Sequence[TrainerCallback | Callable] = (),
+        peft_config=None,
     ) -> None:
         self.config = cfg = config
         trackers = tracker_names(cfg.log_with)
@@ -83,19 +88,21 @@ class PPOTrainer:
             log_with=trackers or None,
             project_dir=cfg.output_dir or None,
         )
+        check_process_group(self.accelerator.num_processes, cpu_flag="--cpu true (cpu=True)")
         # the same seed on every rank while building (new embedding rows, heads), so the
         # reference copies match the policy that DDP broadcasts from rank 0
         set_seed(cfg.seed)
         self.tokenizer = tokenizer
         self.reward = CombinedReward(reward) if reward is not None else None
         self.prompts = list(prompts) if prompts is not None else None
+        self.writer = MetricsWriter(self.accelerator, cfg)  # claims output_dir before any work
         reward_models = self.reward.models() if self.reward else []
         policy, self.ref_model = build_policy(
             cfg, model, tokenizer, ref_model=ref_model, critic_model=critic_model,
-            reward_models=reward_models,
+            reward_models=reward_models, lora_config=peft_config,
         )  # fmt: skip
         self.stop_ids = cfg.stop_token_ids or [tokenizer.eos_token_id]
-        self.max_prompt_length = self._prompt_limit(policy)
+        self.max_prompt_length = prompt_limit(context_length(policy.pretrained_model), cfg)
         optimizer, self.scheduler = optimizer_and_schedule(policy, cfg)
         self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)
         for frozen in [self.ref_model, *reward_models]:
@@ -112,22 +119,10 @@ class PPOTrainer:
         self.sample_generator = torch.Generator().manual_seed(cfg.seed + rank)  # per rank
         self.perm_generator = torch.Generator().manual_seed(cfg.seed)  # same on every rank
         self.callbacks = [as_callback(c) for c in callbacks]
-        self.writer = MetricsWriter(self.accelerator, cfg.output_dir)
         if trackers:
             self.accelerator.init_trackers(
                 "rlhf_pg_lm", config={k: str(v) for k, v in cfg.to_dict().items()}
             )
-
-    def _prompt_limit(self, policy: PolicyWithValueHead) -> int:
-        cfg = self.config
-        ctx = context_length(policy.pretrained_model)
-        limit = cfg.max_prompt_length or (ctx - cfg.max_new_tokens if ctx else 10**9)
-        if limit < 1 or (ctx and limit + cfg.max_new_tokens > ctx):
-            raise ValueError(
-                f"max_prompt_length={cfg.max_prompt_length} plus max_new_tokens="
-                f"{cfg.max_new_tokens} exceeds the model's context window of {ctx} tokens"
-            )
-        return limit
 
     @property
     def unwrapped_model(self) -> PolicyWithValueHead:
@@ -184,6 +179,10 @@ class PPOTrainer:
         k = self.config.samples_per_prompt
         repeated = [p for p in prompts for _ in range(k)]
         query_ids, query_mask = self._encode(repeated)
+        if self.config.prompt_truncation == "left":  # rewards see the prompt the policy saw
+            cut = query_mask.sum(dim=1) >= self.max_prompt_length
+            seen = decode_rows(self.tokenizer, query_ids, query_mask)
+            repeated = [s if c else p for p, s, c in zip(repeated, seen, cut.tolist())]
         start = time.perf_counter()
         response_ids, response_mask, has_stop = self._sample(query_ids, query_mask)
         seconds = time.perf_counter() - start
@@ -286,6 +285,7 @@ class PPOTrainer:
         """
         cfg, acc = self.config, self.accelerator
         start = time.perf_counter()
+        self.writer.start_run()  # a fresh run refuses a used output_dir before changing state
         # 1. the rollout: this process's rows with the sampling policy's log-probs (and values)
         check_rollout(rollout, cfg)
         rollout = rollout.to(self.device)
@@ -325,6 +325,7 @@ class PPOTrainer:
         if self.reward is None:
             raise ValueError("train() needs a reward: PPOTrainer(..., reward=fn or RewardModel)")
         self._encode(self.prompts)  # every prompt checked before the first step
+        self.writer.start_run()
         end = cfg.max_steps if num_steps is None else self.state.step + num_steps
         history = []
         bar = tqdm(
@@ -376,8 +377,9 @@ class PPOTrainer:
             cb.on_step_end(self, metrics)
 
     def end_training(self) -> None:
-        """Close trackers and the process group (call once at the end of a script)."""
+        """Close trackers and the process group, free output_dir (call once at the end)."""
         self.accelerator.end_training()
+        self.writer.close()
 
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, path: str) -> None:

@@ -40,6 +40,10 @@ def ppo_update(
     fewer than ``update_epochs`` when ``target_kl`` stopped the loop).
     """
     n = batch["response_mask"].shape[0]
+    # seq-mean-token-sum divides by one constant for the whole step on every process:
+    # max_new_tokens, or the longest valid response anywhere if given longer ones
+    longest = batch["response_mask"].sum(dim=1).max()
+    pad_width = max(config.max_new_tokens, int(accelerator.reduce(longest, "max")))
     mb_size = n // config.num_minibatches
     stats: dict[str, list[Tensor]] = {}
     model.train()  # dropout is disabled; train mode only switches gradient checkpointing on
@@ -49,7 +53,9 @@ def ppo_update(
         epoch_kl = []
         for m in range(config.num_minibatches):
             rows = perm[m * mb_size : (m + 1) * mb_size]
-            shares = minibatch_step(model, optimizer, accelerator, batch, rows, config, kl_coef)
+            shares = minibatch_step(
+                model, optimizer, accelerator, batch, rows, config, kl_coef, pad_width
+            )
             for key, value in shares.items():
                 stats.setdefault(key, []).append(value.detach().float().cpu())
             epoch_kl.append(accelerator.reduce(shares["policy/approx_kl"], "sum"))
@@ -62,14 +68,22 @@ def ppo_update(
 
 
 def minibatch_step(
-    model, optimizer, accelerator, batch, rows: Tensor, config: PPOConfig, kl_coef: float
+    model,
+    optimizer,
+    accelerator,
+    batch,
+    rows: Tensor,
+    config: PPOConfig,
+    kl_coef: float,
+    pad_width: int,
 ) -> dict[str, Tensor]:
     """One optimizer step on the minibatch ``rows``, over ``gradient_accumulation_steps``
     micro-batches.
 
     Each micro-batch loss is scaled by its share of the minibatch's aggregation weight over
     ALL processes, so the summed (and DDP-averaged) gradient equals the gradient of the loss
-    aggregated over the global minibatch. Returns this process's share of each statistic.
+    aggregated over the global minibatch. Losses are aggregated over responses padded to
+    ``pad_width``. Returns this process's share of each statistic.
     """
     micro_size = len(rows) // config.gradient_accumulation_steps
     micro = [
@@ -84,7 +98,7 @@ def minibatch_step(
         share = weights[j] / total
         last = j == len(micro) - 1
         with contextlib.nullcontext() if last else accelerator.no_sync(model):
-            terms, ppo_stats = loss_terms(model, b, config, with_kl=with_kl)
+            terms, ppo_stats = loss_terms(model, b, config, with_kl=with_kl, pad_width=pad_width)
             loss = total_loss(terms, config, kl_coef)
             accelerator.backward(loss * (share * accelerator.num_processes))
         named = {TERM_METRICS[k]: v for k, v in terms._asdict().items() if v is not None}

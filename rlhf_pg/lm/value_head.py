@@ -68,6 +68,8 @@ class PolicyWithValueHead(nn.Module):
         super().__init__()
         self.pretrained_model = pretrained_model
         self.critic_model = critic_model
+        self.reference_adapter: str | None = None  # peft adapter holding the reference
+        self.resized_embeddings = False  # the trainer grew the vocabulary (a pad token)
         self.v_head: ValueHead | None = None
         if with_value_head:
             trunk = critic_model if critic_model is not None else pretrained_model
@@ -129,13 +131,23 @@ class PolicyWithValueHead(nn.Module):
         """Write the policy (full model, or peft adapters) plus the head and critic."""
         path = Path(save_directory)
         path.mkdir(parents=True, exist_ok=True)
-        self.pretrained_model.save_pretrained(str(path))
+        if self.is_peft:
+            # adapters only, plus the embeddings when the trainer grew them (a pad token),
+            # so they load back onto the original base
+            self.pretrained_model.save_pretrained(
+                str(path),
+                selected_adapters=[self.pretrained_model.active_adapter],
+                save_embedding_layers=self.resized_embeddings,
+            )
+        else:
+            self.pretrained_model.save_pretrained(str(path))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(path))
         meta = {
             "has_value_head": self.v_head is not None,
             "separate_critic": False,
             "peft": self.is_peft,
+            "vocab_size": self.pretrained_model.get_input_embeddings().num_embeddings,
         }
         if self.v_head is not None:
             atomic_save_safetensors(self.v_head.state_dict(), path / HEAD_WEIGHTS)
@@ -169,6 +181,9 @@ class PolicyWithValueHead(nn.Module):
                 base_model = PeftConfig.from_pretrained(str(path)).base_model_name_or_path
             if isinstance(base_model, (str, os.PathLike)):
                 base_model = AutoModelForCausalLM.from_pretrained(str(base_model), **model_kwargs)
+            vocab = meta.get("vocab_size")
+            if vocab and base_model.get_input_embeddings().num_embeddings != vocab:
+                base_model.resize_token_embeddings(vocab, mean_resizing=False)  # rows saved
             policy = PeftModel.from_pretrained(base_model, str(path), is_trainable=is_trainable)
         else:
             policy = AutoModelForCausalLM.from_pretrained(str(path), **model_kwargs)

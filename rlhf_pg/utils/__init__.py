@@ -1,2 +1,2 @@
 """Utilities with no model code: crash-safe io, the artefact cache, the one config loader,
-RNG state save/restore."""
+RNG state save/restore, run-folder locking and process-group checks."""

@@ -84,6 +84,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError as err:  # a binary file given by mistake
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
     return data

@@ -1,0 +1,112 @@
+"""PPO with the adaptive KL penalty instead of the clip (the paper's other variant).
+
+Each update maximises the importance-weighted surrogate minus beta times
+KL(old || new) over the same epochs of minibatches as PPO-clip; after the
+update, the core's ``AdaptiveKLController`` moves beta towards ``kl_target``
+with the KL measured on the whole batch (beta grows when the policy moved too
+far, shrinks when it moved too little).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rlhf_pg.core import (
+    AdaptiveKLController,
+    explained_variance,
+    kl_k3,
+    ppo_kl_penalty_loss,
+    value_loss,
+    whiten,
+)
+
+from ..config import Config, ConfigError
+from ..networks import ActorCritic
+from ..rollout import Batch
+from .base import unchecked_core
+from .ppo import PPO
+
+_LOGGED = ("loss/policy", "loss/value", "loss/entropy", "loss/kl_penalty", "grad_norm")
+
+
+class PPOKL(PPO):
+    def __init__(self, cfg: Config, agent: ActorCritic) -> None:
+        super().__init__(cfg, agent)
+        self.kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
+
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        for name in ("kl_coef", "kl_target", "kl_horizon", "update_epochs", "num_minibatches"):
+            value = getattr(cfg, name)
+            if not value > 0:
+                raise ConfigError(f"{name} must be > 0 for ppo_kl, got {value}")
+        batch = cfg.num_envs * cfg.num_steps
+        if batch % cfg.num_minibatches:
+            raise ConfigError(
+                f"batch of num_envs*num_steps = {batch} is not divisible into "
+                f"num_minibatches = {cfg.num_minibatches}; choose a divisor of {batch}"
+            )
+
+    def update(self, b: Batch, progress_left: float) -> dict[str, float]:
+        adv, ret = self.advantages(b)
+        n = b.steps
+        flat = {
+            "obs": b.obs.reshape(n, -1),
+            "actions": b.actions.reshape(n, *b.actions.shape[2:]),
+            "old_logp": b.logprobs.reshape(1, n),
+            "old_v": b.values.reshape(1, n),
+            "adv": adv.reshape(1, n),
+            "ret": ret.reshape(1, n),
+        }
+        beta = self.kl_ctl.kl_coef
+        with unchecked_core():
+            logs = self._penalty_epochs(flat, beta)
+        self.check_losses(logs)
+        with torch.inference_mode():  # the KL the controller reacts to: old vs updated policy
+            new_logp = self.agent.evaluate(flat["obs"], flat["actions"], entropy_grad=False)[0]
+            kl = float(kl_k3(flat["old_logp"].view(-1), new_logp).mean())
+        self.kl_ctl.update(kl, n)
+        metrics = dict(zip(_LOGGED, logs.mean(0).tolist()))
+        metrics.update(
+            {
+                "policy/approx_kl": kl,
+                "kl/coef": beta,
+                "value/explained_variance": explained_variance(b.values, ret),
+            }
+        )
+        return metrics
+
+    def _penalty_epochs(self, d: dict[str, Tensor], beta: float) -> Tensor:
+        cfg, agent = self.cfg, self.agent
+        n = d["obs"].shape[0]
+        mb_size = n // cfg.num_minibatches
+        vf_clip = cfg.clip_eps_value if cfg.clip_vloss else None
+        logs: list[Tensor] = []
+        for _ in range(cfg.update_epochs):
+            perm = torch.randperm(n)
+            for start in range(0, n, mb_size):
+                idx = perm[start : start + mb_size]
+                logp, ent, v = agent.evaluate(
+                    d["obs"][idx], d["actions"][idx], entropy_grad=cfg.entropy_coef != 0
+                )
+                adv = d["adv"][:, idx]
+                if cfg.norm_adv and mb_size > 1:
+                    adv = whiten(adv)
+                pg = ppo_kl_penalty_loss(logp.view(1, -1), d["old_logp"][:, idx], adv, kl_coef=beta)
+                vl = value_loss(
+                    v.view(1, -1), d["ret"][:, idx], old_values=d["old_v"][:, idx], clip_eps=vf_clip
+                )
+                ent_mean = ent.mean()
+                grad_norm = self.step(pg.loss - cfg.entropy_coef * ent_mean + cfg.vf_coef * vl)
+                logs.append(
+                    torch.stack([pg.surrogate, vl, ent_mean, pg.approx_kl, grad_norm]).detach()
+                )
+        return torch.stack(logs)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "kl_ctl": self.kl_ctl.state_dict()}
+
+    def load_state_dict(self, s: dict) -> None:
+        super().load_state_dict(s)
+        self.kl_ctl.load_state_dict(s["kl_ctl"])
