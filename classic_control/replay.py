@@ -9,7 +9,7 @@ bootstraps from Q(final observation) in the targets (``rlhf_pg.core.td_target``)
 
 The whole buffer (the filled part only) goes into ``checkpoint.pt``, which
 ``rlhf_pg.utils.io`` writes atomically: 4 bytes x (2 obs_dim + act_dim + 2) per
-transition, e.g. 40 MB for 1M Pendulum transitions.
+transition, e.g. 36 MB for 1M Pendulum transitions.
 """
 
 from __future__ import annotations
