@@ -127,6 +127,13 @@ def test_discrete_env_is_one_line_naming_fitting_algorithms(capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_the_error_names_every_algorithm_that_takes_discrete_actions():
+    from classic_control.algos.offpolicy import DISCRETE_FIT, OffPolicy
+
+    on_policy = [name for name, cls in REGISTRY.items() if not issubclass(cls, OffPolicy)]
+    assert sorted(DISCRETE_FIT) == sorted(on_policy)
+
+
 @pytest.mark.parametrize(
     ("algo", "kw", "message"),
     [

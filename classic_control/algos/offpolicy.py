@@ -23,7 +23,8 @@ from ..replay import Chunk, ReplayCollector, Transitions
 from .base import Algorithm
 
 NOISE_TYPES = ("normal", "ou")
-ON_POLICY_FIT = "ppo, a2c, reinforce, trpo or a3c"
+# the registered algorithms that take discrete actions (a test keeps this list complete)
+DISCRETE_FIT = ("ppo", "a2c", "reinforce", "trpo", "a3c", "actor_critic", "ppo_kl")
 
 
 class ExplorationNoise:
@@ -108,7 +109,8 @@ class OffPolicy(Algorithm):
         if spec.discrete:
             raise ConfigError(
                 f"{cls.__name__.lower()} needs continuous (Box) actions but {env_id} has "
-                f"{spec.act_dim} discrete actions; use {ON_POLICY_FIT} for it"
+                f"{spec.act_dim} discrete actions; use {', '.join(DISCRETE_FIT[:-1])} or "
+                f"{DISCRETE_FIT[-1]} for it"
             )
         if not (np.isfinite(spec.act_low).all() and np.isfinite(spec.act_high).all()):
             raise ConfigError(
