@@ -22,8 +22,8 @@ import torch
 
 N_PROMPTS = 512
 PROMPT_TOKENS = (8, 16)
-CORPUS_SIZE = 20000  # the offline default's (DemoConfig.corpus_size)
-VOCAB_SIZE = 1024  # the offline default's (DemoConfig.vocab_size)
+CORPUS_SIZE = 20000  # the offline default's (recipes/configs/sft_sentiment.yaml corpus_size)
+VOCAB_SIZE = 1024  # the offline default's (recipes/configs/sft_sentiment.yaml vocab_size)
 
 
 def speed_prompts(tokenizer, n: int = N_PROMPTS, seed: int = 7) -> list[str]:
@@ -81,7 +81,8 @@ def build_speed_artifacts(workdir: Path, seed: int = 0) -> dict[str, str]:
 
 
 def build_learning_artifacts(progress: bool = False) -> dict[str, str]:
-    """SFT policy and learned reward model of the offline sentiment task (the demo's cache)."""
+    """SFT policy and learned reward model of the offline sentiment task: the demo's stages
+    (the recipe YAMLs it composes) and its cache."""
     from rlhf_pg.demo.pipeline import DemoConfig, rm_args, sft_args
     from rlhf_pg.stages.reward_model import train_reward_model
     from rlhf_pg.stages.sft import train_sft

@@ -169,11 +169,11 @@ def speed_part(args, results: dict, save) -> None:
 
 def evaluate_checkpoints(save_dir: Path, art: dict, args) -> list[dict]:
     """Held-out proxy reward, gold score and KL to the SFT reference of every saved policy."""
-    from rlhf_pg.stages.evaluate import EvalArgs, evaluate_policy
+    from rlhf_pg.stages.evaluate import EvalArgs, run_evaluation
 
     evals = []
     for ckpt in sorted(save_dir.glob("step-*")):
-        ev = evaluate_policy(
+        ev = run_evaluation(
             EvalArgs(
                 model_path=str(ckpt),
                 reference_path=art["policy"],
@@ -186,10 +186,10 @@ def evaluate_checkpoints(save_dir: Path, art: dict, args) -> list[dict]:
         evals.append(
             {
                 "step": int(ckpt.name.split("-")[1]),
-                "proxy": ev["proxy_mean"],
+                "proxy": ev["proxy"],
                 "gold": ev["gold_mean"],
-                "gold_positive": ev["gold_positive_fraction"],
-                "kl": ev["kl_per_sequence"],
+                "gold_positive": ev["gold_positive"],
+                "kl": ev["kl_seq"],
             }
         )
     return evals

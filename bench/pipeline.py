@@ -78,7 +78,7 @@ def sentiment_run(seed: int, out: Path, threads: int) -> dict:
         "wall_seconds": wall,
         "cpu_seconds": cpu,
         "load_average_at_start": load_before,
-        **{k: v for k, v in summary.items() if k not in ("config", "report")},
+        **{k: v for k, v in summary.items() if k not in ("config", "stages", "report")},
     }
 
 

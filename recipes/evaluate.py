@@ -4,7 +4,9 @@
         --model_path DIR --reference_path SFT_DIR --reward_model_path RM_DIR
     python recipes/evaluate.py --config recipes/configs/eval_arithmetic.yaml --model_path DIR
 
-Every key of the YAML is a field of ``rlhf_pg.stages.evaluate.EvalArgs``; flags override the YAML.
+Every key of the YAML is a field of ``rlhf_pg.stages.evaluate.EvalArgs``; flags override the
+YAML. The metrics are those the PPO stage reports during training (the same function).
+A config error exits with status 2 and one line before any model is loaded.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 
-from rlhf_pg.stages.evaluate import EvalArgs, evaluate_policy
+from rlhf_pg.stages.evaluate import EvalArgs, run_evaluation
 from rlhf_pg.utils.config import ConfigError, parse_recipe_args
 
 
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = evaluate_policy(cfg)
+    result = run_evaluation(cfg)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -3,12 +3,17 @@ a built-in reward callable, or a weighted sum of both.
 
     python recipes/ppo.py --config recipes/configs/ppo_sentiment.yaml
     python recipes/ppo.py --config recipes/configs/grpo_arithmetic.yaml --seed 1
+    python recipes/ppo.py --config recipes/configs/ppo_sentiment.yaml --save_every 10
+    python recipes/ppo.py --config recipes/configs/ppo_sentiment.yaml \
+        --resume_from_checkpoint runs/ppo_sentiment/checkpoint-000010
     accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml recipes/ppo.py \
         --config recipes/configs/ppo_sentiment.yaml --output_dir runs/ppo_sentiment_ddp
 
-Every YAML key is a field of ``PPORecipeArgs`` (rlhf_pg/pipeline/args.py) or of
+Every YAML key is a field of ``PPORecipeArgs`` (rlhf_pg/stages/ppo_args.py) or of
 ``PPOConfig`` (rlhf_pg/lm/config.py); any of them can be overridden as ``--key value``.
-An unknown key or a bad value stops the script before any model is loaded.
+A config error exits with status 2 and one line before any model is loaded. The run's
+history and held-out evaluations go to ``<output_dir>/ppo_results.json``, the per-step
+metrics to ``<output_dir>/metrics.jsonl``, checkpoints to ``<output_dir>/checkpoint-*``.
 """
 
 from __future__ import annotations
@@ -20,18 +25,19 @@ from rlhf_pg.stages.ppo_args import parse_ppo_args
 from rlhf_pg.utils.config import ConfigError
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     try:
         args, config = parse_ppo_args(argv)
     except ConfigError as err:
-        raise SystemExit(f"error: {err}") from None
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     results = run_ppo(args, config)
     summary = summarize(results, args.task)
     print(" ".join(f"{k}={v:.4g}" for k, v in summary.items()))
     if config.output_dir:
         print(f"results: {config.output_dir}/ppo_results.json")
-    return results
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main())

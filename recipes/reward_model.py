@@ -5,7 +5,8 @@
         recipes/reward_model.py --config recipes/configs/rm_sentiment.yaml --sft_path DIR --use_cpu true
 
 Every key of the YAML is a field of ``rlhf_pg.stages.reward_model.RewardModelArgs``; flags
-override the YAML. A config error exits with status 2 before any model is loaded.
+override the YAML. A config error exits with status 2 and one line before any model is
+loaded.
 """
 
 from __future__ import annotations

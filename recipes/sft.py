@@ -1,11 +1,11 @@
 """SFT recipe: train a causal LM on a corpus (step 1 of RLHF).
 
-    python recipes/sft.py --config recipes/configs/sft_sentiment.yaml [--num_steps 400 ...]
+    python recipes/sft.py --config recipes/configs/sft_sentiment.yaml [--max_steps 800 ...]
     accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml \
         recipes/sft.py --config recipes/configs/sft_sentiment.yaml --use_cpu true
 
 Every key of the YAML is a field of ``rlhf_pg.stages.sft.SFTArgs``; flags override the YAML.
-A config error exits with status 2 before any model is loaded.
+A config error exits with status 2 and one line before any model is loaded.
 """
 
 from __future__ import annotations

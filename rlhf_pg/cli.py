@@ -3,8 +3,11 @@
     rlhf-pg demo [--out runs/demo] [--seed 0] [--config demo.yaml]
 
 ``demo`` runs the offline sentiment pipeline end to end (SFT -> reward model -> PPO ->
-report) and prints where the report is. ``--config`` takes a YAML file of
-:class:`rlhf_pg.pipeline.demo.DemoConfig` fields (e.g. smaller sizes); flags win over it.
+report) and prints where the report is. Its stages take their settings from the recipe
+configs (``recipes/configs/{sft,rm,ppo}_sentiment.yaml``). ``--config`` takes a YAML file
+of :class:`rlhf_pg.demo.DemoConfig` fields: run-level settings and per-stage overrides,
+e.g. ``ppo: {max_steps: 20}``; flags win over it. A bad config exits with status 2 and
+one line before any stage runs.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default=None, help="output folder (default runs/demo)")
     demo.add_argument("--seed", type=int, default=None, help="seed of every stage (default 0)")
-    demo.add_argument("--config", default=None, help="YAML file of DemoConfig fields")
+    demo.add_argument(
+        "--config", default=None, help="YAML file of DemoConfig fields (e.g. ppo: {max_steps: 20})"
+    )
     demo.add_argument("--cache-dir", default=None, help="cache of SFT / reward models")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser

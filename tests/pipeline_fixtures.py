@@ -17,25 +17,25 @@ from rlhf_pg.demo.pipeline import DemoConfig, rm_args, sft_args
 from rlhf_pg.stages.reward_model import train_reward_model
 from rlhf_pg.stages.sft import train_sft
 
-# small enough for a few CPU-seconds per stage, big enough that SFT samples carry sentiment
-# words and VADER can tell pairs apart
+# Overrides of the recipe YAMLs the demo composes: small enough for a few CPU-seconds per
+# stage, big enough that SFT samples carry sentiment words and VADER can tell pairs apart.
 TINY_DEMO = {
-    "corpus_size": 3000,
-    "vocab_size": 400,
-    "n_layer": 2,
-    "n_embd": 64,
-    "sft_steps": 300,
-    "rm_prompts": 300,
-    "rm_epochs": 4.0,
-    "rm_learning_rate": 2e-3,
-    "rm_max_new_tokens": 16,
-    "ppo_steps": 4,
-    "batch_size": 16,
-    "max_new_tokens": 12,
-    "num_eval_prompts": 16,
-    "eval_every": 2,
     "num_threads": 1,
     "progress": False,
+    "sft": {"corpus_size": 3000, "vocab_size": 400, "n_layer": 2, "n_embd": 64, "max_steps": 300},
+    "reward_model": {
+        "n_prompts": 300,
+        "num_train_epochs": 4.0,
+        "learning_rate": 2e-3,
+        "max_new_tokens": 16,
+    },
+    "ppo": {
+        "max_steps": 4,
+        "batch_size": 16,
+        "max_new_tokens": 12,
+        "num_eval_prompts": 16,
+        "eval_every": 2,
+    },
 }
 
 

@@ -30,7 +30,7 @@ def stand_ins(tmp_path_factory):
 def test_gpt2_imdb_recipe_runs_one_step_on_local_stand_ins(stand_ins, tmp_path):
     main = runpy.run_path(str(RECIPES / "ppo.py"))["main"]
     out = tmp_path / "run"
-    results = main([
+    assert main([
         "--config", str(RECIPES / "configs" / "ppo_gpt2_imdb.yaml"),
         "--model_name_or_path", str(stand_ins / "gpt2"),
         "--dataset_name", str(stand_ins / "imdb"),
@@ -39,12 +39,13 @@ def test_gpt2_imdb_recipe_runs_one_step_on_local_stand_ins(stand_ins, tmp_path):
         "--num_prompts", "16", "--num_eval_prompts", "4", "--max_new_tokens", "6",
         "--bf16", "false", "--cpu", "true", "--progress_bar", "false",
         "--output_dir", str(out),
-    ])  # fmt: skip
+    ]) == 0  # fmt: skip
+    results = json.loads((out / "ppo_results.json").read_text())
     (step,) = results["history"]
     assert step["step"] == 1 and "reward/classifier_POSITIVE" in step
     assert results["args"]["reward_model_label"] == "POSITIVE"
     assert [e["step"] for e in results["evals"]] == [0, 1]
-    assert json.loads((out / "ppo_results.json").read_text())["history"][0]["step"] == 1
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["step"] == 1
     # the trained policy loads back with plain transformers and generates
     tok = AutoTokenizer.from_pretrained(out / "policy")
     model = AutoModelForCausalLM.from_pretrained(out / "policy")

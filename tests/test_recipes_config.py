@@ -45,21 +45,36 @@ def test_shipped_configs_parse(path):
 
 
 def test_cli_overrides_yaml(tmp_path):
-    path = _write(tmp_path, "num_steps: 11\nlearning_rate: 0.01\n")
-    cfg = parse_recipe_args(SFTArgs, ["--config", path, "--num_steps", "7"])
-    assert cfg.num_steps == 7 and cfg.learning_rate == 0.01 and cfg.task == "sentiment"
+    path = _write(tmp_path, "max_steps: 11\nlearning_rate: 0.01\n")
+    cfg = parse_recipe_args(SFTArgs, ["--config", path, "--max_steps", "7"])
+    assert cfg.max_steps == 7 and cfg.learning_rate == 0.01 and cfg.task == "sentiment"
+
+
+def test_sft_num_steps_is_a_deprecated_alias_of_max_steps(tmp_path):
+    """``max_steps`` counts optimizer steps, as PPOConfig's does; the old name still works
+    from a YAML file, a flag and Python, each with a one-line notice."""
+    with pytest.warns(FutureWarning, match="'num_steps' is deprecated; use 'max_steps'"):
+        assert parse_recipe_args(SFTArgs, ["--config", _write(tmp_path, "num_steps: 11\n")]) == (
+            SFTArgs(max_steps=11)
+        )
+    with pytest.warns(FutureWarning, match="--num_steps is deprecated; use --max_steps"):
+        assert parse_recipe_args(SFTArgs, ["--num_steps", "7"]).max_steps == 7
+    with pytest.warns(FutureWarning, match="'num_steps' is deprecated"):
+        assert SFTArgs(num_steps=5).max_steps == 5
+    with pytest.raises(ConfigError, match="'num_steps' and 'max_steps' are the same setting"):
+        SFTArgs(num_steps=5, max_steps=6)
 
 
 @pytest.mark.parametrize(
     ("yaml_text", "message"),
     [
-        ("num_step: 5\n", r"unknown key\(s\) \['num_step'\]"),
+        ("max_step: 5\n", r"unknown key\(s\) \['max_step'\]"),
         ("learning_rate: fast\n", "learning_rate='fast' is invalid; expected a float"),
         (
             "task: poetry\n",
             "task='poetry' is invalid; expected one of \\['sentiment', 'arithmetic', 'dataset'\\]",
         ),
-        ("num_steps: 0\n", "num_steps=0 must be >= 1"),
+        ("max_steps: 0\n", "max_steps=0 must be >= 1"),
         ("use_cpu: [1]\n", "use_cpu=\\[1\\] is invalid; expected a bool"),
         ("task: dataset\n", "dataset_name=None must be set for task 'dataset'"),
         ("- a list\n", "expected a mapping"),
@@ -70,37 +85,54 @@ def test_bad_sft_yaml_fails_with_a_clear_message(tmp_path, yaml_text, message):
         parse_recipe_args(SFTArgs, ["--config", _write(tmp_path, yaml_text)])
 
 
-def test_recipe_scripts_exit_2_before_training(tmp_path, monkeypatch, capsys):
+def _one_error_line(capsys) -> str:
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ")
+    return line
+
+
+@pytest.mark.parametrize("recipe", ["sft", "reward_model", "ppo", "evaluate"])
+def test_every_recipe_exits_2_with_one_line_before_loading(recipe, tmp_path, monkeypatch, capsys):
     _forbid_training(monkeypatch)
-    sft_main = runpy.run_path(str(RECIPES / "sft.py"))["main"]
+    monkeypatch.setattr("rlhf_pg.stages.ppo.run_ppo", lambda *a: pytest.fail("PPO ran"))
+    monkeypatch.setattr(
+        "rlhf_pg.stages.evaluate.run_evaluation", lambda *a: pytest.fail("evaluation ran")
+    )
+    main = runpy.run_path(str(RECIPES / f"{recipe}.py"))["main"]
+    assert main(["--config", _write(tmp_path, "n_layers: 2\n")]) == 2
+    assert "unknown key(s) ['n_layers']" in _one_error_line(capsys)
+    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in _one_error_line(capsys)
+    assert main(["--seed", "one"]) == 2  # a bad flag value: no argparse usage dump
+    assert "invalid int value: 'one'" in _one_error_line(capsys)
+
+
+def test_recipe_range_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    _forbid_training(monkeypatch)
     rm_main = runpy.run_path(str(RECIPES / "reward_model.py"))["main"]
-    assert sft_main(["--config", _write(tmp_path, "n_layers: 2\n")]) == 2
-    assert "unknown key(s) ['n_layers']" in capsys.readouterr().err
     assert rm_main(["--config", _write(tmp_path, "temperature: -1.0\nsft_path: x\n")]) == 2
-    assert "temperature=-1.0 must be > 0" in capsys.readouterr().err
-    assert rm_main(["--config", str(tmp_path / "missing.yaml")]) == 2
-    assert "config file not found" in capsys.readouterr().err
+    assert "temperature=-1.0 must be > 0" in _one_error_line(capsys)
 
 
-def test_bad_cli_value_is_rejected_by_the_parser(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
+def test_bad_cli_value_is_one_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"command line: .*invalid float value: 'fast'"):
         parse_recipe_args(SFTArgs, ["--learning_rate", "fast"])
-    assert exc.value.code == 2
-    assert "invalid float value: 'fast'" in capsys.readouterr().err
 
 
 def test_config_from_dict_rejects_unknown_keys():
     with pytest.raises(ConfigError, match="unknown key"):
         config_from_dict(SFTArgs, {"lr": 1.0})
-    assert config_from_dict(SFTArgs, {"num_steps": 3}).num_steps == 3
+    assert config_from_dict(SFTArgs, {"max_steps": 3}).max_steps == 3
+    with pytest.raises(ConfigError, match="batch_size='8' is invalid; expected an int"):
+        config_from_dict(SFTArgs, {"batch_size": "8"})
 
 
 def test_cache_key_follows_results_not_locations(tmp_path):
-    a = SFTArgs(cache_dir=str(tmp_path), num_steps=10)
+    a = SFTArgs(cache_dir=str(tmp_path), max_steps=10)
     assert sft_output_dir(a) == sft_output_dir(
-        SFTArgs(cache_dir=str(tmp_path), num_steps=10, progress=False)
+        SFTArgs(cache_dir=str(tmp_path), max_steps=10, progress=False)
     )
-    assert sft_output_dir(a) != sft_output_dir(SFTArgs(cache_dir=str(tmp_path), num_steps=11))
+    assert sft_output_dir(a) != sft_output_dir(SFTArgs(cache_dir=str(tmp_path), max_steps=11))
     assert sft_output_dir(a).parent == tmp_path
 
 

@@ -40,7 +40,7 @@ def test_gpt2_imdb_sft_recipe_runs_one_step_on_stand_ins(stand_ins, tmp_path):
         str(stand_ins / "gpt2"),
         "--dataset_name",
         str(stand_ins / "imdb"),
-        "--num_steps",
+        "--max_steps",
         "1",
         "--batch_size",
         "4",

@@ -23,7 +23,7 @@ from rlhf_pg.tasks.reviews import build_corpus
 def tiny_sft(tmp_path_factory):
     torch.set_num_threads(1)
     cfg = SFTArgs(
-        num_steps=40,
+        max_steps=40,
         batch_size=16,
         warmup_steps=5,
         n_layer=1,

@@ -24,7 +24,7 @@ TINY = {
 def test_sft_lowers_loss_saves_and_caches(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     cfg = SFTArgs(
-        num_steps=80,
+        max_steps=80,
         learning_rate=5e-3,
         batch_size=16,
         warmup_steps=5,
@@ -54,7 +54,7 @@ def test_sft_lowers_loss_saves_and_caches(tmp_path, monkeypatch):
     assert (
         train_sft(
             SFTArgs(
-                num_steps=80,
+                max_steps=80,
                 learning_rate=5e-3,
                 batch_size=16,
                 warmup_steps=5,
@@ -71,7 +71,7 @@ def test_arithmetic_sft_runs_with_digit_tokens(tmp_path):
     torch.set_num_threads(1)
     cfg = SFTArgs(
         task="arithmetic",
-        num_steps=30,
+        max_steps=30,
         max_length=16,
         vocab_size=300,
         output_dir=str(tmp_path / "m"),
@@ -95,7 +95,7 @@ def test_two_cpu_processes_with_the_shipped_accelerate_config(tmp_path):
     accelerate = Path(sys.executable).parent / "accelerate"
     cmd = [
         str(accelerate), "launch", "--config_file", str(root / "recipes/accelerate/cpu_2proc.yaml"),
-        str(root / "recipes/sft.py"), "--use_cpu", "true", "--num_steps", "3", "--batch_size", "4",
+        str(root / "recipes/sft.py"), "--use_cpu", "true", "--max_steps", "3", "--batch_size", "4",
         "--corpus_size", "200", "--n_layer", "1", "--n_head", "2", "--n_embd", "16",
         "--output_dir", str(tmp_path / "m"), "--no_progress", "--num_threads", "1",
     ]  # fmt: skip

@@ -3,6 +3,11 @@
 corpus -> BPE tokenizer -> SFT GPT-2 (cached) -> preference pairs labelled by the gold
 scorer -> reward model (TRL RewardTrainer, cached) -> PPO against the reward model with a
 KL penalty to the SFT reference -> ``<out>/report.md`` with plots. Nothing loads from a hub.
+
+The stages are the recipes': their settings come from ``recipes/configs/sft_sentiment.yaml``,
+``rm_sentiment.yaml`` and ``ppo_sentiment.yaml`` (so the demo and the recipes cannot drift
+apart), under the demo's run-level settings (seed, cache, output folder) and the per-stage
+overrides of :class:`DemoConfig`. PPO runs through the PPO stage, i.e. ``PPOTrainer.train``.
 """
 
 from __future__ import annotations
@@ -11,117 +16,122 @@ import dataclasses
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ..utils.config import check_types, require
+from ..lm import PPOConfig
+from ..stages.ppo import run_ppo, summarize
+from ..stages.ppo_args import PPORecipeArgs, args_to_dict
+from ..stages.reward_model import RewardModelArgs, train_reward_model
+from ..stages.sft import SFTArgs, train_sft
+from ..utils.config import (
+    ConfigError,
+    check_keys,
+    check_types,
+    config_from_dict,
+    load_yaml_config,
+    require,
+    split_values,
+)
 from ..utils.io import atomic_write_json
+from .report import write_report
 
 STAGES = ("SFT model", "reward model", "PPO", "report")
+# the recipe configs the demo composes, by stage
+RECIPE_CONFIGS = {
+    "sft": "sft_sentiment.yaml",
+    "reward_model": "rm_sentiment.yaml",
+    "ppo": "ppo_sentiment.yaml",
+}
+STAGE_CLASSES: dict[str, tuple[type, ...]] = {
+    "sft": (SFTArgs,),
+    "reward_model": (RewardModelArgs,),
+    "ppo": (PPORecipeArgs, PPOConfig),
+}
+# rlhf_pg/demo/pipeline.py -> the repository root, which holds recipes/configs
+DEFAULT_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "recipes" / "configs"
 
 
 @dataclass
 class DemoConfig:
-    """Sizes and settings of the demo; the defaults are the offline default task."""
+    """Run-level settings of the demo, plus per-stage overrides of the recipe YAMLs.
+
+    ``sft``, ``reward_model`` and ``ppo`` map field names of :class:`SFTArgs`,
+    :class:`RewardModelArgs` and :class:`PPORecipeArgs` / :class:`PPOConfig` to values that
+    replace those of the stage's recipe YAML (e.g. ``ppo: {max_steps: 20}``).
+    """
 
     out: str = "runs/demo"
-    seed: int = 0
+    seed: int = 0  # of every stage
     cache_dir: str | None = None  # None: $RLHF_PG_CACHE or ~/.cache/rlhf-pg
     num_threads: int = 2
-    # SFT: a ~1M-parameter GPT-2 on the generated reviews
-    corpus_size: int = 20000
-    vocab_size: int = 1024
-    n_layer: int = 4
-    n_embd: int = 128
-    sft_steps: int = 800
-    # reward model: pairs of SFT completions labelled by VADER
-    rm_prompts: int = 3000
-    # the settings of recipes/configs/rm_sentiment.yaml: 40-token completions give the gold
-    # scorer more words to judge, and 3 epochs at 1e-3 kept held-out accuracy >= 0.88 on 3 seeds
-    rm_epochs: float = 3.0
-    rm_learning_rate: float = 1e-3
-    rm_max_new_tokens: int = 40
-    # PPO against the reward model
-    ppo_steps: int = 40
-    batch_size: int = 64
-    max_new_tokens: int = 24
-    learning_rate: float = 2e-4
-    lr_schedule: str = "linear"  # annealing to 0 keeps the last steps from over-optimising
-    kl_coef: float = 0.1
-    ppo_epochs: int = 4
-    num_minibatches: int = 2
-    num_eval_prompts: int = 128
-    eval_every: int = 10
     progress: bool = True
+    configs_dir: str | None = None  # None: recipes/configs of this source tree
+    sft: dict[str, Any] = field(default_factory=dict)
+    reward_model: dict[str, Any] = field(default_factory=dict)
+    ppo: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_types(self)
-        for name in ("sft_steps", "rm_prompts", "ppo_steps", "batch_size", "max_new_tokens"):
-            require(getattr(self, name) >= 1, self, name, "must be >= 1")
         require(self.num_threads >= 0, self, "num_threads", "must be >= 0")
+        for stage, classes in STAGE_CLASSES.items():
+            check_keys(classes, getattr(self, stage), f"DemoConfig.{stage}")
+        # build every stage's arguments now (stand-in model paths), so a bad value in a
+        # YAML or an override fails here, in one line, before any stage has run
+        sft_args(self)
+        rm_args(self, Path("<SFT model>"))
+        ppo_args(self, Path("<SFT model>"), Path("<reward model>"))
 
 
-def sft_args(cfg: DemoConfig):
-    from ..stages.sft import SFTArgs
-
-    return SFTArgs(
-        task="sentiment",
-        corpus_size=cfg.corpus_size,
-        vocab_size=cfg.vocab_size,
-        n_layer=cfg.n_layer,
-        n_embd=cfg.n_embd,
-        num_steps=cfg.sft_steps,
-        seed=cfg.seed,
-        warmup_steps=min(50, cfg.sft_steps),
-        cache_dir=cfg.cache_dir,
-        progress=cfg.progress,
-    )
+def recipe_values(cfg: DemoConfig, stage: str) -> tuple[dict[str, Any], str]:
+    """The stage's recipe YAML as a dict (keys checked), and its path for messages."""
+    root = Path(cfg.configs_dir) if cfg.configs_dir else DEFAULT_CONFIGS_DIR
+    path = root / RECIPE_CONFIGS[stage]
+    if not path.is_file():
+        raise ConfigError(
+            f"the demo's recipe config {path} is missing; the demo composes "
+            f"{sorted(RECIPE_CONFIGS.values())} of a source checkout (pip install -e .) "
+            "or of DemoConfig.configs_dir"
+        )
+    return load_yaml_config(path, STAGE_CLASSES[stage]), str(path)
 
 
-def rm_args(cfg: DemoConfig, sft_path: Path):
-    from ..stages.reward_model import RewardModelArgs
-
-    return RewardModelArgs(
-        sft_path=str(sft_path),
-        n_prompts=cfg.rm_prompts,
-        num_train_epochs=cfg.rm_epochs,
-        learning_rate=cfg.rm_learning_rate,
-        max_new_tokens=cfg.rm_max_new_tokens,
-        seed=cfg.seed,
-        cache_dir=cfg.cache_dir,
-        progress=cfg.progress,
-    )
+def _compose(cfg: DemoConfig, stage: str, run_level: dict[str, Any]) -> tuple:
+    """Recipe YAML < the demo's run-level values < the stage's overrides, checked."""
+    values, path = recipe_values(cfg, stage)
+    values = {**values, **run_level, **getattr(cfg, stage)}
+    source = f"{path} with DemoConfig.{stage}"
+    classes = STAGE_CLASSES[stage]
+    parts = split_values(classes, values, source)
+    return tuple(config_from_dict(c, part, source) for c, part in zip(classes, parts))
 
 
-def ppo_args(cfg: DemoConfig, sft_path: Path, rm_path: Path):
-    from ..lm import PPOConfig
-    from ..stages.ppo_args import PPORecipeArgs
+def sft_args(cfg: DemoConfig) -> SFTArgs:
+    run_level = {"seed": cfg.seed, "cache_dir": cfg.cache_dir, "progress": cfg.progress}
+    return _compose(cfg, "sft", run_level)[0]
 
-    args = PPORecipeArgs(
-        task="sentiment",
-        model_name_or_path=str(sft_path),
-        reward_model_path=str(rm_path),
-        num_eval_prompts=cfg.num_eval_prompts,
-        eval_every=cfg.eval_every,
-        save_policy=True,
-    )
-    config = PPOConfig(
-        estimator="ppo",
-        batch_size=cfg.batch_size,
-        max_new_tokens=cfg.max_new_tokens,
-        learning_rate=cfg.learning_rate,
-        lr_schedule=cfg.lr_schedule,
-        kl_coef=cfg.kl_coef,
-        update_epochs=cfg.ppo_epochs,
-        num_minibatches=cfg.num_minibatches,
-        max_steps=cfg.ppo_steps,
-        seed=cfg.seed,
-        output_dir=str(Path(cfg.out) / "ppo"),
-        progress_bar=cfg.progress,
-        cpu=True,
-    )
+
+def rm_args(cfg: DemoConfig, sft_path: Path) -> RewardModelArgs:
+    run_level = {"sft_path": str(sft_path), "seed": cfg.seed, "cache_dir": cfg.cache_dir}
+    return _compose(cfg, "reward_model", {**run_level, "progress": cfg.progress})[0]
+
+
+def ppo_args(cfg: DemoConfig, sft_path: Path, rm_path: Path) -> tuple[PPORecipeArgs, PPOConfig]:
+    run_level = {
+        "model_name_or_path": str(sft_path),
+        "reward_model_path": str(rm_path),
+        "save_policy": True,
+        "seed": cfg.seed,
+        "output_dir": str(Path(cfg.out) / "ppo"),
+        # the demo is rerun into the same folder: each run replaces the last one's PPO stage
+        "overwrite_output_dir": True,
+        "progress_bar": cfg.progress,
+        "cpu": True,  # the offline default: a ~1M-parameter model is fastest on the CPU
+    }
+    args, config = _compose(cfg, "ppo", run_level)
     return args, config
 
 
@@ -148,13 +158,35 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
 
 
+def _write_report(cfg: DemoConfig, sft_run, rm_run, ppo_config, results, seconds) -> Path:
+    (sft_path, sft), (rm_path, rm), (args, config) = sft_run, rm_run, ppo_config
+    facts = {
+        "SFT model": str(sft_path),
+        "SFT parameters": sft["num_parameters"],
+        "SFT held-out loss before / after": f"{sft['eval_loss_before']:.3f} / "
+        f"{sft['eval_loss_after']:.3f}",
+        "reward model": str(rm_path),
+        "reward model held-out pairwise accuracy": rm["heldout_pairwise_accuracy"],
+        "reward model pairs (train / held-out)": f"{rm['n_train_pairs']} / {rm['n_heldout_pairs']}",
+        "PPO steps x completions": f"{config.max_steps} x {config.batch_size}",
+        "KL coefficient": config.kl_coef,
+        "seed": cfg.seed,
+        **{f"seconds, {k}": round(v, 1) for k, v in seconds.items()},
+    }
+    intro = (
+        "Offline sentiment task: a tiny GPT-2 fine-tuned on generated movie reviews is "
+        "trained with PPO against a reward model that learned VADER's preferences from pairs; "
+        "VADER itself (the gold scorer) is used only to evaluate. Held-out figures use "
+        f"{args.num_eval_prompts} prompts drawn with their own seed (not the SFT corpus's or "
+        f"the reward model's), {args.eval_samples} sample(s) each at temperature "
+        f"{config.temperature:g} with a fixed sampling seed."
+    )
+    summary = {"title": "rlhf-pg demo report", "intro": intro, "facts": facts}
+    return write_report(Path(cfg.out), results, summary)
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage (reusing cached SFT / reward models) and write the report."""
-    from ..stages.ppo import run_ppo, summarize
-    from ..stages.reward_model import train_reward_model
-    from ..stages.sft import train_sft
-    from .report import write_report
-
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     quiet_libraries()
@@ -163,12 +195,14 @@ def run_demo(cfg: DemoConfig) -> dict:
     begin, seconds = time.perf_counter(), {}
 
     t = _stage(1, "SFT model: corpus, tokenizer, GPT-2 (cached)")
-    sft_path = train_sft(sft_args(cfg))
+    sft_cfg = sft_args(cfg)
+    sft_path = train_sft(sft_cfg)
     sft = json.loads((sft_path / "sft_metrics.json").read_text())
     seconds["sft"] = _done(t, f"{sft_path}: eval loss {sft['eval_loss_after']:.3f}")
 
     t = _stage(2, "reward model: gold-labelled pairs, TRL RewardTrainer (cached)")
-    rm_path = train_reward_model(rm_args(cfg, sft_path))
+    rm_cfg = rm_args(cfg, sft_path)
+    rm_path = train_reward_model(rm_cfg)
     rm = json.loads((rm_path / "reward_metrics.json").read_text())
     acc = rm["heldout_pairwise_accuracy"]
     seconds["reward_model"] = _done(t, f"{rm_path}: held-out pair accuracy {acc:.1%}")
@@ -185,31 +219,15 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     t = _stage(4, "report")
     seconds["before_report"] = time.perf_counter() - begin
-    facts = {
-        "SFT model": str(sft_path),
-        "SFT parameters": sft["num_parameters"],
-        "SFT held-out loss before / after": f"{sft['eval_loss_before']:.3f} / "
-        f"{sft['eval_loss_after']:.3f}",
-        "reward model": str(rm_path),
-        "reward model held-out pairwise accuracy": acc,
-        "reward model pairs (train / held-out)": f"{rm['n_train_pairs']} / {rm['n_heldout_pairs']}",
-        "PPO steps x completions": f"{config.max_steps} x {config.batch_size}",
-        "KL coefficient": config.kl_coef,
-        "seed": cfg.seed,
-        **{f"seconds, {k}": round(v, 1) for k, v in seconds.items()},
-    }
-    intro = (
-        "Offline sentiment task: a tiny GPT-2 fine-tuned on generated movie reviews is "
-        "trained with PPO against a reward model that learned VADER's preferences from pairs; "
-        "VADER itself (the gold scorer) is used only to evaluate. Held-out figures use "
-        f"{cfg.num_eval_prompts} prompts drawn with their own seed (not the SFT corpus's or "
-        "the reward model's), two samples each at temperature 1 with a fixed sampling seed."
-    )
-    report = write_report(
-        out, results, {"title": "rlhf-pg demo report", "intro": intro, "facts": facts}
-    )
+    report = _write_report(cfg, (sft_path, sft), (rm_path, rm), (args, config), results, seconds)
     seconds["total"] = time.perf_counter() - begin
     summary = {**summary, "rm_accuracy": acc, "seconds": seconds, "report": str(report)}
-    atomic_write_json(out / "summary.json", {"config": dataclasses.asdict(cfg), **summary})
+    stage_settings = {
+        "sft": dataclasses.asdict(sft_cfg),
+        "reward_model": dataclasses.asdict(rm_cfg),
+        "ppo": args_to_dict(args, config),
+    }
+    record = {"config": dataclasses.asdict(cfg), "stages": stage_settings, **summary}
+    atomic_write_json(out / "summary.json", record)
     _done(t, f"report: {report}")
     return summary

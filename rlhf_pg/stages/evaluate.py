@@ -1,23 +1,52 @@
-"""Offline evaluation of a policy on fixed held-out prompts: gold score, proxy reward, KL, accuracy.
+"""Held-out evaluation of a policy: the one evaluation of the project.
 
-``evaluate_policy(cfg)`` samples from the policy on prompts it never trained on and reports,
-for the sentiment task, the mean gold (VADER) score, the share rated positive, the mean
-reward-model score and the mean per-sequence KL to a reference model; for arithmetic, the
-exact-match accuracy of greedy answers on the held-out problems.
+:func:`evaluate_policy` samples from a policy on prompts it never trained on and reports one
+set of metrics, whoever calls it (the evaluate recipe through :func:`run_evaluation`, the PPO
+stage every ``eval_every`` steps, benchmarks):
+
+==================== ===========================================================
+``gold_mean``        sentiment: mean gold (VADER compound) score of prompt + completion
+``gold_positive``    sentiment: share of samples the gold scorer calls positive
+``proxy``            mean reward (reward model and/or callables), if a reward is given
+``kl_seq``           mean per-sequence k1 KL to the reference, if a reference is given
+``response_length``  mean completion length in tokens (stop token included)
+``accuracy``         arithmetic: exact-match accuracy of greedy answers
+``accuracy_sampled`` arithmetic: exact-match accuracy of the samples
+``samples``          a few rows ``{prompt, completion, ...}``, one per distinct prompt
+==================== ===========================================================
+
+Sampling goes through :mod:`rlhf_pg.hf.sampling` with a ``torch.Generator`` seeded from
+``seed``: the same seed gives the same samples, and the global RNG (CPU and CUDA) that
+training draws from is never touched. The KL takes one path: policy and reference
+log-probs of the sampled tokens from :func:`rlhf_pg.lm.rollout.response_forward`, the
+forward pass the trainer's own rollout uses.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+from torch import Tensor
 
 from ..core import kl_k1
+from ..hf.sampling import generate_completions
+from ..hf.scoring import RewardModel
+from ..hf.tokens import encode_prompts, left_pad
+from ..lm.rewards import CombinedReward, RewardSpec
+from ..lm.rollout import Rollout, response_forward
+from ..tasks.arithmetic import arithmetic_prompts, exact_match_reward
+from ..tasks.gold import fraction_positive, gold_reward
+from ..tasks.reviews import sentiment_prompts
 from ..utils.config import check_types, require
 from ..utils.io import atomic_write_json
+
+TASKS = ("sentiment", "arithmetic", "dataset")
 
 
 @dataclass
@@ -29,6 +58,7 @@ class EvalArgs:
     reference_path: str | None = None  # for the KL; None: no KL
     reward_model_path: str | None = None  # proxy reward; None: not reported
     n_prompts: int = 256
+    samples_per_prompt: int = 1
     prompt_seed: int = 123  # differs from the SFT corpus and RM prompt seeds
     prompt_words: int = 4
     max_new_tokens: int = 40
@@ -44,8 +74,65 @@ class EvalArgs:
     def __post_init__(self) -> None:
         check_types(self)
         require(self.model_path != "", self, "model_path", "must be set")
-        require(self.n_prompts >= 1, self, "n_prompts", "must be >= 1")
+        for name in ("n_prompts", "samples_per_prompt", "max_new_tokens"):
+            require(getattr(self, name) >= 1, self, name, "must be >= 1")
         require(self.temperature >= 0, self, "temperature", "must be >= 0")
+        require(self.num_threads >= 0, self, "num_threads", "must be >= 0")
+
+
+class PeftReference:
+    """The KL reference of a peft (LoRA) policy, as the trainer's: the base with the frozen
+    ``reference`` adapter (training started from an SFT adapter) or, when there is none,
+    the base with every adapter disabled."""
+
+    def __init__(self, peft_model, adapter_name: str | None = None) -> None:
+        self.model = peft_model
+        self.adapter_name = adapter_name
+
+    def __call__(self, **kwargs: Any):
+        if self.adapter_name is not None:  # peft's per-row adapter choice; no state change
+            rows = kwargs["input_ids"].shape[0]
+            return self.model(**kwargs, adapter_names=[self.adapter_name] * rows)
+        with self.model.disable_adapter():
+            return self.model(**kwargs)
+
+
+def _module(model) -> torch.nn.Module:
+    return model.model if isinstance(model, PeftReference) else model
+
+
+@contextlib.contextmanager
+def eval_mode(*models) -> Iterator[None]:
+    """Dropout off for the body (the log-probs must be the sampling policy's); each model's
+    train/eval mode is restored afterwards, so a trainer's model comes back as it was."""
+    modules = [_module(m) for m in models]
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+
+
+def token_batch(
+    tokenizer, prompts: Sequence[str], completion_tokens: Sequence[Sequence[int]]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Left-padded prompts and right-padded responses, in the rollout's layout, from the
+    token ids :func:`~rlhf_pg.hf.sampling.generate_completions` returns (prompts encoded the
+    same way it encodes them)."""
+    query_ids, query_mask = left_pad(
+        encode_prompts(tokenizer, list(prompts), max_length=10**9), tokenizer.pad_token_id
+    )
+    width = max(1, max(len(c) for c in completion_tokens))
+    response_ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
+    response_mask = torch.zeros((len(prompts), width), dtype=torch.bool)
+    for i, c in enumerate(completion_tokens):
+        if len(c):
+            response_ids[i, : len(c)] = torch.as_tensor(list(c), dtype=torch.long)
+            response_mask[i, : len(c)] = True
+    return query_ids, query_mask, response_ids, response_mask
 
 
 @torch.no_grad()
@@ -53,92 +140,155 @@ def sequence_kl(
     policy,
     reference,
     tokenizer,
-    prompts: list[str],
-    completion_tokens: list[list[int]],
+    prompts: Sequence[str],
+    completion_tokens: Sequence[Sequence[int]],
     temperature: float = 1.0,
+    batch_size: int = 64,
 ) -> list[float]:
     """Per-sequence k1 KL estimate, the sum over completion tokens of log pi - log pi_ref,
-    both at the sampling temperature; ``completion_tokens`` are the token ids sampled from
-    ``policy`` (as :func:`generate_completions` returns them), so the estimate is unbiased."""
+    both under logits / temperature (1 for greedy). ``completion_tokens`` are token ids
+    sampled from ``policy``, so the estimate is unbiased for KL(policy || reference)."""
     t = temperature if temperature > 0 else 1.0
-    rows, starts = [], []
-    for p, c_ids in zip(prompts, completion_tokens):
-        p_ids = tokenizer(p, add_special_tokens=False)["input_ids"]
-        rows.append(p_ids + list(c_ids))
-        starts.append(len(p_ids))
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
-    target = ids[:, 1:]
-    resp = torch.zeros_like(target, dtype=torch.bool)
-    for i, (r, s) in enumerate(zip(rows, starts)):
-        resp[i, s - 1 : len(r) - 1] = True
-
-    def logprobs(model):
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1] / t
-        return torch.log_softmax(logits.float(), -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
-
-    kl = kl_k1(logprobs(policy), logprobs(reference)) * resp
-    return kl.sum(-1).tolist()
+    device = next(_module(policy).parameters()).device
+    out: list[float] = []
+    with eval_mode(policy, reference):
+        for start in range(0, len(prompts), batch_size):
+            chunk = slice(start, start + batch_size)
+            tensors = token_batch(tokenizer, prompts[chunk], completion_tokens[chunk])
+            tensors = tuple(x.to(device) for x in tensors)
+            logprobs, _, _ = response_forward(policy, *tensors, temperature=t)
+            ref_logprobs, _, _ = response_forward(reference, *tensors, temperature=t)
+            out += (kl_k1(logprobs, ref_logprobs) * tensors[3]).sum(dim=1).tolist()
+    return out
 
 
-def evaluate_policy(cfg: EvalArgs) -> dict:
-    """Metrics of ``cfg.model_path`` on held-out prompts; written to ``output_file`` if set."""
+def proxy_scores(
+    reward: RewardSpec,
+    tokenizer,
+    prompts: list[str],
+    completions: list[str],
+    completion_tokens: Sequence[Sequence[int]],
+) -> list[float]:
+    """The reward of sampled completions, scored as the trainer scores a rollout (a reward
+    model sharing the policy's vocabulary reads the tokens, anything else the text)."""
+    scorer = reward if isinstance(reward, CombinedReward) else CombinedReward(reward)
+    ids = token_batch(tokenizer, prompts, completion_tokens)
+    eos = tokenizer.eos_token_id
+    has_stop = torch.tensor([len(t) > 0 and t[-1] == eos for t in completion_tokens])
+    scores, _ = scorer(Rollout(*ids, prompts, completions, has_stop), tokenizer)
+    return scores.tolist()
+
+
+def arithmetic_accuracy(
+    prompts: list[str], greedy: list[str], sampled: list[str], k: int, n_shown: int
+) -> dict:
+    """Exact-match accuracy of the greedy answers and of the ``k`` samples per prompt; the
+    rows shown are the greedy answers."""
+    correct = exact_match_reward(prompts, greedy)
+    repeated = [p for p in prompts for _ in range(k)]
+    rows = [
+        {"prompt": p, "completion": c, "correct": bool(r)}
+        for p, c, r in zip(prompts, greedy, correct)
+    ]
+    return {
+        "accuracy": statistics.fmean(correct),
+        "accuracy_sampled": statistics.fmean(exact_match_reward(repeated, sampled)),
+        "samples": rows[:n_shown],
+    }
+
+
+@torch.no_grad()
+def evaluate_policy(
+    policy,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    task: str,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    samples_per_prompt: int = 1,
+    seed: int = 0,
+    reward: RewardSpec | None = None,
+    reference=None,
+    n_samples_shown: int = 6,
+    batch_size: int = 64,
+) -> dict:
+    """Metrics of ``policy`` (a causal LM) on held-out ``prompts`` (keys in the module doc).
+
+    ``samples_per_prompt`` completions per prompt are drawn at ``temperature`` from a
+    generator seeded with ``seed``. ``reward`` (anything :class:`rlhf_pg.lm.PPOTrainer`
+    takes) gives ``proxy``; ``reference`` (a causal LM, or :class:`PeftReference`) gives
+    ``kl_seq``. Neither the global RNG nor the policy's train/eval mode is changed.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task={task!r} is not valid; choose one of {', '.join(TASKS)}")
+    prompts, k = list(prompts), samples_per_prompt
+    repeated = [p for p in prompts for _ in range(k)]
+    kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    gen = torch.Generator().manual_seed(seed)
+    completions, tokens = generate_completions(
+        policy, tokenizer, repeated, temperature=temperature, generator=gen, **kw
+    )
+    result: dict = {"response_length": statistics.fmean(len(t) for t in tokens)}
+    rows = [{"prompt": p, "completion": c} for p, c in zip(repeated, completions)]
+    if reward is not None:
+        scores = proxy_scores(reward, tokenizer, repeated, completions, tokens)
+        result["proxy"] = statistics.fmean(scores)
+        for row, s in zip(rows, scores):
+            row["proxy"] = s
+    if reference is not None:
+        kls = sequence_kl(policy, reference, tokenizer, repeated, tokens, temperature, batch_size)
+        result["kl_seq"] = statistics.fmean(kls)
+    if task == "sentiment":
+        gold = gold_reward(repeated, completions)
+        result.update(gold_mean=statistics.fmean(gold), gold_positive=fraction_positive(gold))
+        for row, g in zip(rows, gold):
+            row["gold"] = g
+    result["samples"] = rows[::k][:n_samples_shown]  # one row per distinct prompt
+    if task == "arithmetic":
+        greedy, _ = generate_completions(policy, tokenizer, prompts, temperature=0.0, **kw)
+        result.update(arithmetic_accuracy(prompts, greedy, completions, k, n_samples_shown))
+    return result
+
+
+def eval_prompts(args: EvalArgs) -> list[str]:
+    """The held-out prompts an :class:`EvalArgs` names."""
+    if args.task == "arithmetic":
+        held = arithmetic_prompts(
+            "held_out", args.max_operand, args.held_out_fraction, args.split_seed
+        )
+        return held[: args.n_prompts]
+    return sentiment_prompts(args.n_prompts, seed=args.prompt_seed, n_words=args.prompt_words)
+
+
+def run_evaluation(args: EvalArgs) -> dict:
+    """The evaluate recipe: load the models by path, evaluate, write ``output_file`` if set."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..hf.sampling import generate_completions
-
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
-    policy = AutoModelForCausalLM.from_pretrained(cfg.model_path).eval()
-    result: dict = {"model_path": cfg.model_path, "task": cfg.task}
-    if cfg.task == "arithmetic":
-        from ..tasks.arithmetic import arithmetic_prompts, exact_match_reward
-
-        prompts = arithmetic_prompts(
-            "held_out", cfg.max_operand, cfg.held_out_fraction, cfg.split_seed
-        )
-        prompts = prompts[: cfg.n_prompts]
-        completions, _ = generate_completions(
-            policy,
-            tokenizer,
-            prompts,
-            max_new_tokens=6,
-            temperature=cfg.temperature,
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
-        result["heldout_accuracy"] = statistics.fmean(exact_match_reward(prompts, completions))
-    else:
-        from ..tasks.gold import fraction_positive, gold_reward
-        from ..tasks.reviews import sentiment_prompts
-
-        prompts = sentiment_prompts(cfg.n_prompts, seed=cfg.prompt_seed, n_words=cfg.prompt_words)
-        completions, tokens = generate_completions(
-            policy,
-            tokenizer,
-            prompts,
-            max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
-        gold = gold_reward(prompts, completions)
-        result.update(
-            gold_mean=statistics.fmean(gold), gold_positive_fraction=fraction_positive(gold)
-        )
-        if cfg.reward_model_path:
-            from ..hf.scoring import RewardModel
-
-            result["proxy_mean"] = statistics.fmean(
-                RewardModel.from_pretrained(cfg.reward_model_path)(prompts, completions)
-            )
-        if cfg.reference_path:
-            reference = AutoModelForCausalLM.from_pretrained(cfg.reference_path).eval()
-            kls = sequence_kl(policy, reference, tokenizer, prompts, tokens, cfg.temperature)
-            result["kl_per_sequence"] = statistics.fmean(kls)
-    result["samples"] = [p + c for p, c in zip(prompts, completions)][: cfg.n_samples_shown]
-    if cfg.output_file:
-        atomic_write_json(Path(cfg.output_file), result)
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
+    tokenizer = AutoTokenizer.from_pretrained(args.model_path, padding_side="left")
+    policy = AutoModelForCausalLM.from_pretrained(args.model_path).eval()
+    reference = None
+    if args.reference_path:
+        reference = AutoModelForCausalLM.from_pretrained(args.reference_path).eval()
+    reward = None
+    if args.reward_model_path:
+        reward = RewardModel.from_pretrained(args.reward_model_path)
+    metrics = evaluate_policy(
+        policy,
+        tokenizer,
+        eval_prompts(args),
+        task=args.task,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        samples_per_prompt=args.samples_per_prompt,
+        seed=args.seed,
+        reward=reward,
+        reference=reference,
+        n_samples_shown=args.n_samples_shown,
+    )
+    result = {"model_path": args.model_path, "task": args.task, **metrics}
+    if args.output_file:
+        atomic_write_json(Path(args.output_file), result)
     return result

@@ -1,28 +1,31 @@
-"""The PPO stage: load the policy, build prompts and rewards, train with the step-wise API of
-:class:`rlhf_pg.lm.PPOTrainer`, and evaluate on held-out prompts as training goes.
+"""The PPO stage: load the policy, build prompts and rewards, and run
+:meth:`rlhf_pg.lm.PPOTrainer.train` with two callbacks, so checkpoints (``save_every``),
+resume, ``metrics.jsonl`` and trackers behave as in any other use of the trainer.
 
-``run_ppo(args, config)`` serves the PPO recipe (``recipes/ppo.py``) and the demo alike.
-The loop reads as the algorithm::
+``run_ppo(args, config)`` serves the PPO recipe (``recipes/ppo.py``) and the demo alike:
 
-    rollout = trainer.generate(prompts)     # sample from the policy
-    scores, parts = trainer.score(rollout)  # reward model and/or reward callables
-    metrics = trainer.step(rollout, scores) # KL-shaped rewards -> advantages -> PPO epochs
+- :class:`GoldMetrics` (sentiment task): ``gold/mean`` and ``gold/positive`` of each
+  training batch, returned from ``on_rollout`` so the trainer logs them with the step;
+- :class:`RunRecord`: every step's metrics, and the held-out evaluation
+  (:func:`rlhf_pg.stages.evaluate.evaluate_policy`) before training, every ``eval_every``
+  steps and after the last step; they end up in ``<output_dir>/ppo_results.json``.
 """
 
 from __future__ import annotations
 
-import random
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from ..lm import PPOConfig, PPOTrainer
+from ..lm import PPOConfig, PPOTrainer, TrainerCallback
+from ..tasks.arithmetic import arithmetic_prompts
 from ..tasks.gold import fraction_positive, gold_reward
+from ..tasks.reviews import sentiment_prompts
 from ..utils.io import atomic_write_json
-from .evaluate_during_training import evaluate_policy
+from .evaluate import PeftReference, evaluate_policy
 from .ppo_args import PPORecipeArgs, args_to_dict
 from .rewards import build_reward
 
@@ -49,8 +52,6 @@ def load_policy(args: PPORecipeArgs):
 def build_prompts(args: PPORecipeArgs) -> tuple[list[str], list[str]]:
     """(training prompts, held-out evaluation prompts) for the task."""
     if args.task == "sentiment":
-        from ..tasks.reviews import sentiment_prompts
-
         train = sentiment_prompts(
             args.num_prompts, seed=args.prompt_seed, n_words=args.prompt_words
         )
@@ -59,8 +60,6 @@ def build_prompts(args: PPORecipeArgs) -> tuple[list[str], list[str]]:
         )
         return train, held
     if args.task == "arithmetic":
-        from ..tasks.arithmetic import arithmetic_prompts
-
         split = dict(
             max_operand=args.max_operand,
             held_out_fraction=args.held_out_fraction,
@@ -83,37 +82,65 @@ def build_prompts(args: PPORecipeArgs) -> tuple[list[str], list[str]]:
     return prompts[n_eval:], prompts[:n_eval]
 
 
-class PromptSampler:
-    """Shuffled passes over the prompt list; each process takes its share of a global batch."""
+class GoldMetrics(TrainerCallback):
+    """The gold score of each training batch (sentiment task), logged with the step's metrics.
 
-    def __init__(self, prompts: list[str], batch_size: int, rank: int, world: int, seed: int):
-        self.prompts, self.batch_size, self.rank, self.world = prompts, batch_size, rank, world
-        self.rng = random.Random(seed)  # same on every rank, so shares never overlap
-        self.order: list[int] = []
+    The gold scorer never feeds the update: it only shows whether the proxy reward the
+    policy optimises still tracks the preference it was learned from."""
 
-    def next(self) -> list[str]:
-        need = self.batch_size * self.world
-        while len(self.order) < need:
-            perm = list(range(len(self.prompts)))
-            self.rng.shuffle(perm)
-            self.order += perm
-        batch, self.order = self.order[:need], self.order[need:]
-        mine = batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-        return [self.prompts[i] for i in mine]
+    def on_rollout(self, trainer, rollout) -> dict[str, float]:
+        gold = gold_reward(list(rollout.prompts), list(rollout.completions))
+        return {"gold/mean": statistics.fmean(gold), "gold/positive": fraction_positive(gold)}
 
 
-def run_ppo(
-    args: PPORecipeArgs,
-    config: PPOConfig,
-    *,
-    on_step: Callable[[dict], None] | None = None,
-    show_progress: bool | None = None,
-) -> dict:
-    """Train and evaluate; returns (and writes to ``config.output_dir``) the run's results.
+class RunRecord(TrainerCallback):
+    """Keeps every step's metrics (``history``) and runs ``evaluate`` after every
+    ``every``-th step and after step ``last`` (``evals``)."""
 
-    The results hold every step's metrics (``history``), the held-out evaluations
-    (``evals``, including step 0 = the starting policy) and the arguments.
-    """
+    def __init__(self, evaluate: Callable[[], dict], every: int, last: int) -> None:
+        self.evaluate, self.every, self.last = evaluate, every, last
+        self.history: list[dict] = []
+        self.evals: list[dict] = []
+
+    def on_step_end(self, trainer, metrics: dict[str, float]) -> None:
+        step = trainer.state.step
+        self.history.append({"step": step, **metrics})
+        if step % self.every == 0 or step == self.last:
+            self.evals.append(self.evaluate())
+
+
+def evaluate_trainer(trainer: PPOTrainer, args: PPORecipeArgs, prompts: list[str], reward) -> dict:
+    """Held-out metrics of the trainer's current policy, tagged with its step. Sampling uses
+    its own generator (seed ``eval_seed``): training's samples do not depend on how often
+    it is evaluated."""
+    model = trainer.unwrapped_model.pretrained_model
+    # the trainer's reference: a frozen model, or (LoRA) the base with the reference adapter
+    # or with adapters disabled
+    adapter = trainer.unwrapped_model.reference_adapter
+    reference = (
+        trainer.ref_model if trainer.ref_model is not None else PeftReference(model, adapter)
+    )
+    cfg = trainer.config
+    with trainer.accelerator.autocast():
+        metrics = evaluate_policy(
+            model,
+            trainer.tokenizer,
+            prompts,
+            task=args.task,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            samples_per_prompt=args.eval_samples,
+            seed=args.eval_seed,
+            reward=reward,
+            reference=reference,
+        )
+    return {"step": trainer.state.step, **metrics}
+
+
+def run_ppo(args: PPORecipeArgs, config: PPOConfig) -> dict:
+    """Train with :meth:`PPOTrainer.train`; returns (and writes to ``config.output_dir``) the
+    run's results: every step's metrics (``history``), the held-out evaluations (``evals``,
+    the first being the starting policy), the arguments and the wall-clock seconds."""
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     start = time.perf_counter()
@@ -122,54 +149,32 @@ def run_ppo(
     from accelerate import PartialState
 
     reward = build_reward(args, device="cpu" if config.cpu else PartialState().device)
-    trainer = PPOTrainer(config, policy, tokenizer, reward=reward, ref_model=ref)
-    acc = trainer.accelerator
-    sampler = PromptSampler(
-        train_prompts, config.batch_size, acc.process_index, acc.num_processes, config.seed
+    trainer = PPOTrainer(
+        config, policy, tokenizer, reward=reward, ref_model=ref, prompts=train_prompts
     )
-    every = args.eval_every or config.max_steps
-
-    def evaluate() -> dict:
-        return evaluate_policy(
-            trainer, args.task, eval_prompts, samples=args.eval_samples, seed=args.eval_seed
-        )
-
-    evals, history = [evaluate()], []
-    show = config.progress_bar if show_progress is None else show_progress
-    bar = tqdm(
-        total=config.max_steps,
-        desc=f"{config.estimator} ({args.task})",
-        disable=not (show and acc.is_local_main_process),
+    if args.resume_from_checkpoint:
+        trainer.load_checkpoint(args.resume_from_checkpoint)
+    record = RunRecord(
+        lambda: evaluate_trainer(trainer, args, eval_prompts, reward),
+        every=args.eval_every or config.max_steps,
+        last=config.max_steps,
     )
-    for step in range(1, config.max_steps + 1):
-        rollout = trainer.generate(sampler.next())
-        scores, parts = trainer.score(rollout)
-        metrics = trainer.step(rollout, scores)
-        if args.task == "sentiment":
-            gold = gold_reward(list(rollout.prompts), list(rollout.completions))
-            metrics["gold/mean"] = sum(gold) / len(gold)
-            metrics["gold/positive"] = fraction_positive(gold)
-        for name, part in parts.items():
-            metrics[f"reward/{name}"] = trainer.global_mean(part)
-        history.append({"step": step, **metrics})
-        if step % every == 0 or step == config.max_steps:
-            evals.append(evaluate())
-        bar.update(1)
-        bar.set_postfix(score=f"{metrics['score/mean']:.3f}", kl=f"{metrics['kl/seq']:.2f}")
-        if on_step is not None:
-            on_step(history[-1])
-    bar.close()
+    if args.task == "sentiment":
+        trainer.add_callback(GoldMetrics())
+    trainer.add_callback(record)
+    record.evals.append(record.evaluate())  # the starting policy (or the resumed one)
+    trainer.train()
     results = {
         "args": args_to_dict(args, config),
-        "history": history,
-        "evals": evals,
+        "history": record.history,
+        "evals": record.evals,
         "seconds": time.perf_counter() - start,
     }
     if config.output_dir:
         out = Path(config.output_dir)
         if args.save_policy:
             trainer.save_pretrained(str(out / "policy"))
-        if acc.is_main_process:
+        if trainer.accelerator.is_main_process:
             atomic_write_json(out / "ppo_results.json", results)
     trainer.end_training()
     return results

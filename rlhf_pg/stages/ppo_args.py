@@ -1,27 +1,19 @@
 """Arguments of the PPO recipe: what to train and against what (``PPORecipeArgs``), plus the
 trainer's hyperparameters (:class:`rlhf_pg.lm.PPOConfig`), read from one YAML file and CLI flags.
 
-Every key of the YAML file must be a field of one of the two dataclasses, and every value
-must fit its field's type; both are checked, with one line naming the key, before any
-model or dataset is loaded.
+Every key of the YAML file must be a field (or a deprecated alias, e.g. ``ppo_epochs``) of
+one of the two dataclasses, and every value must fit its field's type; both are checked by
+the one config loader, with one line naming the key, before any model or dataset is loaded.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from ..lm.config import PPOConfig
-from ..utils.config import ConfigError, check_types, require
-
-TASKS = ("sentiment", "arithmetic", "dataset")
-REWARD_FNS = ("none", "exact_match", "vader")
+from ..lm import PPOConfig
+from ..utils.config import check_types, parse_recipe_args, require
 
 
 @dataclass
@@ -76,6 +68,10 @@ class PPORecipeArgs:
     corpus_seed: int = field(default=0, metadata={"help": "arithmetic: split seed, as in SFT"})
     num_threads: int = field(default=0, metadata={"help": "torch threads; 0 keeps the default"})
     save_policy: bool = field(default=True, metadata={"help": "save_pretrained the final policy"})
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "a checkpoint-* folder of an earlier run (save_every) to continue from"},
+    )
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -94,52 +90,10 @@ class PPORecipeArgs:
         require(self.num_threads >= 0, self, "num_threads", "must be >= 0")
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
-
-
-def check_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a recipe YAML file; unknown keys and mistyped values raise :class:`ConfigError`."""
-    from ..utils.config import conforms, describe_type
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
-    types = {**_field_types(PPORecipeArgs), **_field_types(PPOConfig)}
-    unknown = sorted(set(data) - set(types))
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys: {sorted(types)}")
-    for key, value in data.items():
-        ok, converted = conforms(value, types[key])
-        if not ok:
-            raise ConfigError(
-                f"{path}: {key}={value!r} is invalid; expected {describe_type(types[key])}"
-            )
-        data[key] = converted
-    return data
-
-
 def parse_ppo_args(argv: list[str] | None = None) -> tuple[PPORecipeArgs, PPOConfig]:
-    """``[--config FILE.yaml] [--field value ...]`` -> checked (recipe args, trainer config)."""
-    from transformers import HfArgumentParser
-
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser((PPORecipeArgs, PPOConfig))
-    if known.config is not None:
-        parser.set_defaults(**check_yaml(known.config))
-    try:
-        args, cfg = parser.parse_args_into_dataclasses(args=rest, look_for_args_file=False)
-    except (ValueError, TypeError) as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(str(err)) from err
-    return args, cfg
+    """``[--config FILE.yaml] [--field value ...]`` -> checked (recipe args, trainer config),
+    through the project's one loader (:func:`rlhf_pg.utils.config.parse_recipe_args`)."""
+    return parse_recipe_args((PPORecipeArgs, PPOConfig), argv)
 
 
 def args_to_dict(args: PPORecipeArgs, cfg: PPOConfig) -> dict[str, Any]:

@@ -20,6 +20,10 @@ from typing import Literal
 
 import torch
 
+from ..hf.sampling import generate_completions
+from ..hf.scoring import RewardModel
+from ..tasks.gold import score_gold
+from ..tasks.reviews import sentiment_prompts
 from ..utils.cache import atomic_dir, config_hash, default_cache_root, file_digest, is_complete
 from ..utils.config import check_types, require
 from ..utils.io import atomic_write_json
@@ -114,10 +118,6 @@ def generate_preferences(cfg: RewardModelArgs):
     """Two SFT completions per prompt, labelled by the gold scorer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..hf.sampling import generate_completions
-    from ..tasks.gold import score_gold
-    from ..tasks.reviews import sentiment_prompts
-
     tokenizer = AutoTokenizer.from_pretrained(cfg.sft_path)
     policy = AutoModelForCausalLM.from_pretrained(cfg.sft_path)
     prompts = sentiment_prompts(cfg.n_prompts, seed=cfg.prompt_seed, n_words=cfg.prompt_words)
@@ -182,6 +182,43 @@ def _reward_config(cfg: RewardModelArgs, output_dir: Path):
     )
 
 
+def save_reward_model(trainer, tokenizer, data, split, out: Path, train_loss, seconds) -> None:
+    """Write the trained model atomically, with its normalisation statistics (mean and spread
+    of its scores on the SFT samples), the pairs, and ``reward_metrics.json``."""
+    with atomic_dir(out) as tmp:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        raw = RewardModel.from_pretrained(tmp, normalize=False)
+        held_out = pairwise_accuracy(raw, split["test"])
+        train_acc = pairwise_accuracy(
+            raw, split["train"].select(range(min(500, len(split["train"]))))
+        )
+        # SFT samples (both sides of every pair) define the zero and the unit of the reward.
+        prompts = data["prompt"] if "prompt" in data.column_names else [""] * len(data)
+        samples = [p + c for p, c in zip(prompts, data["chosen"])]
+        samples += [p + r for p, r in zip(prompts, data["rejected"])]
+        scores = raw.score_texts(samples)
+        trainer.model.config.reward_mean = statistics.fmean(scores)
+        trainer.model.config.reward_std = statistics.pstdev(scores) or 1.0
+        trainer.model.config.save_pretrained(tmp)
+        split["train"].to_json(tmp / "pairs_train.jsonl")
+        split["test"].to_json(tmp / "pairs_heldout.jsonl")
+        atomic_write_json(
+            tmp / "reward_metrics.json",
+            {
+                "heldout_pairwise_accuracy": held_out,
+                "train_pairwise_accuracy": train_acc,
+                "n_train_pairs": len(split["train"]),
+                "n_heldout_pairs": len(split["test"]),
+                "train_loss": train_loss,
+                "reward_mean": trainer.model.config.reward_mean,
+                "reward_std": trainer.model.config.reward_std,
+                **seconds,
+                "log_history": trainer.state.log_history,
+            },
+        )
+
+
 def train_reward_model(cfg: RewardModelArgs) -> Path:
     """Train (or reuse from the cache) a reward model; returns its ``save_pretrained`` folder."""
     out = rm_output_dir(cfg)
@@ -201,8 +238,6 @@ def train_reward_model(cfg: RewardModelArgs) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardTrainer
 
-    from ..hf.scoring import RewardModel
-
     init = cfg.model_name_or_path or cfg.sft_path
     tokenizer = AutoTokenizer.from_pretrained(init)
     model = AutoModelForSequenceClassification.from_pretrained(init, num_labels=1)
@@ -219,39 +254,8 @@ def train_reward_model(cfg: RewardModelArgs) -> Path:
     train_seconds = time.perf_counter() - start
 
     if trainer.is_world_process_zero():
-        with atomic_dir(out) as tmp:
-            trainer.model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            raw = RewardModel.from_pretrained(tmp, normalize=False)
-            held_out = pairwise_accuracy(raw, split["test"])
-            train_acc = pairwise_accuracy(
-                raw, split["train"].select(range(min(500, len(split["train"]))))
-            )
-            # SFT samples (both sides of every pair) define the zero and the unit of the reward.
-            prompts = data["prompt"] if "prompt" in data.column_names else [""] * len(data)
-            samples = [p + c for p, c in zip(prompts, data["chosen"])]
-            samples += [p + r for p, r in zip(prompts, data["rejected"])]
-            scores = raw.score_texts(samples)
-            trainer.model.config.reward_mean = statistics.fmean(scores)
-            trainer.model.config.reward_std = statistics.pstdev(scores) or 1.0
-            trainer.model.config.save_pretrained(tmp)
-            split["train"].to_json(tmp / "pairs_train.jsonl")
-            split["test"].to_json(tmp / "pairs_heldout.jsonl")
-            atomic_write_json(
-                tmp / "reward_metrics.json",
-                {
-                    "heldout_pairwise_accuracy": held_out,
-                    "train_pairwise_accuracy": train_acc,
-                    "n_train_pairs": len(split["train"]),
-                    "n_heldout_pairs": len(split["test"]),
-                    "train_loss": result.training_loss,
-                    "reward_mean": trainer.model.config.reward_mean,
-                    "reward_std": trainer.model.config.reward_std,
-                    "data_seconds": data_seconds,
-                    "train_seconds": train_seconds,
-                    "log_history": trainer.state.log_history,
-                },
-            )
+        seconds = {"data_seconds": data_seconds, "train_seconds": train_seconds}
+        save_reward_model(trainer, tokenizer, data, split, out, result.training_loss, seconds)
     trainer.accelerator.wait_for_everyone()
     scratch.cleanup()
     return out

@@ -14,7 +14,7 @@ REWARD_FUNCTIONS: dict[str, Callable] = {"exact_match": exact_match_reward, "vad
 
 
 def build_reward(args, device="cpu") -> list[tuple[float, Callable]]:
-    """The weighted reward list of a :class:`~rlhf_pg.pipeline.args.PPORecipeArgs`."""
+    """The weighted reward list of a :class:`~rlhf_pg.stages.ppo_args.PPORecipeArgs`."""
     parts: list[tuple[float, Callable]] = []
     if args.reward_model_path is not None:
         rm = load_reward_model(args.reward_model_path, args.reward_model_label, device)

@@ -18,21 +18,32 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
+from ..hf.tokens import ensure_pad_token
+from ..tasks.arithmetic import build_arithmetic_corpus
+from ..tasks.reviews import build_corpus
+from ..tasks.tokenizer import train_tokenizer
 from ..utils.cache import atomic_dir, config_hash, default_cache_root, is_complete
-from ..utils.config import check_types, require
+from ..utils.config import check_types, require, with_aliases
 from ..utils.io import atomic_write_json
 
 # Fields that choose where or how a run happens, not what it produces.
 _NOT_IN_KEY = ("output_dir", "cache_dir", "reuse_cache", "num_threads", "log_every", "progress")
 
 
+@with_aliases
 @dataclass
 class SFTArgs:
-    """Hyperparameters of one SFT run (recipe YAML keys and CLI flags)."""
+    """Hyperparameters of one SFT run (recipe YAML keys and CLI flags).
+
+    ``max_steps`` counts optimizer steps, as :attr:`rlhf_pg.lm.PPOConfig.max_steps` does;
+    the old name ``num_steps`` still works, with a notice.
+    """
+
+    ALIASES: ClassVar[dict[str, str]] = {"num_steps": "max_steps"}
 
     task: Literal["sentiment", "arithmetic", "dataset"] = "sentiment"
     model_name_or_path: str | None = None  # None: a fresh GPT-2 from n_layer/n_head/n_embd
@@ -55,7 +66,7 @@ class SFTArgs:
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 50
-    num_steps: int = 400
+    max_steps: int = 400
     batch_size: int = 32
     max_grad_norm: float = 1.0
     eval_fraction: float = 0.02
@@ -78,7 +89,7 @@ class SFTArgs:
                 "dataset_name",
                 "must be set for task 'dataset'",
             )
-        for name in ("num_steps", "batch_size", "corpus_size", "n_layer", "n_head", "n_embd"):
+        for name in ("max_steps", "batch_size", "corpus_size", "n_layer", "n_head", "n_embd"):
             require(getattr(self, name) >= 1, self, name, "must be >= 1")
         require(self.max_length >= 2, self, "max_length", "must be >= 2")
         require(self.learning_rate > 0, self, "learning_rate", "must be > 0")
@@ -103,12 +114,8 @@ def sft_output_dir(cfg: SFTArgs) -> Path:
 def build_texts(cfg: SFTArgs) -> list[str]:
     """The SFT corpus the config names."""
     if cfg.task == "sentiment":
-        from ..tasks.reviews import build_corpus
-
         return build_corpus(cfg.corpus_size, seed=cfg.corpus_seed)
     if cfg.task == "arithmetic":
-        from ..tasks.arithmetic import build_arithmetic_corpus
-
         return build_arithmetic_corpus(
             cfg.corpus_size, cfg.error_rate, cfg.max_operand, cfg.held_out_fraction, cfg.corpus_seed
         )
@@ -121,8 +128,6 @@ def build_tokenizer(cfg: SFTArgs, texts: list[str]):
     """A tokenizer from a path (hub name or folder), else a byte-level BPE trained on ``texts``."""
     from transformers import AutoTokenizer
 
-    from ..tasks.tokenizer import train_tokenizer
-
     path = cfg.tokenizer_name_or_path or cfg.model_name_or_path
     if path is not None:
         return AutoTokenizer.from_pretrained(path, padding_side="left")
@@ -132,8 +137,6 @@ def build_tokenizer(cfg: SFTArgs, texts: list[str]):
 def build_model(cfg: SFTArgs, tokenizer):
     """A pretrained causal LM from a path, else a fresh GPT-2 sized by the config."""
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
-
-    from ..hf.tokens import ensure_pad_token
 
     if cfg.model_name_or_path is not None:
         model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)
@@ -200,17 +203,49 @@ def _lr_lambda(cfg: SFTArgs):
     def f(step: int) -> float:  # linear warm-up, then cosine decay to 10%
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
-        progress = (step - cfg.warmup_steps) / max(1, cfg.num_steps - cfg.warmup_steps)
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return f
+
+
+def _train_loop(cfg: SFTArgs, accelerator, model, loader, optimizer, scheduler) -> list[dict]:
+    """``cfg.max_steps`` optimizer steps (cycling over the loader); returns the logged rows."""
+    from tqdm.auto import tqdm
+
+    model.train()
+    history, batches = [], iter(loader)
+    bar = tqdm(
+        range(cfg.max_steps), desc="SFT", disable=not (cfg.progress and accelerator.is_main_process)
+    )
+    for step in bar:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
+        loss = model(**batch).loss
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % cfg.log_every == 0 or step == cfg.max_steps - 1:
+            row = {
+                "step": step,
+                "loss": loss.item(),
+                "grad_norm": None if grad_norm is None else float(grad_norm),
+                "lr": scheduler.get_last_lr()[0],
+            }
+            history.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+    return history
 
 
 def train_sft(cfg: SFTArgs) -> Path:
     """Train (or reuse from the cache) an SFT model; returns its ``save_pretrained`` folder."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
 
     out = sft_output_dir(cfg)
     if cfg.reuse_cache and is_complete(out):
@@ -242,32 +277,8 @@ def train_sft(cfg: SFTArgs) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
-    model.train()
-    history, batches, start = [], iter(loader), time.perf_counter()
-    bar = tqdm(
-        range(cfg.num_steps), desc="SFT", disable=not (cfg.progress and accelerator.is_main_process)
-    )
-    for step in bar:
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            batch = next(batches)
-        loss = model(**batch).loss
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % cfg.log_every == 0 or step == cfg.num_steps - 1:
-            row = {
-                "step": step,
-                "loss": loss.item(),
-                "grad_norm": None if grad_norm is None else float(grad_norm),
-                "lr": scheduler.get_last_lr()[0],
-            }
-            history.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.3f}")
+    start = time.perf_counter()
+    history = _train_loop(cfg, accelerator, model, loader, optimizer, scheduler)
     train_seconds = time.perf_counter() - start
 
     accelerator.wait_for_everyone()

@@ -214,13 +214,19 @@ def _rename_alias_flags(classes: tuple[type, ...], argv: list[str]) -> list[str]
     return out
 
 
+def _raise_config_error(message: str) -> None:
+    """``ArgumentParser.error`` replacement: one ConfigError line instead of usage + exit."""
+    raise ConfigError(f"command line: {message}")
+
+
 def parse_recipe_args(cls: type[T] | tuple[type, ...], argv: list[str] | None = None) -> Any:
     """``[--config FILE.yaml] [--field value ...]`` -> a checked ``cls`` instance (or, given a
     tuple of classes, a tuple of instances, each key going to the class that has the field).
 
     Flags are defined and converted by ``HfArgumentParser``; only the flags actually given
-    override the YAML, whose values are checked by the dataclass itself (so a YAML value
-    of the wrong type gets the same one-line message as one passed in Python).
+    override the YAML. Every value, from the file or a flag, then goes through
+    :func:`config_from_dict`, so any mistake (unknown key, bad flag value, wrong type, out
+    of range) is one :class:`ConfigError` line. ``--help`` still prints and exits.
     """
     import sys
 
@@ -232,20 +238,37 @@ def parse_recipe_args(cls: type[T] | tuple[type, ...], argv: list[str] | None = 
     known, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
     values = load_yaml_config(known.config, classes) if known.config is not None else {}
     parser = HfArgumentParser(classes)
+    parser.error = _raise_config_error  # type: ignore[method-assign]
     # A non-string sentinel default marks flags not given (argparse would parse a string one).
     parser.set_defaults(**{f.name: _UNSET for c in classes for f in dataclasses.fields(c)})
-    # a value argparse cannot convert exits with status 2 and argparse's one-line reason
     given, unknown = parser.parse_known_args(_rename_alias_flags(classes, rest))
     if unknown:
         names = " / ".join(c.__name__ for c in classes)
         raise ConfigError(f"unknown argument(s) {unknown} for {names}")
     values.update({k: v for k, v in vars(given).items() if v is not _UNSET})
-    parts = split_values(classes, values, known.config or "command line")
-    built = tuple(c(**part) for c, part in zip(classes, parts))
+    source = known.config or "command line"
+    parts = split_values(classes, values, source)
+    built = tuple(config_from_dict(c, part, source) for c, part in zip(classes, parts))
     return built if isinstance(cls, tuple) else built[0]
 
 
 def config_from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T:
-    """Build a checked config from a dict (the demo's path), rejecting unknown keys."""
+    """A checked ``cls`` from a dict: unknown keys, values of the wrong type (checked against
+    the annotations, for classes whose ``__post_init__`` does not) and the class's own range
+    checks all raise one :class:`ConfigError` line naming ``source``."""
     check_keys(cls, values, source)
-    return cls(**values)
+    values = resolve_aliases(cls, values, source)
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        ok, converted = conforms(value, hints[key])
+        if not ok:
+            raise ConfigError(
+                f"{source}: {key}={value!r} is invalid; expected {describe_type(hints[key])}"
+            )
+        values[key] = converted
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as err:  # a class that validates with plain ValueErrors
+        raise ConfigError(f"{source}: {err}") from None
