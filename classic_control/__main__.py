@@ -111,7 +111,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="classic_control",
-        description="REINFORCE, A2C, A3C, PPO and TRPO on gymnasium tasks, built on rlhf_pg.core.",
+        description="REINFORCE, A2C, A3C, PPO, TRPO, DDPG, TD3 and SAC on gymnasium tasks, "
+        "built on rlhf_pg.core.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -158,9 +159,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg, preset = resolve(
         args.algo or "ppo", args.env_id or "CartPole-v1", overrides, config_file=args.config
     )
+    _check_env(cfg)  # unknown id or spaces the algorithm cannot use: fail before training
     run_dir = args.out or rundir.default_run_dir(cfg)
     with rundir.claim(run_dir):  # a file, an unwritable or a busy --out fails here
-        probe_env(cfg.env_id)  # unknown id or unsupported spaces: fail before training
         if (run_dir / rundir.CHECKPOINT).exists():
             raise ConfigError(
                 f"{str(run_dir)!r} already holds a run; continue it with --resume {run_dir} "
@@ -188,10 +189,16 @@ def _resume(args: argparse.Namespace) -> int:
     with rundir.claim(run_dir):
         # fail early on a missing, unreadable or other run's checkpoint
         rundir.check_checkpoint(run_dir, rundir.load_checkpoint(run_dir), cfg)
-        probe_env(cfg.env_id)
+        _check_env(cfg)
         trainer = Trainer(cfg, run_dir)
         print(f"resuming {run_dir} at {cfg.env_id} / {cfg.algo}")
         return _run(trainer, resume=True, show=not args.no_progress)
+
+
+def _check_env(cfg: Config) -> None:
+    from .algos import REGISTRY
+
+    REGISTRY[cfg.algo].check_env(probe_env(cfg.env_id), cfg.env_id)
 
 
 def _run(trainer, *, resume: bool, show: bool) -> int:
@@ -215,9 +222,9 @@ def _run(trainer, *, resume: bool, show: bool) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .algos import REGISTRY
     from .envs import ObsNormalizer
     from .evaluate import Evaluator, record_video, summary
-    from .networks import ActorCritic
 
     cfg = rundir.read_config(args.run_dir)
     if args.episodes < 1:
@@ -231,7 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             Path(args.video) if args.video else args.run_dir / "video.gif", "--video"
         )
     spec = probe_env(cfg.env_id)
-    agent = ActorCritic(spec, cfg)
+    agent = REGISTRY[cfg.algo].build_agent(spec, cfg)
     obs_norm = ObsNormalizer(spec.obs_dim, cfg.norm_obs)
     obs_norm.rms.load_state_dict(rundir.load_model(model, agent))
     with rundir.claim(args.run_dir):  # eval.json is the run's: not while it trains

@@ -90,6 +90,22 @@ class Config:
     backtrack_coef: float = 0.8
     # a3c (num_envs and num_steps are per worker)
     num_workers: int = 2
+    # ddpg, td3, sac (off-policy; num_steps = env steps per env between metrics rows)
+    critic_learning_rate: float | None = None  # None: same as learning_rate
+    buffer_size: int = 1_000_000  # replay capacity, transitions
+    batch_size: int = 256  # replay minibatch
+    learning_starts: int = 100  # uniform random actions (and no updates) for this many env steps
+    train_freq: int = 1  # env steps per env between learning phases
+    gradient_steps: int = 1  # gradient steps per learning phase
+    tau: float = 0.005  # Polyak coefficient of the target networks
+    exploration_noise: str = "normal"  # ddpg, td3: normal | ou (Ornstein-Uhlenbeck)
+    exploration_noise_std: float = 0.1  # in units of half the action range
+    policy_delay: int = 2  # td3: critic updates per actor/target update
+    target_policy_noise: float = 0.2  # td3: std of the target-action smoothing noise
+    target_noise_clip: float = 0.5  # td3: clip of that noise
+    init_alpha: float = 1.0  # sac: initial temperature
+    learn_alpha: bool = True  # sac: tune alpha towards target_entropy
+    target_entropy: float | None = None  # sac: None = -action_dim
     # evaluation and bookkeeping
     eval_every: int = 10_000  # env steps between evaluations (0: only at the end)
     eval_episodes: int = 10

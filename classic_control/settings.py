@@ -42,10 +42,10 @@ def resolve(
     *,
     config_file: Path | None = None,
 ) -> tuple[Config, str | None]:
-    """Defaults < preset for (algo, env) < ``config_file`` < ``overrides`` (None values are
-    ignored). Returns the checked config and the preset file name used (None: defaults)."""
+    """Defaults (``Algorithm.defaults`` over ``Config``'s) < preset for (algo, env) <
+    ``config_file`` < ``overrides`` (None values are ignored). Returns the checked config and the preset file name used (None: defaults)."""
     check_algo(algo)
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(REGISTRY[algo].defaults)
     path = preset_path(algo, env_id)
     used = None
     if path.exists():

@@ -23,7 +23,6 @@ from .config import Config, ConfigError
 from .envs import EnvSpec, ObsNormalizer, probe_env
 from .evaluate import Evaluator, summary
 from .metrics import ELAPSED, EVAL_RETURN, EVAL_STD, STEPS_PER_S, TRAIN_RETURN
-from .networks import ActorCritic
 from .settings import validate
 
 
@@ -36,8 +35,9 @@ class Trainer:
         self.spec = spec or probe_env(cfg.env_id)
         torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
-        self.agent = ActorCritic(self.spec, cfg)
-        self.algo: Algorithm = REGISTRY[cfg.algo](cfg, self.agent)
+        algo_cls = REGISTRY[cfg.algo]
+        self.agent = algo_cls.build_agent(self.spec, cfg)
+        self.algo: Algorithm = algo_cls(cfg, self.agent)
         self.collector = self.algo.make_collector(cfg.env_id, self.spec)
         self.evaluator = Evaluator(
             cfg.env_id, self.spec, cfg.eval_episodes, cfg.seed, cfg.max_episode_steps

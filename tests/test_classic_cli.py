@@ -47,8 +47,8 @@ def test_unsupported_spaces(capsys, tmp_path, env_id, what):
 
 
 def test_unknown_algorithm_lists_valid(capsys):
-    err = _error(capsys, ["train", "--algo", "ddpg"])
-    assert "'ddpg'" in err and "valid: ppo, a2c, reinforce" in err
+    err = _error(capsys, ["train", "--algo", "dqn"])
+    assert "'dqn'" in err and "valid: ppo, a2c, reinforce" in err and "sac" in err
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,8 @@ def test_every_algorithm_builds_its_collector_one_way(tmp_path):
         sizes = {"num_envs": 2, "num_steps": 8, "num_minibatches": 2}
         if algo == "actor_critic":  # one env, one step per update by definition
             sizes = {"num_envs": 1, "num_steps": 1}
-        cfg, _ = resolve(algo, "CartPole-v1", sizes)
+        env_id = "Pendulum-v1" if algo in ("ddpg", "td3", "sac") else "CartPole-v1"
+        cfg, _ = resolve(algo, env_id, sizes)
         trainer = Trainer(cfg, tmp_path / algo)
         try:
             c = trainer.collector
@@ -97,6 +98,9 @@ def test_every_algorithm_builds_its_collector_one_way(tmp_path):
         "trpo": "VectorCollector",
         "reinforce": "EpisodeCollector",
         "a3c": "WorkerPool",
+        "ddpg": "ReplayCollector",
+        "td3": "ReplayCollector",
+        "sac": "ReplayCollector",
         "actor_critic": "VectorCollector",
         "ppo_kl": "VectorCollector",
     }
@@ -105,7 +109,7 @@ def test_every_algorithm_builds_its_collector_one_way(tmp_path):
 def _downward_imports() -> list[tuple[str, str]]:
     """(importer, imported) for each import inside classic_control that goes up a layer."""
     order = [
-        "metrics config envs networks evaluate rollout lifetime",
+        "metrics config envs networks evaluate rollout lifetime offpolicy_networks replay",
         "algos",
         "settings",
         "rundir",

@@ -9,6 +9,7 @@ rollouts) and registers in ``classic_control.algos.REGISTRY``.
 from __future__ import annotations
 
 import contextlib
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -90,6 +91,9 @@ class Algorithm:
     """An update rule over collected batches; subclasses override ``update`` (and
     ``check_config`` / ``make_collector`` where they differ from the defaults)."""
 
+    # settings that replace Config's defaults for this algorithm (under any preset)
+    defaults: ClassVar[dict[str, Any]] = {}
+
     def __init__(self, cfg: Config, agent: ActorCritic) -> None:
         self.cfg, self.agent = cfg, agent
         self.params = list(agent.parameters())
@@ -106,6 +110,16 @@ class Algorithm:
     def check_config(cls, cfg: Config) -> None:
         """Raise ``ConfigError`` for a setting only this algorithm reads (the generic ones
         are ``Config.check``'s); called before any env or network is built."""
+
+    @classmethod
+    def check_env(cls, spec: EnvSpec, env_id: str) -> None:
+        """Raise ``ConfigError`` for an env whose spaces this algorithm cannot use."""
+
+    @classmethod
+    def build_agent(cls, spec: EnvSpec, cfg: Config) -> nn.Module:
+        """The network(s) this algorithm trains, saved as the run's model."""
+        cls.check_env(spec, cfg.env_id)
+        return ActorCritic(spec, cfg)
 
     def make_collector(self, env_id: str, spec: EnvSpec) -> Collector:
         """What gathers this algorithm's batches: fixed-length vector rollouts by default."""

@@ -31,6 +31,18 @@ def _linear(start: float):
     return schedule
 
 
+_PENDULUM_TD3: dict[str, Any] = dict(
+    gamma=0.98,
+    buffer_size=200_000,
+    learning_starts=10_000,
+    noise_type="normal",
+    noise_std=0.1,
+    gradient_steps=-1,
+    train_freq=(1, "episode"),
+    learning_rate=1e-3,
+    net_arch=[400, 300],
+)
+
 # rl-baselines3-zoo settings (hyperparams/{ppo,a2c,trpo}.yml); "lin_x" = linear decay from x
 ZOO: dict[tuple[str, str], dict[str, Any]] = {
     ("ppo", "CartPole-v1"): dict(
@@ -66,14 +78,36 @@ ZOO: dict[tuple[str, str], dict[str, Any]] = {
         n_critic_updates=20,
     ),
     ("trpo", "Acrobot-v1"): dict(normalize=True, n_envs=2, n_steps=1024),
+    # hyperparams/{td3,ddpg,sac}.yml; "noise_*" become SB3's NormalActionNoise / OU noise
+    ("td3", "Pendulum-v1"): dict(_PENDULUM_TD3),
+    ("ddpg", "Pendulum-v1"): dict(_PENDULUM_TD3),
+    ("sac", "Pendulum-v1"): dict(learning_rate=1e-3),
 }
 
 
 def _classes() -> dict[str, type]:
-    from sb3_contrib import TRPO
-    from stable_baselines3 import A2C, PPO
+    from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 
-    return {"ppo": PPO, "a2c": A2C, "trpo": TRPO}
+    classes = {"ppo": PPO, "a2c": A2C, "ddpg": DDPG, "td3": TD3, "sac": SAC}
+    try:
+        from sb3_contrib import TRPO
+
+        classes["trpo"] = TRPO
+    except ImportError:  # only TRPO needs sb3-contrib
+        pass
+    return classes
+
+
+def _off_policy_kwargs(hp: dict[str, Any], act_dim: int) -> None:
+    """Zoo shorthands -> SB3 arguments: action-noise objects and policy_kwargs (in place)."""
+    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+    if "noise_type" in hp:
+        kind, std = hp.pop("noise_type"), hp.pop("noise_std")
+        cls = NormalActionNoise if kind == "normal" else OrnsteinUhlenbeckActionNoise
+        hp["action_noise"] = cls(np.zeros(act_dim), std * np.ones(act_dim))
+    if "net_arch" in hp:
+        hp["policy_kwargs"] = {"net_arch": hp.pop("net_arch")}
 
 
 class SB3Policy:
@@ -125,6 +159,7 @@ def build_model(algo: str, env_id: str, seed: int):
         if isinstance(value, str) and value.startswith("lin_"):
             hp[key] = _linear(float(value[4:]))
     env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    _off_policy_kwargs(hp, int(np.prod(env.action_space.shape or (1,))))
     vecnorm = VecNormalize(env, gamma=hp.get("gamma", 0.99)) if normalize else None
     model = _classes()[algo]("MlpPolicy", vecnorm or env, seed=seed, device="cpu", verbose=0, **hp)
     return model, env, vecnorm

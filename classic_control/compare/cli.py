@@ -20,7 +20,7 @@ from ..envs import probe_env
 from ..settings import resolve
 from . import records
 
-SB3_ALGOS = ("ppo", "a2c", "trpo")  # SB3 (and sb3-contrib) have no REINFORCE or A3C
+SB3_ALGOS = ("ppo", "a2c", "trpo", "ddpg", "td3", "sac")  # SB3 has no REINFORCE or A3C
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -92,6 +92,7 @@ def sb3_algos(algos: list[str]) -> list[str]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from ..algos import REGISTRY
     from .sweep import plan, train_overrides
 
     _check_args(args)
@@ -105,6 +106,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     specs = plan(args.algos, args.envs, args.seeds, args.steps, args.eval_every, args.eval_episodes)
     for spec in specs[: len(args.algos) * len(args.envs)]:  # each (algo, env) config once
         resolve(spec.algo, spec.env_id, train_overrides(spec))
+        REGISTRY[spec.algo].check_env(probe_env(spec.env_id), spec.env_id)
     algos = list(args.algos)
     if args.baseline == "sb3":
         extra = sb3_algos(args.algos)

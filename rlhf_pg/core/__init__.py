@@ -28,6 +28,14 @@ from .losses import (
     reinforce_loss,
     value_loss,
 )
+from .offpolicy import (
+    clipped_double_q_target,
+    polyak_update,
+    soft_q_target,
+    squashed_gaussian_log_prob,
+    td_target,
+    temperature_loss,
+)
 from .returns import discounted_returns, gae
 from .stats import explained_variance, masked_mean, masked_var, whiten
 
@@ -40,6 +48,7 @@ __all__ = [
     "PPOLoss",
     "aggregate_loss",
     "batch_mean_baseline",
+    "clipped_double_q_target",
     "discounted_returns",
     "effective_sample_size",
     "entropy",
@@ -53,11 +62,16 @@ __all__ = [
     "kl_k3",
     "masked_mean",
     "masked_var",
+    "polyak_update",
     "ppo_clip_loss",
     "ppo_kl_penalty_loss",
     "reinforce_loss",
     "rloo_advantages",
     "set_finite_checks",
+    "soft_q_target",
+    "squashed_gaussian_log_prob",
+    "td_target",
+    "temperature_loss",
     "step_ratios",
     "trajectory_log_weights",
     "value_loss",

@@ -1,0 +1,130 @@
+"""Networks of the off-policy agents: deterministic and squashed-Gaussian actors, Q ensembles.
+
+Actions inside the agent live in [-1, 1] (a tanh output); ``mode`` rescales
+to the env's bounds for evaluation, and the replay buffer stores the [-1, 1]
+action so targets and critics never see the env's units. Layers use
+PyTorch's default Linear initialisation, as the reference DDPG/TD3/SAC
+implementations do (the on-policy orthogonal init is tuned for PPO).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import Tensor, nn
+
+from rlhf_pg.core import squashed_gaussian_log_prob
+
+from .config import Config
+from .envs import EnvSpec
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # keeps exp(log_std) finite and above underflow
+
+
+def mlp(n_in: int, sizes: list[int], n_out: int, activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for size in sizes:
+        # in place: a Linear's backward needs its input, not its output
+        act = nn.Tanh() if activation == "tanh" else nn.ReLU(inplace=True)
+        layers += [nn.Linear(n_in, size), act]
+        n_in = size
+    return nn.Sequential(*layers, nn.Linear(n_in, n_out))
+
+
+class QEnsemble(nn.Module):
+    """``n`` independent critics Q_k(s, a) evaluated by one batched matmul per layer.
+
+    Weights are stacked as (n, in, out), so twin critics cost one ``baddbmm``
+    per layer instead of two Linear calls: half the Python and dispatch
+    overhead, which dominates at these sizes on a CPU.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, sizes: list[int], activation: str, n: int):
+        super().__init__()
+        # in place: baddbmm's backward needs its inputs, not its output
+        self.act = {"tanh": torch.tanh_, "relu": torch.relu_}[activation]
+        dims = [obs_dim + act_dim, *sizes, 1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for n_in, n_out in zip(dims[:-1], dims[1:]):
+            bound = 1.0 / math.sqrt(n_in)  # nn.Linear's default init, per critic
+            self.weights.append(nn.Parameter(torch.empty(n, n_in, n_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, n_out).uniform_(-bound, bound)))
+
+    def forward(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """Q values, shape (n, B)."""
+        x = torch.cat([obs, actions], dim=-1).expand(len(self.weights[0]), -1, -1)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(b, x, w)
+            if i < last:
+                x = self.act(x)
+        return x.squeeze(-1)
+
+
+class DeterministicActor(nn.Module):
+    """mu(s) = tanh(MLP(s)) in [-1, 1] (DDPG, TD3)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, sizes: list[int], activation: str):
+        super().__init__()
+        self.net = mlp(obs_dim, sizes, act_dim, activation)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return torch.tanh(self.net(obs))
+
+
+class SquashedGaussianActor(nn.Module):
+    """a = tanh(u), u ~ N(mu(s), sigma(s)^2) with a state-dependent log-std head (SAC)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, sizes: list[int], activation: str):
+        super().__init__()
+        self.net = mlp(obs_dim, sizes, 2 * act_dim, activation)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """The deterministic action tanh(mu(s))."""
+        mean, _ = self.net(obs).chunk(2, dim=-1)
+        return torch.tanh(mean)
+
+    def _gaussian(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        return mean + torch.exp(log_std) * torch.randn_like(mean), mean, log_std
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """A reparameterised sample and its log-prob: (actions (B, A), logp (B,))."""
+        u, mean, log_std = self._gaussian(obs)
+        return torch.tanh(u), squashed_gaussian_log_prob(u, mean, log_std)
+
+    def explore(self, obs: Tensor) -> Tensor:
+        """A sample without its log-prob (acting in the env needs none)."""
+        return torch.tanh(self._gaussian(obs)[0])
+
+
+class OffPolicyAgent(nn.Module):
+    """Actor, critics (``n_critics``), their target copies, and for SAC the log-temperature."""
+
+    def __init__(self, spec: EnvSpec, cfg: Config, *, stochastic: bool, n_critics: int) -> None:
+        super().__init__()
+        sizes, act = list(cfg.hidden_sizes), cfg.activation
+        actor_cls = SquashedGaussianActor if stochastic else DeterministicActor
+        self.actor = actor_cls(spec.obs_dim, spec.act_dim, sizes, act)
+        self.critic = QEnsemble(spec.obs_dim, spec.act_dim, sizes, act, n_critics)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        # SAC samples its target actions from the online actor: no actor target
+        self.actor_target = None if stochastic else copy.deepcopy(self.actor).requires_grad_(False)
+        self.log_alpha = (
+            nn.Parameter(torch.tensor(math.log(cfg.init_alpha))) if stochastic else None
+        )
+        low, high = torch.as_tensor(spec.act_low), torch.as_tensor(spec.act_high)
+        self.register_buffer("act_scale", ((high - low) / 2).float())
+        self.register_buffer("act_mid", ((high + low) / 2).float())
+
+    def to_env(self, actions: Tensor) -> Tensor:
+        """[-1, 1] -> the env's [low, high]."""
+        return self.act_mid + self.act_scale * actions
+
+    def mode(self, obs: Tensor) -> Tensor:
+        """The deterministic action in env units, used for evaluation."""
+        return self.to_env(self.actor(obs))

@@ -1,0 +1,179 @@
+"""DDPG, TD3 and SAC agents: replay semantics, exact resume, checks, eval and video."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from classic_control.__main__ import main
+from classic_control.algos import REGISTRY
+from classic_control.config import ConfigError
+from classic_control.envs import probe_env
+from classic_control.metrics import is_timing
+from classic_control.settings import resolve
+from classic_control.trainer import Trainer
+
+TINY = {
+    "total_steps": 600,
+    "num_steps": 100,
+    "learning_starts": 150,
+    "batch_size": 32,
+    "hidden_sizes": [32, 32],
+    "train_freq": 2,
+    "gradient_steps": 2,
+    "eval_every": 300,
+    "eval_episodes": 2,
+    "checkpoint_every": 200,
+    "buffer_size": 10_000,
+}
+
+
+def _cfg(algo: str, env_id: str = "Pendulum-v1", **kw):
+    return resolve(algo, env_id, {**TINY, **kw})[0]
+
+
+def _run(cfg, run_dir, *, resume=False, stop_after=None):
+    trainer = Trainer(cfg, run_dir)
+    try:
+        return trainer.train(resume=resume, show_progress=False, stop_after=stop_after)
+    finally:
+        trainer.close()
+
+
+def _collector(algo: str, env_id: str, **kw):
+    cfg = _cfg(algo, env_id, learning_starts=10**6, **kw)  # random actions, no learning
+    trainer = Trainer(cfg, "unused")
+    return trainer, trainer.collector
+
+
+def test_truncation_stores_true_final_obs_and_is_not_terminal():
+    trainer, col = _collector("sac", "Pendulum-v1", num_envs=2, num_steps=205)
+    col.collect()  # Pendulum is cut at 200 steps; 5 more steps start the next episodes
+    d, last = col.buffer.data, 199 * 2  # transitions are stored env-interleaved
+    assert not d.terminated[: col.buffer.size].any()
+    for i in range(2):
+        # replay env i's actions in a fresh env from the same reset seed: its 200th obs
+        env = gym.make("Pendulum-v1")
+        obs, _ = env.reset(seed=0 + i)
+        assert np.allclose(d.obs[i].numpy(), obs, atol=1e-6)
+        for t in range(200):
+            a = trainer.agent.to_env(d.actions[2 * t + i]).numpy()
+            obs, *_ = env.step(a)
+        assert np.allclose(d.next_obs[last + i].numpy(), obs, atol=1e-5)
+        # the next stored transition starts from the reset observation, not the final one
+        assert not np.allclose(d.obs[last + 2 + i].numpy(), obs)
+    trainer.close()
+
+
+def test_termination_flag_matches_the_env():
+    """LunarLanderContinuous under random actions crashes: terminated, not truncated."""
+    trainer, col = _collector("td3", "LunarLanderContinuous-v3", num_envs=1, num_steps=400)
+    col.collect()
+    term = col.buffer.data.terminated[: col.buffer.size]
+    ends = [n for _, n in col.stats.pop()]
+    assert len(ends) >= 1 and term.sum() == len(ends)
+    assert torch.equal(torch.nonzero(term).squeeze(-1), torch.tensor(np.cumsum(ends) - 1))
+    trainer.close()
+
+
+def test_actions_rescale_to_bounds():
+    spec = probe_env("MountainCarContinuous-v0")
+    cfg = _cfg("ddpg", "MountainCarContinuous-v0")
+    agent = REGISTRY["ddpg"].build_agent(spec, cfg)
+    out = agent.to_env(torch.tensor([[-1.0], [0.0], [1.0]]))
+    assert torch.allclose(out, torch.tensor([[-1.0], [0.0], [1.0]]))
+    spec = probe_env("Pendulum-v1")
+    agent = REGISTRY["sac"].build_agent(spec, _cfg("sac"))
+    out = agent.to_env(torch.tensor([[-1.0], [0.5]]))
+    assert torch.allclose(out, torch.tensor([[-2.0], [1.0]]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("algo", "extra"),
+    [("ddpg", {"exploration_noise": "ou"}), ("td3", {}), ("sac", {"num_envs": 2, "num_steps": 50})],
+)
+def test_resume_equals_uninterrupted(tmp_path, algo, extra):
+    cfg = _cfg(algo, **extra)
+    full = _run(cfg, tmp_path / "full")
+    assert _run(cfg, tmp_path / "cut", stop_after=3) is None  # checkpoint at 200, cut at 300
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    buf = ckpt["collector"]["buffer"]
+    assert buf["size"] == 200 and buf["rows"].shape == (200, 9)  # only the filled part is saved
+    resumed = _run(cfg, tmp_path / "cut", resume=True)
+
+    def rows(d):
+        lines = (d / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(x).items() if not is_timing(k)} for x in lines]
+
+    assert rows(tmp_path / "cut") == rows(tmp_path / "full")
+    assert any("loss/critic" in r for r in rows(tmp_path / "full"))
+    assert resumed["returns"] == full["returns"]
+    wa = load_file(tmp_path / "cut" / "model_final.safetensors")
+    wb = load_file(tmp_path / "full" / "model_final.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_discrete_env_is_one_line_naming_fitting_algorithms(capsys, tmp_path):
+    code = main(["train", "--algo", "sac", "--env", "CartPole-v1", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err
+    assert "sac needs continuous (Box) actions" in err and "ppo, a2c, reinforce, trpo" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_error_names_every_algorithm_that_takes_discrete_actions():
+    from classic_control.algos.offpolicy import DISCRETE_FIT, OffPolicy
+
+    on_policy = [name for name, cls in REGISTRY.items() if not issubclass(cls, OffPolicy)]
+    assert sorted(DISCRETE_FIT) == sorted(on_policy)
+
+
+@pytest.mark.parametrize(
+    ("algo", "kw", "message"),
+    [
+        ("td3", {"policy_delay": 0}, "policy_delay must be >= 1"),
+        ("sac", {"init_alpha": 0.0}, "init_alpha must be > 0"),
+        ("ddpg", {"exploration_noise": "pink"}, "unknown exploration_noise 'pink'"),
+        ("sac", {"norm_obs": True}, "sac does not support norm_obs"),
+        ("td3", {"tau": 1.5}, r"tau must be in \[0, 1\]"),
+        ("sac", {"batch_size": 0}, "batch_size must be >= 1"),
+        ("ddpg", {"critic_learning_rate": -1.0}, "critic_learning_rate must be > 0"),
+    ],
+)
+def test_bad_settings_rejected(algo, kw, message):
+    with pytest.raises(ConfigError, match=message):
+        _cfg(algo, **kw)
+
+
+@pytest.mark.slow
+def test_eval_and_video_from_the_cli(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--algo", "td3", "--env", "Pendulum-v1", "--out", str(run), "--no-progress"]
+    flags = {k: v for k, v in TINY.items() if k not in ("hidden_sizes", "total_steps")}
+    argv += ["--steps", str(TINY["total_steps"])]
+    argv += [f"--{k.replace('_', '-')}={v}" for k, v in flags.items()] + ["--hidden-sizes", "32"]
+    assert main(argv) == 0
+    video = tmp_path / "ep.gif"
+    assert main(["eval", str(run), "--episodes", "2", "--video", str(video)]) == 0
+    result = json.loads((run / "eval.json").read_text())
+    assert result["algo"] == "td3" and result["episodes"] == 2 and video.stat().st_size > 0
+    assert "mean return" in capsys.readouterr().out
+
+
+def test_off_policy_defaults_apply_without_a_preset_only_to_off_policy():
+    sac, preset = resolve("sac", "MountainCarContinuous-v0", {"learning_starts": 5})
+    assert preset == "sac_MountainCarContinuous-v0.yaml" and sac.hidden_sizes == [64, 64]
+    td3, preset = resolve("td3", "MountainCarContinuous-v0", {})  # no td3 preset for it
+    assert preset is None and (td3.num_envs, td3.hidden_sizes, td3.anneal_lr) == (
+        1,
+        [256, 256],
+        False,
+    )
+    ppo, _ = resolve("ppo", "MountainCarContinuous-v0", {})
+    assert (ppo.num_envs, ppo.hidden_sizes) == (8, [64, 64])
