@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = run_evaluation(cfg)
+    try:
+        result = run_evaluation(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(json.dumps(result, indent=2))
     return 0
 

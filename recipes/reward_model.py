@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    path = train_reward_model(cfg)
+    try:
+        path = train_reward_model(cfg)
+    except ConfigError as err:  # an unwritable output folder, a dataset without the columns
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     from accelerate import PartialState
 
     state = PartialState()

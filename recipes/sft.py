@@ -22,7 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    path = train_sft(cfg)
+    try:
+        path = train_sft(cfg)
+    except ConfigError as err:  # an unwritable output folder, a dataset without the column
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     from accelerate import PartialState
 
     state = PartialState()

@@ -177,3 +177,18 @@ def test_missing_preference_columns_names_them(tmp_path):
     cfg = RewardModelArgs(preference_dataset=str(data), output_dir=str(tmp_path / "rm"))
     with pytest.raises(ValueError, match=r"missing column\(s\) \['rejected'\]"):
         train_reward_model(cfg)
+
+
+def test_stage_input_errors_are_one_line_with_exit_2(tmp_path, monkeypatch, capsys):
+    """Errors found once the stage starts (not in the YAML) still reach the user as one line."""
+    sft_main = runpy.run_path(str(RECIPES / "sft.py"))["main"]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder\n")
+    assert sft_main(["--output_dir", str(blocker / "sft"), "--max_steps", "1"]) == 2
+    assert "is a file" in _one_error_line(capsys) and blocker.read_text() == "not a folder\n"
+    data = tmp_path / "reviews.jsonl"
+    data.write_text('{"review": "a good film"}\n')
+    argv = ["--task", "dataset", "--dataset_name", str(data), "--output_dir", str(tmp_path / "o")]
+    assert sft_main(argv) == 2
+    line = _one_error_line(capsys)
+    assert "missing column(s) ['text']" in line and "review" in line

@@ -27,7 +27,7 @@ from ..tasks.reviews import sentiment_prompts
 from ..utils.cache import atomic_dir, config_hash, default_cache_root, file_digest, is_complete
 from ..utils.config import check_types, require, require_model_path
 from ..utils.io import atomic_write_json
-from ..utils.run_folder import check_process_group
+from ..utils.run_folder import check_process_group, ensure_writable_dir
 
 _NOT_IN_KEY = ("output_dir", "cache_dir", "reuse_cache", "num_threads", "progress", "sft_path")
 
@@ -228,6 +228,7 @@ def train_reward_model(cfg: RewardModelArgs) -> Path:
     out = rm_output_dir(cfg)
     if cfg.reuse_cache and is_complete(out):
         return out
+    ensure_writable_dir(out.parent, "the folder above output_dir")  # before any work
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     from accelerate import PartialState

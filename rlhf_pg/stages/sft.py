@@ -29,7 +29,7 @@ from ..tasks.tokenizer import train_tokenizer
 from ..utils.cache import atomic_dir, config_hash, default_cache_root, is_complete
 from ..utils.config import check_types, require, with_aliases
 from ..utils.io import atomic_write_json
-from ..utils.run_folder import check_process_group
+from ..utils.run_folder import check_process_group, ensure_writable_dir
 
 # Fields that choose where or how a run happens, not what it produces.
 _NOT_IN_KEY = ("output_dir", "cache_dir", "reuse_cache", "num_threads", "log_every", "progress")
@@ -251,6 +251,7 @@ def train_sft(cfg: SFTArgs) -> Path:
     out = sft_output_dir(cfg)
     if cfg.reuse_cache and is_complete(out):
         return out
+    ensure_writable_dir(out.parent, "the folder above output_dir")  # before any work
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     accelerator = Accelerator(cpu=cfg.use_cpu, mixed_precision=cfg.mixed_precision)

@@ -11,12 +11,14 @@ from pathlib import Path
 
 from datasets import Dataset, load_dataset, load_from_disk
 
+from ..utils.config import ConfigError
+
 
 def require_columns(dataset: Dataset, columns: list[str], what: str) -> None:
     """Fail with a message naming the missing columns and the ones the dataset has."""
     missing = [c for c in columns if c not in dataset.column_names]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"{what}: dataset is missing column(s) {missing}; it has {dataset.column_names}. "
             f"Expected columns: {columns}"
         )
