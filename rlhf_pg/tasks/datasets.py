@@ -7,6 +7,8 @@ files, or one written by ``Dataset.save_to_disk``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from datasets import Dataset, load_dataset, load_from_disk
@@ -24,6 +26,19 @@ def require_columns(dataset: Dataset, columns: list[str], what: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
 def load_any_dataset(name: str, split: str = "train") -> Dataset:
     """A hub dataset name, a folder saved with ``save_to_disk``, or a folder/file of json/parquet."""
     path = Path(name)
@@ -31,7 +46,8 @@ def load_any_dataset(name: str, split: str = "train") -> Dataset:
         return load_from_disk(str(path))
     if path.is_file():
         kind = "parquet" if path.suffix == ".parquet" else "json"
-        return load_dataset(kind, data_files=str(path), split=split)
+        with _no_progress_bars():  # a local file loads in an instant; keep stderr for errors
+            return load_dataset(kind, data_files=str(path), split=split)
     return load_dataset(name, split=split)
 
 
