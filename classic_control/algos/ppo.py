@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -57,28 +60,21 @@ class PPO(Algorithm):
         return metrics
 
     def _epochs(self, d: dict[str, Tensor], clip: float) -> tuple[Tensor, int]:
-        cfg, agent = self.cfg, self.agent
+        cfg = self.cfg
         n = d["obs"].shape[0]
         mb_size = n // cfg.num_minibatches
-        vf_clip = cfg.clip_eps_value if cfg.clip_vloss else None
+
+        def clipped(logp: Tensor, old_logp: Tensor, adv: Tensor):
+            return ppo_clip_loss(logp, old_logp, adv, clip_eps=clip)
+
         logs: list[Tensor] = []
         for epoch in range(cfg.update_epochs):
             perm = torch.randperm(n)
             epoch_kl = []
             for start in range(0, n, mb_size):
-                idx = perm[start : start + mb_size]
-                logp, ent, v = agent.evaluate(
-                    d["obs"][idx], d["actions"][idx], entropy_grad=cfg.entropy_coef != 0
+                pg, vl, ent_mean, grad_norm = self.minibatch_step(
+                    d, perm[start : start + mb_size], clipped
                 )
-                adv = d["adv"][:, idx]
-                if cfg.norm_adv and mb_size > 1:
-                    adv = whiten(adv)
-                pg = ppo_clip_loss(logp.view(1, -1), d["old_logp"][:, idx], adv, clip_eps=clip)
-                vl = value_loss(
-                    v.view(1, -1), d["ret"][:, idx], old_values=d["old_v"][:, idx], clip_eps=vf_clip
-                )
-                ent_mean = ent.mean()
-                grad_norm = self.step(pg.loss - cfg.entropy_coef * ent_mean + cfg.vf_coef * vl)
                 logs.append(
                     torch.stack(
                         [pg.loss, vl, ent_mean, pg.approx_kl, pg.clip_fraction, grad_norm]
@@ -88,3 +84,24 @@ class PPO(Algorithm):
             if cfg.target_kl is not None and float(torch.stack(epoch_kl).mean()) > cfg.target_kl:
                 return torch.stack(logs), epoch + 1
         return torch.stack(logs), cfg.update_epochs
+
+    def minibatch_step(
+        self, d: dict[str, Tensor], idx: Tensor, policy_loss: Callable
+    ) -> tuple[Any, Tensor, Tensor, Tensor]:
+        """One optimizer step on the minibatch ``idx``: ``policy_loss(logp, old_logp, adv)``
+        (clipped surrogate, or the KL-penalty one) + value loss - entropy bonus."""
+        cfg, agent = self.cfg, self.agent
+        logp, ent, v = agent.evaluate(
+            d["obs"][idx], d["actions"][idx], entropy_grad=cfg.entropy_coef != 0
+        )
+        adv = d["adv"][:, idx]
+        if cfg.norm_adv and len(idx) > 1:
+            adv = whiten(adv)
+        pg = policy_loss(logp.view(1, -1), d["old_logp"][:, idx], adv)
+        vf_clip = cfg.clip_eps_value if cfg.clip_vloss else None
+        vl = value_loss(
+            v.view(1, -1), d["ret"][:, idx], old_values=d["old_v"][:, idx], clip_eps=vf_clip
+        )
+        ent_mean = ent.mean()
+        grad_norm = self.step(pg.loss - cfg.entropy_coef * ent_mean + cfg.vf_coef * vl)
+        return pg, vl, ent_mean, grad_norm

@@ -17,8 +17,6 @@ from rlhf_pg.core import (
     explained_variance,
     kl_k3,
     ppo_kl_penalty_loss,
-    value_loss,
-    whiten,
 )
 
 from ..config import Config, ConfigError
@@ -78,35 +76,21 @@ class PPOKL(PPO):
         return metrics
 
     def _penalty_epochs(self, d: dict[str, Tensor], beta: float) -> Tensor:
-        cfg, agent = self.cfg, self.agent
+        cfg = self.cfg
         n = d["obs"].shape[0]
         mb_size = n // cfg.num_minibatches
-        vf_clip = cfg.clip_eps_value if cfg.clip_vloss else None
+
+        def penalised(logp: Tensor, old_logp: Tensor, adv: Tensor):
+            return ppo_kl_penalty_loss(logp, old_logp, adv, kl_coef=beta)
+
         logs: list[Tensor] = []
         for _ in range(cfg.update_epochs):
             perm = torch.randperm(n)
             for start in range(0, n, mb_size):
-                idx = perm[start : start + mb_size]
-                logp, ent, v = agent.evaluate(
-                    d["obs"][idx], d["actions"][idx], entropy_grad=cfg.entropy_coef != 0
+                pg, vl, ent_mean, grad_norm = self.minibatch_step(
+                    d, perm[start : start + mb_size], penalised
                 )
-                adv = d["adv"][:, idx]
-                if cfg.norm_adv and mb_size > 1:
-                    adv = whiten(adv)
-                pg = ppo_kl_penalty_loss(logp.view(1, -1), d["old_logp"][:, idx], adv, kl_coef=beta)
-                vl = value_loss(
-                    v.view(1, -1), d["ret"][:, idx], old_values=d["old_v"][:, idx], clip_eps=vf_clip
-                )
-                ent_mean = ent.mean()
-                grad_norm = self.step(pg.loss - cfg.entropy_coef * ent_mean + cfg.vf_coef * vl)
                 logs.append(
                     torch.stack([pg.surrogate, vl, ent_mean, pg.approx_kl, grad_norm]).detach()
                 )
         return torch.stack(logs)
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "kl_ctl": self.kl_ctl.state_dict()}
-
-    def load_state_dict(self, s: dict) -> None:
-        super().load_state_dict(s)
-        self.kl_ctl.load_state_dict(s["kl_ctl"])
