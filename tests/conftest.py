@@ -7,6 +7,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
@@ -15,3 +16,13 @@ torch.set_num_threads(1)
 
 settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
 settings.load_profile("ci")
+
+
+@pytest.fixture
+def stage_outputs(tmp_path, monkeypatch):
+    """A working folder holding the earlier stages' outputs the shipped recipe configs name
+    (``runs/sft_sentiment`` ...), so that the configs parse as they do after those stages."""
+    monkeypatch.chdir(tmp_path)
+    for stage in ("sft_sentiment", "rm_sentiment", "sft_arithmetic"):
+        (tmp_path / "runs" / stage).mkdir(parents=True)
+    return tmp_path

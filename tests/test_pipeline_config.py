@@ -50,7 +50,7 @@ def test_ppo_configs_ship_for_every_task_and_estimator():
 
 
 @pytest.mark.parametrize("path", PPO_CONFIGS, ids=lambda p: p.stem)
-def test_shipped_configs_parse_and_cli_overrides_win(path):
+def test_shipped_configs_parse_and_cli_overrides_win(path, stage_outputs):
     args, config = parse_ppo_args(["--config", str(path), "--seed", "7", "--max_steps", "3"])
     assert config.seed == 7 and config.max_steps == 3
     assert args.reward_model_path is not None or args.reward_fn != "none"

@@ -37,10 +37,7 @@ def _forbid_training(monkeypatch):
         p for p in (RECIPES / "configs").glob("*.yaml") if p.name.startswith(tuple(ARGS_BY_PREFIX))
     ),
 )
-def test_shipped_configs_parse(path, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the earlier stages' outputs the configs name exist here
-    for stage in ("sft_sentiment", "rm_sentiment", "sft_arithmetic"):
-        (tmp_path / "runs" / stage).mkdir(parents=True)
+def test_shipped_configs_parse(path, stage_outputs):
     cls = ARGS_BY_PREFIX[next(k for k in ARGS_BY_PREFIX if path.name.startswith(k))]
     extra = {RewardModelArgs: ["--sft_path", "x"], EvalArgs: ["--model_path", "x"]}.get(cls, [])
     cfg = parse_recipe_args(cls, ["--config", str(path), *extra])
