@@ -109,6 +109,27 @@ def prepare_critic(critic, tokenizer) -> None:
             p.requires_grad_(False)
 
 
+def _policy_and_reference(cfg: PPOConfig, base, ref_model, lora_config):
+    """``(policy base, frozen reference model or None, reference adapter or None)``: with
+    LoRA the reference lives inside the peft model (adapters disabled, or a frozen copy of
+    an incoming adapter); otherwise it is ``ref_model`` or a frozen copy of the policy."""
+    if cfg.use_lora or lora_config is not None:
+        if ref_model is not None:
+            raise ValueError(
+                "ref_model cannot be combined with LoRA: the reference is the policy's base "
+                "(with its incoming adapter, if any)"
+            )
+        if hasattr(base, "peft_config"):  # e.g. an SFT adapter: train on, refer to its copy
+            return base, None, keep_reference_adapter(base)
+        return apply_lora(base, cfg, lora_config), None, None
+    if hasattr(base, "peft_config"):
+        raise ValueError("model is a peft model; set use_lora=True to train its adapters")
+    ref_model = ref_model if ref_model is not None else copy.deepcopy(base)
+    ref_model.eval().requires_grad_(False)
+    disable_dropout(ref_model)
+    return base, ref_model, None
+
+
 def build_policy(
     cfg: PPOConfig,
     model,
@@ -143,23 +164,7 @@ def build_policy(
         for m in (base, critic_model, *[rm.model for rm in reward_models]):
             if m is not None:
                 fuse_gelu(m)
-    reference_adapter = None
-    if cfg.use_lora or lora_config is not None:
-        if ref_model is not None:
-            raise ValueError(
-                "ref_model cannot be combined with LoRA: the reference is the policy's base "
-                "(with its incoming adapter, if any)"
-            )
-        if hasattr(base, "peft_config"):  # e.g. an SFT adapter: train on, refer to its copy
-            reference_adapter = keep_reference_adapter(base)
-        else:
-            base = apply_lora(base, cfg, lora_config)
-    else:
-        if hasattr(base, "peft_config"):
-            raise ValueError("model is a peft model; set use_lora=True to train its adapters")
-        ref_model = ref_model if ref_model is not None else copy.deepcopy(base)
-        ref_model.eval().requires_grad_(False)
-        disable_dropout(ref_model)
+    base, ref_model, reference_adapter = _policy_and_reference(cfg, base, ref_model, lora_config)
     if wrapper is None:
         wrapper = PolicyWithValueHead(
             base, with_value_head=cfg.uses_critic, critic_model=critic_model
