@@ -41,6 +41,16 @@ def next_token_distribution(logits: Tensor, temperature: float, top_k: int, top_
     return probs
 
 
+def _draw(probs: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One token per row from ``probs`` with the caller's generator; rows move to the
+    generator's device only when it differs (a CPU generator with a GPU model)."""
+    if generator is None or generator.device == probs.device:
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return torch.multinomial(probs.to(generator.device), 1, generator=generator)[:, 0].to(
+        probs.device
+    )
+
+
 @torch.no_grad()
 def sample_tokens(
     model,
@@ -74,7 +84,7 @@ def sample_tokens(
         logits = out.logits[:, -1]
         if temperature > 0:
             probs = next_token_distribution(logits, temperature, top_k, top_p)
-            token = torch.multinomial(probs.cpu(), 1, generator=generator).to(logits.device)[:, 0]
+            token = _draw(probs, generator)
         else:
             token = logits.argmax(dim=-1)
         token = torch.where(finished, torch.full_like(token, pad_id), token)

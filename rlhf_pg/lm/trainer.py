@@ -116,7 +116,8 @@ class PPOTrainer:
         self.state = TrainerState()
         rank = self.accelerator.process_index
         set_seed(cfg.seed + rank)
-        self.sample_generator = torch.Generator().manual_seed(cfg.seed + rank)  # per rank
+        # per rank, on the model's device so sampling needs no host copy per token
+        self.sample_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + rank)
         self.perm_generator = torch.Generator().manual_seed(cfg.seed)  # same on every rank
         self.callbacks = [as_callback(c) for c in callbacks]
         if trackers:
