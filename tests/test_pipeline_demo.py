@@ -41,7 +41,7 @@ def test_ppo_against_the_gold_trained_reward_model_raises_the_proxy_reward(tiny_
         kl_coef=0.2,
         num_minibatches=2,
         seed=0,
-        cpu=True,
+        use_cpu=True,
         progress_bar=False,
         output_dir=str(tmp_path),
     )

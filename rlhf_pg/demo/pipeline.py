@@ -129,7 +129,7 @@ def ppo_args(cfg: DemoConfig, sft_path: Path, rm_path: Path) -> tuple[PPORecipeA
         # the demo is rerun into the same folder: each run replaces the last one's PPO stage
         "overwrite_output_dir": True,
         "progress_bar": cfg.progress,
-        "cpu": True,  # the offline default: a ~1M-parameter model is fastest on the CPU
+        "use_cpu": True,  # the offline default: a ~1M-parameter model is fastest on the CPU
     }
     args, config = _compose(cfg, "ppo", run_level)
     return args, config

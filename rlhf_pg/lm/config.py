@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from ..core import AGGREGATION_MODES, KL_ESTIMATORS
-from ..utils.config import ConfigError, check_types, config_from_dict, with_aliases
+from ..utils.config import ConfigError, TrlName, check_types, config_from_dict, with_aliases
 
 ESTIMATORS = ("ppo", "reinforce", "rloo", "grpo")
 KL_PENALTY_MODES = ("reward", "loss", "none")
 KL_CONTROLLERS = ("fixed", "adaptive")
 LR_SCHEDULES = ("constant", "linear")
 PROMPT_TRUNCATION = ("error", "left")
-LOG_WITH = ("none", "tensorboard", "wandb", "all")
+TRACKERS = ("tensorboard", "wandb", "trackio")  # what report_to may name, besides none / all
 AT_LEAST_ONE = (
     "samples_per_prompt",
     "batch_size",
@@ -40,9 +40,129 @@ NON_NEGATIVE = (
     "entropy_coef",
     "kl_coef",
     "missing_eos_penalty",
+    "clip_eps_high",
     "score_clip",
     "lora_dropout",
 )
+
+
+def normalize_report_to(value: str | list[str]) -> list[str]:
+    """``report_to`` as transformers reads it: a name or a list; ``"none"`` (or ``[]``) means
+    no tracker, ``"all"`` every installed one (expanded when the trainer starts)."""
+    names = [value] if isinstance(value, str) else list(value)
+    return [n for n in names if n != "none"]
+
+
+def check_report_to(names: list[str], owner: str = "report_to") -> None:
+    """One line naming a tracker we do not support."""
+    for name in names:
+        if name not in (*TRACKERS, "all"):
+            raise ConfigError(
+                f"{owner}={name!r} is not valid; choose from {', '.join(TRACKERS)}, all or none"
+            )
+
+
+# --- TRL's names (GRPOConfig / RLOOConfig, and the removed PPOConfig) -------------------
+_LOSS_TYPES = {  # TRL GRPOConfig.loss_type -> our loss_aggregation
+    "grpo": "seq-mean-token-mean",
+    "dr_grpo": "seq-mean-token-sum",
+    "dapo": "token-mean",
+    "bnpo": "token-mean",
+}
+
+
+def _loss_type(value: Any, given: dict[str, Any]) -> str:
+    if value in AGGREGATION_MODES:  # already our name
+        return value
+    if value not in _LOSS_TYPES:
+        raise ValueError(
+            f"no loss aggregation of ours matches; valid: {', '.join(_LOSS_TYPES)} "
+            f"(or ours: {', '.join(AGGREGATION_MODES)})"
+        )
+    return _LOSS_TYPES[value]
+
+
+def _scale_rewards(value: Any, given: dict[str, Any]) -> bool:
+    scale = {"group": True, True: True, "none": False, False: False}
+    if value not in scale:
+        raise ValueError("valid: group, none, true or false (batch-std scaling is not supported)")
+    return scale[value]
+
+
+def _lr_scheduler_type(value: Any, given: dict[str, Any]) -> str:
+    if value not in LR_SCHEDULES:
+        raise ValueError(f"valid: {', '.join(LR_SCHEDULES)}")
+    return value
+
+
+def _stop_token_id(value: Any, given: dict[str, Any]) -> list[int]:
+    return [] if value is None else [value] if isinstance(value, int) else value
+
+
+def _default(name: str) -> Any:
+    f = PPOConfig.__dataclass_fields__[name]
+    return f.default_factory() if callable(f.default_factory) else f.default
+
+
+def _per_device_train_batch_size(value: Any, given: dict[str, Any]) -> int:
+    """TRL counts completions per process in one micro-batch; we count prompts per process
+    per step: batch_size * samples_per_prompt = micro-batch * accumulation * minibatches."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("must be an integer >= 1 (completions per process per micro-batch)")
+    k = given.get("samples_per_prompt", _default("samples_per_prompt"))
+    chunks = given.get("gradient_accumulation_steps", _default("gradient_accumulation_steps"))
+    chunks *= given.get("num_minibatches", _default("num_minibatches"))
+    if (value * chunks) % k:
+        raise ValueError(
+            f"{value} completions per micro-batch x {chunks} micro-batches per step is not a "
+            f"multiple of num_generations={k}; batch_size (prompts per step) would not be whole"
+        )
+    return value * chunks // k
+
+
+TRL_NAMES: dict[str, TrlName] = {
+    "num_generations": TrlName("samples_per_prompt", note="same meaning"),
+    "max_completion_length": TrlName("max_new_tokens", note="same meaning"),
+    "response_length": TrlName("max_new_tokens", note="TRL's old PPOConfig"),
+    "beta": TrlName(
+        "kl_coef",
+        note="same coefficient; where the KL goes is kl_penalty (GRPOTrainer: in the loss "
+        "with k3, RLOOTrainer: in the reward with k1)",
+    ),
+    "epsilon": TrlName("clip_eps", note="same meaning"),
+    "cliprange": TrlName("clip_eps", note="TRL's old PPOConfig"),
+    "epsilon_high": TrlName("clip_eps_high", note="same meaning (asymmetric clip, DAPO)"),
+    "cliprange_value": TrlName("clip_eps_value", note="TRL's old PPOConfig"),
+    "num_iterations": TrlName("update_epochs", note="same meaning"),
+    "num_ppo_epochs": TrlName("update_epochs", note="TRL's old PPOConfig"),
+    "num_mini_batches": TrlName("num_minibatches", note="TRL's old PPOConfig"),
+    "per_device_train_batch_size": TrlName(
+        "batch_size",
+        _per_device_train_batch_size,
+        note="TRL: completions per micro-batch; ours: prompts per step "
+        "(= value x gradient_accumulation_steps x num_minibatches / samples_per_prompt)",
+    ),
+    "save_steps": TrlName("save_every", note="ours counts PPO steps, TRL optimizer steps"),
+    "use_peft": TrlName("use_lora", note="LoRA settings keep TRL's names (lora_r, lora_alpha)"),
+    "loss_type": TrlName(
+        "loss_aggregation",
+        _loss_type,
+        note="grpo, dr_grpo, dapo, bnpo -> seq-mean-token-mean, seq-mean-token-sum, "
+        "token-mean, token-mean",
+    ),
+    "scale_rewards": TrlName("grpo_scale_by_std", _scale_rewards, note="group/none -> true/false"),
+    "lr_scheduler_type": TrlName("lr_schedule", _lr_scheduler_type, note="constant or linear"),
+    "adam_epsilon": TrlName("adam_eps", note="same meaning"),
+    "stop_token_id": TrlName("stop_token_ids", _stop_token_id, note="one id -> a list"),
+}
+TRL_UNSUPPORTED: dict[str, str] = {
+    "use_vllm": "generation runs in the trainer's own sampler (rlhf_pg.hf.sampling)",
+    "steps_per_generation": "one rollout is used by update_epochs x num_minibatches steps; "
+    "set those instead",
+    "generation_batch_size": "set batch_size (prompts per step) and samples_per_prompt",
+    "importance_sampling_level": "ratios are per token",
+    "total_episodes": "set max_steps (rollout + update steps)",
+}
 
 
 def _help(text: str, default: Any) -> Any:
@@ -62,14 +182,20 @@ class PPOConfig:
 
     Names are shared with ``classic_control`` where the meaning is the same
     (``learning_rate``, ``gae_lambda``, ``clip_eps``, ``update_epochs``,
-    ``entropy_coef``); the old names in ``ALIASES`` still work, with a notice.
+    ``entropy_coef``); the old names in ``ALIASES`` still work, with a notice. TRL's
+    names (``TRL_NAMES``: ``num_generations``, ``beta``, ``epsilon``, ``loss_type``, ...)
+    work without one; docs/migrating-from-trl.md maps them.
     """
 
     ALIASES: ClassVar[dict[str, str]] = {
         "lam": "gae_lambda",
         "ppo_epochs": "update_epochs",
         "total_steps": "max_steps",
+        "cpu": "use_cpu",
+        "log_with": "report_to",
     }
+    TRL_NAMES: ClassVar[dict[str, TrlName]] = TRL_NAMES
+    TRL_UNSUPPORTED: ClassVar[dict[str, str]] = TRL_UNSUPPORTED
 
     # --- estimator -------------------------------------------------------
     estimator: str = _help(
@@ -97,6 +223,9 @@ class PPOConfig:
     gamma: float = _help("discount over tokens", 1.0)
     gae_lambda: float = _help("GAE lambda over tokens", 0.95)
     clip_eps: float = _help("PPO ratio clip range", 0.2)
+    clip_eps_high: float = _help(
+        "upper ratio clip (1 + clip_eps_high) when asymmetric (DAPO); 0 = clip_eps", 0.0
+    )
     clip_eps_value: float = _help("value clip range around rollout values; 0 disables", 0.2)
     vf_coef: float = _help("value-loss coefficient", 0.1)
     entropy_coef: float = _help("entropy bonus coefficient", 0.0)
@@ -146,7 +275,7 @@ class PPOConfig:
     )
     gradient_checkpointing: bool = _help("recompute activations in backward", False)
     bf16: bool = _help("bf16 mixed precision via accelerate", False)
-    cpu: bool = _help("force CPU even when a GPU is present", False)
+    use_cpu: bool = _help("force CPU even when a GPU is present", False)
 
     # --- bookkeeping ---------------------------------------------------------
     seed: int = _help("random seed (each process adds its rank)", 0)
@@ -159,13 +288,19 @@ class PPOConfig:
         "without it such a run refuses to start (resume with load_checkpoint instead)",
         False,
     )
-    log_with: str = _help("accelerate tracker: tensorboard, wandb, all or none", "none")
+    report_to: str | list[str] = _help(
+        "trackers (accelerate): tensorboard, wandb, trackio, all or none; several allowed; "
+        "empty = none",
+        [],
+    )
     save_every: int = _help("checkpoint every N steps in train(); 0 = only at the end", 0)
     progress_bar: bool = _help("tqdm progress bar on the main process", True)
 
     def __post_init__(self) -> None:
         self.stop_token_ids = list(self.stop_token_ids)
         self.lora_target_modules = list(self.lora_target_modules)
+        if isinstance(self.report_to, (str, list)):
+            self.report_to = normalize_report_to(self.report_to)
         check_types(self)  # a value of the wrong type: one line naming the field
         for f in fields(self):
             value = getattr(self, f.name)
@@ -183,7 +318,7 @@ class PPOConfig:
         _choice("loss_aggregation", self.loss_aggregation, AGGREGATION_MODES)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("prompt_truncation", self.prompt_truncation, PROMPT_TRUNCATION)
-        _choice("log_with", self.log_with, LOG_WITH)
+        check_report_to(self.report_to)
 
     def _check_ranges(self) -> None:
         for name in AT_LEAST_ONE:

@@ -81,14 +81,14 @@ class PPOTrainer:
         peft_config=None,
     ) -> None:
         self.config = cfg = config
-        trackers = tracker_names(cfg.log_with)
+        trackers = tracker_names(cfg.report_to)
         self.accelerator = accelerator or Accelerator(
-            cpu=cfg.cpu,
+            cpu=cfg.use_cpu,
             mixed_precision="bf16" if cfg.bf16 else "no",
             log_with=trackers or None,
             project_dir=cfg.output_dir or None,
         )
-        check_process_group(self.accelerator.num_processes, cpu_flag="--cpu true (cpu=True)")
+        check_process_group(self.accelerator.num_processes, cpu_flag="--use_cpu true (use_cpu=True)")
         # the same seed on every rank while building (new embedding rows, heads), so the
         # reference copies match the policy that DDP broadcasts from rank 0
         set_seed(cfg.seed)

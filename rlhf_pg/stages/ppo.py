@@ -148,7 +148,7 @@ def run_ppo(args: PPORecipeArgs, config: PPOConfig) -> dict:
     policy, tokenizer, ref = load_policy(args)
     from accelerate import PartialState
 
-    reward = build_reward(args, device="cpu" if config.cpu else PartialState().device)
+    reward = build_reward(args, device="cpu" if config.use_cpu else PartialState().device)
     trainer = PPOTrainer(
         config, policy, tokenizer, reward=reward, ref_model=ref, prompts=train_prompts
     )
