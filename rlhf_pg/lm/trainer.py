@@ -88,7 +88,9 @@ class PPOTrainer:
             log_with=trackers or None,
             project_dir=cfg.output_dir or None,
         )
-        check_process_group(self.accelerator.num_processes, cpu_flag="--use_cpu true (use_cpu=True)")
+        check_process_group(
+            self.accelerator.num_processes, cpu_flag="--use_cpu true (use_cpu=True)"
+        )
         # the same seed on every rank while building (new embedding rows, heads), so the
         # reference copies match the policy that DDP broadcasts from rank 0
         set_seed(cfg.seed)

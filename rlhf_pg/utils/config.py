@@ -271,8 +271,10 @@ def split_values(
     parts: list[dict[str, Any]] = [{} for _ in classes]
     for key, value in values.items():
         for part, cls in zip(parts, classes):
-            if key in _init_fields(cls) or key in other_names_of(cls) or key in getattr(
-                cls, "TRL_UNSUPPORTED", {}
+            if (
+                key in _init_fields(cls)
+                or key in other_names_of(cls)
+                or key in getattr(cls, "TRL_UNSUPPORTED", {})
             ):
                 part[key] = value
                 break
