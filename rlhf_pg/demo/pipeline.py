@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..lm import PPOConfig
-from ..stages.ppo import run_ppo, summarize
+from ..stages.ppo import run_ppo, summarize, write_policy_card
 from ..stages.ppo_args import PPORecipeArgs, args_to_dict
 from ..stages.reward_model import RewardModelArgs, train_reward_model
 from ..stages.sft import SFTArgs, train_sft
@@ -220,6 +220,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     t = _stage(4, "report")
     seconds["before_report"] = time.perf_counter() - begin
     report = _write_report(cfg, (sft_path, sft), (rm_path, rm), (args, config), results, seconds)
+    write_policy_card(Path(config.output_dir) / "policy", args, config, results, report.read_text())
     seconds["total"] = time.perf_counter() - begin
     summary = {**summary, "rm_accuracy": acc, "seconds": seconds, "report": str(report)}
     stage_settings = {

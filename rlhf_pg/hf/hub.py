@@ -12,6 +12,7 @@ files are huggingface_hub's business (``hf auth login`` or ``HF_TOKEN``).
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def model_card_text(
         "",
         f"# {title}",
         "",
-        f"Trained with [rlhf-pg](https://github.com/) ({stage} stage).",
+        f"Trained with rlhf-pg ({stage} stage).",
         "",
         "## Base model",
         "",
@@ -143,3 +144,18 @@ def push_folder(folder: str | Path, hub: HubArgs, what: str) -> str:
         ignore_patterns=[".*", "**/.*"],
     )
     return str(getattr(commit, "commit_url", commit))
+
+
+def push_if_asked(folder: str | Path, hub: HubArgs, what: str) -> int:
+    """The recipes' last step: upload ``folder`` when ``hub.push_to_hub``; returns the exit
+    code. A failed upload is one line and code 1; the folder stays as it is."""
+    if not hub.push_to_hub:
+        return 0
+    try:
+        print(f"pushed to the Hub: {push_folder(folder, hub, what)}")
+    except Exception as err:  # network, authentication, permissions: huggingface_hub's errors
+        print(
+            f"error: push to {hub.hub_model_id} failed ({err}); {folder} is kept", file=sys.stderr
+        )
+        return 1
+    return 0

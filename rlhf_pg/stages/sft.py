@@ -42,7 +42,14 @@ from ..tasks.arithmetic import build_arithmetic_corpus
 from ..tasks.reviews import build_corpus
 from ..tasks.tokenizer import train_tokenizer
 from ..utils.cache import atomic_dir, config_hash, default_cache_root, is_complete
-from ..utils.config import ConfigError, TrlName, check_types, require, with_aliases
+from ..utils.config import (
+    ConfigError,
+    TrlName,
+    check_types,
+    require,
+    require_lr_scheduler,
+    with_aliases,
+)
 from ..utils.io import atomic_write_json
 from ..utils.run_folder import check_process_group, ensure_writable_dir
 
@@ -157,6 +164,7 @@ class SFTArgs:
             "must be > 0 (or unset: max_steps)",
         )
         require(self.warmup_steps >= 0, self, "warmup_steps", "must be >= 0")
+        require_lr_scheduler(self)
         require(self.log_every >= 1, self, "log_every", "must be >= 1")
         if self.task == "dataset":
             require(
@@ -358,14 +366,6 @@ def make_schedule(cfg: SFTArgs, optimizer, total_steps: int):
     )
 
 
-def check_scheduler(cfg: SFTArgs) -> None:
-    """One line naming an unknown ``lr_scheduler_type`` (before any work)."""
-    from transformers import SchedulerType
-
-    valid = [t.value for t in SchedulerType]
-    require(cfg.lr_scheduler_type in valid, cfg, "lr_scheduler_type", f"must be one of {valid}")
-
-
 def total_steps(cfg: SFTArgs, n_train: int, num_processes: int = 1) -> int:
     """Optimizer steps: ``max_steps``, or ``num_train_epochs`` passes over ``n_train`` rows."""
     if cfg.num_train_epochs is None:
@@ -438,7 +438,6 @@ def train_sft(cfg: SFTArgs) -> Path:
     out = sft_output_dir(cfg)
     if cfg.reuse_cache and is_complete(out):
         return out
-    check_scheduler(cfg)
     tracker_names(cfg.report_to)  # a tracker that is not installed: one line, now
     ensure_writable_dir(out.parent, "the folder above output_dir")  # before any work
     if cfg.num_threads > 0:

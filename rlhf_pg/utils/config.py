@@ -126,6 +126,14 @@ def names_a_local_path(name: str) -> bool:
     )
 
 
+def require_lr_scheduler(obj: Any, name: str = "lr_scheduler_type") -> None:
+    """Raise :class:`ConfigError` when field ``name`` is not a transformers schedule name."""
+    from transformers import SchedulerType
+
+    valid = [t.value for t in SchedulerType]
+    require(getattr(obj, name) in valid, obj, name, f"must be one of {valid}")
+
+
 def require_model_path(obj: Any, name: str, made_by: str) -> None:
     """Raise :class:`ConfigError` when field ``name`` names a local model folder that does not
     exist, saying which stage makes it (``made_by``); hub names pass through."""
