@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-from huggingface_hub import ModelCard
 from datasets import Dataset
+from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification
 
 from rlhf_pg.hf.scoring import RewardModel

@@ -80,7 +80,10 @@ def test_our_old_names_still_warn_and_mixing_spellings_is_an_error():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"loss_type": "sapo"}, "loss_type='sapo': no loss aggregation of ours matches; valid: grpo"),
+        (
+            {"loss_type": "sapo"},
+            "loss_type='sapo': no loss aggregation of ours matches; valid: grpo",
+        ),
         ({"scale_rewards": "batch"}, "scale_rewards='batch': valid: group, none"),
         ({"use_vllm": True}, "'use_vllm' \\(TRL\\) is not supported: generation runs in"),
         ({"steps_per_generation": 4}, "'steps_per_generation' \\(TRL\\) is not supported"),
