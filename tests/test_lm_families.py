@@ -73,7 +73,9 @@ def test_sampler_follows_the_model_alone_not_its_generation_config(family, tmp_p
 @pytest.mark.parametrize("family", FAMILIES)
 def test_rollout_log_probs_equal_an_unpadded_forward_pass(family, tmp_path):
     model, tok = _leaky(family, tmp_path)
-    cfg = PPOConfig(batch_size=4, max_new_tokens=6, progress_bar=False, use_cpu=True, temperature=0.7)
+    cfg = PPOConfig(
+        batch_size=4, max_new_tokens=6, progress_bar=False, use_cpu=True, temperature=0.7
+    )
     trainer = PPOTrainer(cfg, model, tok, reward=lambda p, c: [0.0] * len(c))
     rollout = trainer.generate(PROMPTS)
     policy = trainer.unwrapped_model.pretrained_model
