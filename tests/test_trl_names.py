@@ -37,9 +37,16 @@ PPO_CASES = {
     "cliprange (old PPOConfig)": ({"cliprange": 0.1}, {"clip_eps": 0.1}),
     "num_ppo_epochs (old PPOConfig)": ({"num_ppo_epochs": 3}, {"update_epochs": 3}),
     "response_length (old PPOConfig)": ({"response_length": 5}, {"max_new_tokens": 5}),
+    "init_kl_coef (first PPOConfig)": ({"init_kl_coef": 0.2}, {"kl_coef": 0.2}),
+    "adap_kl_ctrl (first PPOConfig)": ({"adap_kl_ctrl": True}, {"kl_controller": "adaptive"}),
+    "mini_batch_size (first PPOConfig)": (
+        {"batch_size": 16, "mini_batch_size": 4},
+        {"batch_size": 16, "num_minibatches": 4},
+    ),
 }
 OLD_PPO_NAMES = {"cliprange", "cliprange_value", "num_ppo_epochs", "num_mini_batches"}
-OLD_PPO_NAMES |= {"response_length", "stop_token_id"}
+OLD_PPO_NAMES |= {"response_length", "stop_token_id", "init_kl_coef", "adap_kl_ctrl", "target"}
+OLD_PPO_NAMES |= {"horizon", "mini_batch_size"}
 
 
 @pytest.mark.parametrize("case", sorted(PPO_CASES))

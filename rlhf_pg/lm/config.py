@@ -120,6 +120,27 @@ def _per_device_train_batch_size(value: Any, given: dict[str, Any]) -> int:
     return value * chunks // k
 
 
+def _mini_batch_size(value: Any, given: dict[str, Any]) -> int:
+    """TRL's first PPOConfig: ``mini_batch_size`` completions per micro-batch -> how many
+    minibatches one step's completions make."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("must be an integer >= 1 (completions per micro-batch)")
+    rows = given.get("batch_size", _default("batch_size"))
+    rows *= given.get("samples_per_prompt", _default("samples_per_prompt"))
+    per_minibatch = value * given.get("gradient_accumulation_steps", 1)
+    if rows % per_minibatch:
+        raise ValueError(
+            f"{rows} completions per step do not split into minibatches of {per_minibatch}"
+        )
+    return rows // per_minibatch
+
+
+def _adap_kl_ctrl(value: Any, given: dict[str, Any]) -> str:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return "adaptive" if value else "fixed"
+
+
 TRL_NAMES: dict[str, TrlName] = {
     "num_generations": TrlName("samples_per_prompt", note="same meaning"),
     "max_completion_length": TrlName("max_new_tokens", note="same meaning"),
@@ -154,6 +175,16 @@ TRL_NAMES: dict[str, TrlName] = {
     "lr_scheduler_type": TrlName("lr_schedule", _lr_scheduler_type, note="constant or linear"),
     "adam_epsilon": TrlName("adam_eps", note="same meaning"),
     "stop_token_id": TrlName("stop_token_ids", _stop_token_id, note="one id -> a list"),
+    # TRL's first PPOConfig (with AutoModelForCausalLMWithValueHead)
+    "init_kl_coef": TrlName("kl_coef", note="TRL's first PPOConfig"),
+    "adap_kl_ctrl": TrlName("kl_controller", _adap_kl_ctrl, note="true/false -> adaptive/fixed"),
+    "target": TrlName("kl_target", note="TRL's first PPOConfig"),
+    "horizon": TrlName("kl_horizon", note="TRL's first PPOConfig"),
+    "mini_batch_size": TrlName(
+        "num_minibatches",
+        _mini_batch_size,
+        note="completions per micro-batch -> minibatches per step",
+    ),
 }
 TRL_UNSUPPORTED: dict[str, str] = {
     "use_vllm": "generation runs in the trainer's own sampler (rlhf_pg.hf.sampling)",
