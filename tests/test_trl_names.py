@@ -204,6 +204,7 @@ def test_recipe_help_lists_trl_names(capsys):
         parse_recipe_args((PPORecipeArgs, PPOConfig), ["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "TRL's names are accepted too:" in out and "beta (= kl_coef)" in out
+    assert "--config CONFIG YAML file of settings; flags override it" in out
 
 
 def test_one_cpu_spelling_across_recipes():
@@ -222,3 +223,22 @@ def test_sft_and_rm_accept_trl_names_on_the_command_line():
         RewardModelArgs, ["--sft_path", "gpt2", "--per_device_train_batch_size", "4"]
     )
     assert cfg == RewardModelArgs(sft_path="gpt2", batch_size=4)
+
+
+@pytest.mark.parametrize("recipe", ["sft", "reward_model", "ppo"])
+def test_every_recipe_flag_has_help_and_shows_its_default(recipe, capsys):
+    import runpy
+    from pathlib import Path
+
+    from rlhf_pg.hf.hub import HubArgs
+
+    classes = {"sft": (SFTArgs,), "reward_model": (RewardModelArgs,), "ppo": (PPOConfig,)}
+    for cls in (*classes[recipe], HubArgs):
+        missing = [f.name for f in dataclasses.fields(cls) if not f.metadata.get("help")]
+        assert missing == [], (cls.__name__, missing)
+    main = runpy.run_path(str(Path(__file__).parent.parent / "recipes" / f"{recipe}.py"))["main"]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "<object object" not in out and "--config CONFIG" in out
+    assert "(default: " in out

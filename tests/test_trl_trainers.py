@@ -57,13 +57,19 @@ def test_trackio_maps_to_accelerates_tracker_without_being_imported(monkeypatch)
         tracker_names(["trackio"])
 
 
-def test_tensorboard_logs_of_the_sft_loop_are_kept_in_the_model_folder(tmp_path):
+def test_sft_loop_with_accumulation_checkpointing_and_tensorboard(tmp_path):
+    """Our loop honours the knobs TRL users set: 2 micro-batches per step, activation
+    checkpointing, TensorBoard logs kept in the model folder; it still learns."""
     cfg = SFTArgs(
-        corpus_size=300, vocab_size=300, n_layer=1, n_head=2, n_embd=16, max_steps=2,
-        batch_size=4, warmup_steps=1, report_to=["tensorboard"], use_cpu=True,
-        output_dir=str(tmp_path / "sft"), progress=False,
+        corpus_size=300, vocab_size=300, n_layer=1, n_head=2, n_embd=16, max_steps=10,
+        batch_size=4, gradient_accumulation_steps=2, gradient_checkpointing=True,
+        learning_rate=5e-3, warmup_steps=1, log_every=3, report_to=["tensorboard"],
+        use_cpu=True, output_dir=str(tmp_path / "sft"), progress=False,
     )  # fmt: skip
     path = train_sft(cfg)
+    metrics = json.loads((path / "sft_metrics.json").read_text())
+    assert [row["step"] for row in metrics["history"]] == [0, 3, 6, 9]
+    assert metrics["eval_loss_after"] < metrics["eval_loss_before"] - 0.5
     assert list((path / "logs").rglob("events.out.tfevents.*"))
 
 

@@ -71,41 +71,101 @@ class RewardModelArgs:
         "activation_checkpointing": TrlName("gradient_checkpointing", note="same meaning"),
     }
 
-    sft_path: str | None = None  # the SFT model that samples the pairs (and initialises the RM)
-    model_name_or_path: str | None = None  # RM initialisation; None: sft_path
-    preference_dataset: str | None = None  # hub name or local folder; None: generate pairs
-    dataset_split: str = "train"
-    gold: Literal["vader"] = "vader"
-    n_prompts: int = 3000
-    prompt_seed: int = 1  # differs from the SFT corpus seed
-    prompt_words: int = 4
-    max_new_tokens: int = 40
-    temperature: float = 1.0
-    min_gold_margin: float = 0.1  # drop pairs the gold scorer can hardly tell apart
-    eval_fraction: float = 0.15
-    learning_rate: float = 1e-3
-    num_train_epochs: float = 3.0
-    max_steps: int = -1  # > 0: this many optimizer steps instead of num_train_epochs (as TRL)
-    batch_size: int = 32  # pairs per process per micro-batch (per_device_train_batch_size)
-    gradient_accumulation_steps: int = 1
-    weight_decay: float = 0.0
-    lr_scheduler_type: str = "cosine"
-    warmup_steps: int = 20
-    max_grad_norm: float = 1.0
-    center_rewards_coefficient: float | None = 0.01
-    max_length: int = 128
-    disable_dropout: bool = True
-    gradient_checkpointing: bool = False
-    bf16: bool = False
-    logging_steps: int = 20
-    report_to: str | list[str] = field(default_factory=list)  # tensorboard, wandb, trackio
-    seed: int = 0
-    output_dir: str | None = None  # None: <cache_dir>/rm-<hash of config and SFT weights>
-    cache_dir: str | None = None
-    reuse_cache: bool = True
-    use_cpu: bool = False
-    num_threads: int = 0
-    progress: bool = True
+    sft_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "the SFT model that samples the pairs (and initialises the reward model)"
+        },
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "reward-model initialisation; unset: sft_path"}
+    )
+    preference_dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "prompt?/chosen/rejected dataset (hub name or local); unset: generate pairs"
+        },
+    )
+    dataset_split: str = field(
+        default="train", metadata={"help": "preference dataset: split (TRL: dataset_train_split)"}
+    )
+    gold: Literal["vader"] = field(
+        default="vader", metadata={"help": "the scorer that labels generated pairs"}
+    )
+    n_prompts: int = field(
+        default=3000, metadata={"help": "generated pairs: prompts, two samples each"}
+    )
+    prompt_seed: int = field(
+        default=1,
+        metadata={"help": "generated pairs: prompt seed (differs from the SFT corpus seed)"},
+    )
+    prompt_words: int = field(default=4, metadata={"help": "generated pairs: words per prompt"})
+    max_new_tokens: int = field(default=40, metadata={"help": "generated pairs: completion length"})
+    temperature: float = field(
+        default=1.0, metadata={"help": "generated pairs: sampling temperature"}
+    )
+    min_gold_margin: float = field(
+        default=0.1,
+        metadata={"help": "generated pairs: drop pairs the gold scorer can hardly tell apart"},
+    )
+    eval_fraction: float = field(
+        default=0.15, metadata={"help": "share of pairs held out for the pairwise accuracy"}
+    )
+    learning_rate: float = field(default=1e-3, metadata={"help": "learning rate"})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "passes over the pairs"})
+    max_steps: int = field(
+        default=-1,
+        metadata={"help": "> 0: this many optimizer steps instead of num_train_epochs (as TRL)"},
+    )
+    batch_size: int = field(
+        default=32,
+        metadata={"help": "pairs per process per micro-batch (TRL: per_device_train_batch_size)"},
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "micro-batches per optimizer step"}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "weight decay"})
+    lr_scheduler_type: str = field(
+        default="cosine", metadata={"help": "transformers learning-rate schedule"}
+    )
+    warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
+    center_rewards_coefficient: float | None = field(
+        default=0.01,
+        metadata={"help": "pull the mean reward toward 0 (TRL's centring term); unset: off"},
+    )
+    max_length: int = field(
+        default=128, metadata={"help": "longest chosen / rejected text in tokens"}
+    )
+    disable_dropout: bool = field(default=True, metadata={"help": "turn dropout off in the model"})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "recompute activations in backward (less memory, slower)"}
+    )
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision"})
+    logging_steps: int = field(default=20, metadata={"help": "log every N steps"})
+    report_to: str | list[str] = field(
+        default_factory=list,
+        metadata={"help": "trackers: tensorboard, wandb, trackio, all or none (several allowed)"},
+    )
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    output_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "where the model is saved; unset: <cache_dir>/rm-<hash of config and SFT weights>"
+        },
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "cache root; unset: $RLHF_PG_CACHE or ~/.cache/rlhf-pg"}
+    )
+    reuse_cache: bool = field(
+        default=True,
+        metadata={"help": "return a finished model of the same config instead of training again"},
+    )
+    use_cpu: bool = field(
+        default=False, metadata={"help": "run on the CPU even when a GPU is present"}
+    )
+    num_threads: int = field(default=0, metadata={"help": "torch threads; 0 keeps torch's default"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:
         check_types(self)

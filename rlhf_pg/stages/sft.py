@@ -102,48 +102,128 @@ class SFTArgs:
         "activation_checkpointing": TrlName("gradient_checkpointing", note="same meaning"),
     }
 
-    task: Literal["sentiment", "arithmetic", "dataset"] = "sentiment"
-    model_name_or_path: str | None = None  # None: a fresh GPT-2 from n_layer/n_head/n_embd
-    tokenizer_name_or_path: str | None = None  # None: model's tokenizer, or a BPE trained here
-    dataset_name: str | None = None  # task "dataset": hub name or local folder/file
-    dataset_split: str = "train"
-    text_column: str = "text"
-    max_samples: int | None = None
-    corpus_size: int = 20000
-    corpus_seed: int = 0
-    error_rate: float = 0.3  # arithmetic: share of wrong answers in the SFT corpus
-    max_operand: int = 49
-    held_out_fraction: float = 0.2
-    vocab_size: int = 1024
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    n_positions: int = 128
-    max_length: int = 64
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    lr_scheduler_type: str = OUR_SCHEDULE  # any transformers schedule; this one ends at 10%
-    warmup_steps: int = 50
-    max_steps: int = 400
-    num_train_epochs: float | None = None  # set: train this many epochs instead of max_steps
-    batch_size: int = 32  # sequences per process per micro-batch (per_device_train_batch_size)
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float = 1.0
-    gradient_checkpointing: bool = False
-    packing: bool = False  # dataset task: pack sequences into max_length rows (SFTTrainer)
-    completion_only_loss: bool | None = None  # dataset task, prompt/completion: None = yes
-    assistant_only_loss: bool = False  # dataset task, conversations: loss on assistant turns
-    eval_fraction: float = 0.02
-    seed: int = 0
-    output_dir: str | None = None  # None: <cache_dir>/sft-<config hash>
-    cache_dir: str | None = None  # None: $RLHF_PG_CACHE or ~/.cache/rlhf-pg
-    reuse_cache: bool = True
-    use_cpu: bool = False
-    mixed_precision: Literal["no", "bf16", "fp16"] | None = None  # None: the launcher's
-    num_threads: int = 0  # 0 leaves torch's default
-    log_every: int = 50
-    report_to: str | list[str] = field(default_factory=list)  # tensorboard, wandb, trackio
-    progress: bool = True
+    task: Literal["sentiment", "arithmetic", "dataset"] = field(
+        default="sentiment",
+        metadata={
+            "help": "what to train on: the generated reviews, addition problems, or a dataset"
+        },
+    )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "model to start from (folder or hub name); unset: a fresh GPT-2 sized by n_layer/n_head/n_embd"
+        },
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "tokenizer; unset: the model's, or a byte-level BPE trained on the data"},
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "task dataset: hub name, or local folder / json / jsonl / parquet file"},
+    )
+    dataset_split: str = field(
+        default="train",
+        metadata={"help": "task dataset: split to train on (TRL: dataset_train_split)"},
+    )
+    text_column: str = field(
+        default="text", metadata={"help": "task dataset: the text column (TRL: dataset_text_field)"}
+    )
+    max_samples: int | None = field(
+        default=None, metadata={"help": "task dataset: use at most this many rows"}
+    )
+    corpus_size: int = field(
+        default=20000, metadata={"help": "generated tasks: texts in the corpus"}
+    )
+    corpus_seed: int = field(default=0, metadata={"help": "generated tasks: seed of the corpus"})
+    error_rate: float = field(
+        default=0.3, metadata={"help": "arithmetic: share of wrong answers in the SFT corpus"}
+    )
+    max_operand: int = field(default=49, metadata={"help": "arithmetic: largest operand"})
+    held_out_fraction: float = field(
+        default=0.2, metadata={"help": "arithmetic: share of problems kept out of training"}
+    )
+    vocab_size: int = field(
+        default=1024, metadata={"help": "size of the BPE trained when no tokenizer is given"}
+    )
+    n_layer: int = field(default=4, metadata={"help": "fresh GPT-2: layers"})
+    n_head: int = field(default=4, metadata={"help": "fresh GPT-2: attention heads"})
+    n_embd: int = field(default=128, metadata={"help": "fresh GPT-2: width"})
+    n_positions: int = field(default=128, metadata={"help": "fresh GPT-2: context length"})
+    max_length: int = field(default=64, metadata={"help": "longest training sequence in tokens"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    lr_scheduler_type: str = field(
+        default=OUR_SCHEDULE,
+        metadata={
+            "help": "learning-rate schedule: cosine_with_min_lr (down to a tenth) or any transformers schedule name"
+        },
+    )
+    warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps"})
+    max_steps: int = field(
+        default=400, metadata={"help": "optimizer steps (num_train_epochs, when set, replaces it)"}
+    )
+    num_train_epochs: float | None = field(
+        default=None, metadata={"help": "train this many passes over the data instead of max_steps"}
+    )
+    batch_size: int = field(
+        default=32,
+        metadata={
+            "help": "sequences per process per micro-batch (TRL: per_device_train_batch_size)"
+        },
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "micro-batches per optimizer step"}
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "recompute activations in backward (less memory, slower)"}
+    )
+    packing: bool = field(
+        default=False,
+        metadata={"help": "task dataset: pack sequences into max_length rows (SFTTrainer)"},
+    )
+    completion_only_loss: bool | None = field(
+        default=None,
+        metadata={
+            "help": "task dataset, prompt/completion pairs: loss on the completion only (unset: yes)"
+        },
+    )
+    assistant_only_loss: bool = field(
+        default=False,
+        metadata={"help": "task dataset, conversations: loss on the assistant's turns only"},
+    )
+    eval_fraction: float = field(
+        default=0.02, metadata={"help": "share of the data held out for the loss before / after"}
+    )
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    output_dir: str | None = field(
+        default=None,
+        metadata={"help": "where the model is saved; unset: <cache_dir>/sft-<config hash>"},
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "cache root; unset: $RLHF_PG_CACHE or ~/.cache/rlhf-pg"}
+    )
+    reuse_cache: bool = field(
+        default=True,
+        metadata={"help": "return a finished model of the same config instead of training again"},
+    )
+    use_cpu: bool = field(
+        default=False, metadata={"help": "run on the CPU even when a GPU is present"}
+    )
+    mixed_precision: Literal["no", "bf16", "fp16"] | None = field(
+        default=None,
+        metadata={"help": "no, bf16 or fp16 (TRL: bf16 / fp16 true); unset: the launcher's"},
+    )
+    num_threads: int = field(default=0, metadata={"help": "torch threads; 0 keeps torch's default"})
+    log_every: int = field(
+        default=50, metadata={"help": "log the loss every N steps (TRL: logging_steps)"}
+    )
+    report_to: str | list[str] = field(
+        default_factory=list,
+        metadata={"help": "trackers: tensorboard, wandb, trackio, all or none (several allowed)"},
+    )
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
     def __post_init__(self) -> None:
         check_types(self)
@@ -467,7 +547,7 @@ def _train_generated_corpus(cfg: SFTArgs, out: Path) -> Path:
     tokenizer = build_tokenizer(cfg, texts)
     model = build_model(cfg, tokenizer)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.activation_checkpointing_enable()  # transformers 5: the new name
     rows = encode_texts(tokenizer, texts, cfg.max_length)
     n_eval = max(1, int(len(rows) * cfg.eval_fraction))
     train_rows, eval_rows = rows[n_eval:], rows[:n_eval]

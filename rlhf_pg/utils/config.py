@@ -376,13 +376,17 @@ def parse_recipe_args(cls: type[T] | tuple[type, ...], argv: list[str] | None = 
     trl_flags, rest = _parse_trl_flags(classes, rest)
     parser = HfArgumentParser(classes, epilog=trl_names_help(classes) or None)
     parser.error = _raise_config_error  # type: ignore[method-assign]
-    # A non-string sentinel default marks flags not given (argparse would parse a string one).
-    parser.set_defaults(**{f.name: _UNSET for c in classes for f in dataclasses.fields(c)})
+    parser.add_argument(  # read above; here so that --help lists it
+        "--config", default=None, help="YAML file of settings; flags override it"
+    )
+    if not {"-h", "--help"} & set(rest):  # --help shows the real defaults
+        # A non-string sentinel default marks flags not given (argparse would parse a string one).
+        parser.set_defaults(**{f.name: _UNSET for c in classes for f in dataclasses.fields(c)})
     given, unknown = parser.parse_known_args(_rename_alias_flags(classes, rest))
     if unknown:
         names = " / ".join(c.__name__ for c in classes)
         raise ConfigError(f"unknown argument(s) {unknown} for {names}")
-    flags = {k: v for k, v in vars(given).items() if v is not _UNSET}
+    flags = {k: v for k, v in vars(given).items() if v is not _UNSET and k != "config"}
     _override(classes, values, {**flags, **trl_flags})
     source = known.config or "command line"
     parts = split_values(classes, values, source)
