@@ -239,3 +239,39 @@ def test_reward_needing_a_missing_column_fails_before_model_work(tmp_path):
 
     with pytest.raises(ValueError, match=r"needs_solution needs argument\(s\) \['solution'\]"):
         _build(tok, chat_dataset(), reward=needs_solution)
+
+
+
+def test_evaluation_encodes_conversations_as_training_does(tmp_path, monkeypatch):
+    """Every prompt encoding of the held-out evaluation (sampling, KL, reward tokens) is the
+    chat template's token ids, as in the trainer's rollouts (with Llama's BOS only once)."""
+    import rlhf_pg.hf.sampling
+    import rlhf_pg.stages.evaluate
+    from rlhf_pg.hf.tokens import encode_prompts
+    from rlhf_pg.stages.evaluate import evaluate_policy
+
+    encoded = []
+
+    def spy(*args, **kwargs):
+        out = encode_prompts(*args, **kwargs)
+        encoded.extend(out)
+        return out
+
+    for module in (rlhf_pg.hf.sampling, rlhf_pg.stages.evaluate):
+        monkeypatch.setattr(module, "encode_prompts", spy)
+    model, tok, _ = load_family("llama", tmp_path)
+    tok.pad_token = tok.unk_token  # a pad token of its own vocabulary, no resize needed
+    data = chat_dataset(system=True)
+    result = evaluate_policy(
+        model.eval(), tok, as_prompt_rows(data, tok), task="dataset", max_new_tokens=3,
+        reward=lambda prompts, completions, answer: [float(a == "story") for a in answer],
+        reference=model, with_table=True,
+    )  # fmt: skip
+    expected = [
+        tok.apply_chat_template(c, add_generation_prompt=True, tokenize=True, return_dict=False)
+        for c in data["prompt"]
+    ]
+    assert len(encoded) == 9  # sampling, KL, reward rollout: 3 prompts each
+    assert [list(e) for e in encoded] == [list(x) for x in expected] * 3
+    assert [row["prompt"] for row in result["completions"]] == data["prompt"]
+    assert result["reward/<lambda>"] == pytest.approx(1 / 3)  # the answers reached the reward
