@@ -241,7 +241,6 @@ def test_reward_needing_a_missing_column_fails_before_model_work(tmp_path):
         _build(tok, chat_dataset(), reward=needs_solution)
 
 
-
 def test_evaluation_encodes_conversations_as_training_does(tmp_path, monkeypatch):
     """Every prompt encoding of the held-out evaluation (sampling, KL, reward tokens) is the
     chat template's token ids, as in the trainer's rollouts (with Llama's BOS only once)."""

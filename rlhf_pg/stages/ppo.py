@@ -267,9 +267,10 @@ def run_ppo(args: PPORecipeArgs, config: PPOConfig) -> dict:
     )
     if args.resume_from_checkpoint:
         trainer.load_checkpoint(args.resume_from_checkpoint)
-        if config.output_dir and trainer.accelerator.is_main_process:  # as metrics.jsonl
+        if config.output_dir and trainer.accelerator.is_main_process:
+            # as metrics.jsonl, minus the checkpoint's own step: the resumed run evaluates it
             step = trainer.state.step
-            filter_jsonl(Path(config.output_dir) / COMPLETIONS_FILE, lambda r: r["step"] <= step)
+            filter_jsonl(Path(config.output_dir) / COMPLETIONS_FILE, lambda r: r["step"] < step)
     else:
         trainer.writer.start_run()  # refuse (or clear) a used output_dir before writing to it
     record = RunRecord(
