@@ -141,6 +141,7 @@ def _reward_file(tmp_path, source="def correct(prompts, completions, answer):\n 
         ({"reward_fn": "no_such_module_xyz:correct"}, "importing 'no_such_module_xyz' failed"),
         ({"reward_fn": "r.py"}, "reward_fn='r.py' is not valid"),
         ({"model": "gpt2"}, "holds conversations but the tokenizer has no chat_template"),
+        ({"reward_fn": "exact_match"}, "'exact_match' reads text prompts, but 'prompt' holds conv"),
     ],
 )
 def test_bad_data_is_one_line_with_exit_2_before_models_load(

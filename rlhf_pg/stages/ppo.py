@@ -38,7 +38,7 @@ from ..utils.config import ConfigError
 from ..utils.io import append_jsonl, atomic_write_json, filter_jsonl
 from .evaluate import PeftReference, evaluate_policy
 from .ppo_args import PPORecipeArgs, args_to_dict
-from .rewards import build_reward, resolve_reward_fn
+from .rewards import REWARD_FUNCTIONS, build_reward, resolve_reward_fn
 
 COMPLETIONS_FILE = "completions.jsonl"  # every evaluation's completions table, one row a line
 
@@ -252,6 +252,12 @@ def run_ppo(args: PPORecipeArgs, config: PPOConfig) -> dict:
     tokenizer = load_tokenizer(args)
     train_prompts, eval_prompts = build_prompts(args, tokenizer)
     reward_fn = resolve_reward_fn(args.reward_fn)
+    if args.reward_fn in REWARD_FUNCTIONS and train_prompts.conversational:
+        raise ConfigError(
+            f"reward_fn={args.reward_fn!r} reads text prompts, but {args.prompt_column!r} holds "
+            "conversations; give your own reward_fn=module:function taking (prompts, "
+            "completions, <columns>) or a reward_model_path"
+        )
     if reward_fn is not None:
         try:
             CombinedReward(reward_fn).check_arguments(list(train_prompts.columns))
