@@ -87,7 +87,8 @@ def dataset_prompts(args: PPORecipeArgs, tokenizer) -> tuple[PromptRows, PromptR
         rows = tuple(as_prompt_rows(d, tokenizer, args.prompt_column) for d in (train, test))
     except (TypeError, ValueError) as err:
         raise ConfigError(f"dataset {name!r}: {err}") from None
-    for split, part in zip((args.dataset_train_split, args.dataset_test_split), rows):
+    test_name = args.dataset_test_split or f"{args.dataset_train_split} (held-out rows)"
+    for split, part in zip((args.dataset_train_split, test_name), rows):
         if len(part) == 0:
             raise ConfigError(f"dataset {name!r}: split {split!r} gave no prompts")
     return rows
