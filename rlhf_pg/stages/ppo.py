@@ -38,7 +38,7 @@ from ..utils.config import ConfigError
 from ..utils.io import append_jsonl, atomic_write_json, filter_jsonl
 from .evaluate import PeftReference, evaluate_policy
 from .ppo_args import PPORecipeArgs, args_to_dict
-from .rewards import REWARD_FUNCTIONS, build_reward, resolve_reward_fn
+from .rewards import TEXT_ONLY_REWARDS, build_reward, resolve_reward_fn
 
 COMPLETIONS_FILE = "completions.jsonl"  # every evaluation's completions table, one row a line
 
@@ -253,7 +253,7 @@ def run_ppo(args: PPORecipeArgs, config: PPOConfig) -> dict:
     tokenizer = load_tokenizer(args)
     train_prompts, eval_prompts = build_prompts(args, tokenizer)
     reward_fn = resolve_reward_fn(args.reward_fn)
-    if args.reward_fn in REWARD_FUNCTIONS and train_prompts.conversational:
+    if args.reward_fn in TEXT_ONLY_REWARDS and train_prompts.conversational:
         raise ConfigError(
             f"reward_fn={args.reward_fn!r} reads text prompts, but {args.prompt_column!r} holds "
             "conversations; give your own reward_fn=module:function taking (prompts, "

@@ -24,6 +24,8 @@ from ..tasks.gold import gold_reward
 from ..utils.config import ConfigError
 
 REWARD_FUNCTIONS: dict[str, Callable] = {"exact_match": exact_match_reward, "vader": gold_reward}
+# built-ins that read prompts as text (a sum "12+7=", a review): not for conversations
+TEXT_ONLY_REWARDS = ("exact_match", "vader")
 REWARD_FN_FORMS = (
     f"'none', a built-in ({', '.join(REWARD_FUNCTIONS)}), 'module:function' (importable from "
     "the working directory or PYTHONPATH) or 'path/to/file.py:function'"
