@@ -193,6 +193,12 @@ TRL_UNSUPPORTED: dict[str, str] = {
     "generation_batch_size": "set batch_size (prompts per step) and samples_per_prompt",
     "importance_sampling_level": "ratios are per token",
     "total_episodes": "set max_steps (rollout + update steps)",
+    "num_train_epochs": "set max_steps (rollout + update steps)",
+    "logging_steps": "every step is logged (metrics.jsonl and report_to)",
+    "reward_weights": "pass reward=[(weight, fn), ...] to PPOTrainer, or reward_fn_weight / "
+    "reward_model_weight to recipes/ppo.py",
+    "mask_truncated_completions": "use missing_eos_penalty to score completions without a "
+    "stop token down",
 }
 
 
