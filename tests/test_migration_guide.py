@@ -79,6 +79,7 @@ def test_grpo_rloo_example_runs(tmp_path, prompts_file, estimator):
     main(["--model", str(model), "--dataset", str(prompts_file), "--estimator", estimator,
           "--max_steps", "1", "--output_dir", str(out)])  # fmt: skip
     assert (out / "policy" / "model.safetensors").is_file()
+    assert "## Training configuration" in (out / "policy" / "README.md").read_text()
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
 

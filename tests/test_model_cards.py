@@ -122,3 +122,16 @@ def test_ppo_recipe_refuses_push_without_a_saved_policy(tmp_path, capsys):
     argv += ["--hub_model_id", "me/p"]
     assert main(argv) == 2
     assert "push_to_hub needs save_policy true and an output_dir" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("use_lora", [False, True])
+def test_trainer_save_pretrained_writes_a_card(tmp_path, use_lora):
+    from lm_fixtures import make_trainer
+
+    trainer = make_trainer(reward=lambda p, c: [1.0] * len(c), use_lora=use_lora, update_epochs=1)
+    trainer.train(num_steps=1)
+    trainer.save_pretrained(str(tmp_path / "policy"))
+    card = ModelCard.load(tmp_path / "policy" / "README.md")
+    assert card.data.library_name == ("peft" if use_lora else "transformers")
+    assert "ppo" in card.data.tags and "| steps | 1 |" in card.text
+    assert f"use_lora: {str(use_lora).lower()}" in card.text

@@ -72,14 +72,16 @@ def model_card_text(
     config: dict[str, Any],
     metrics: dict[str, Any],
     report: str | None = None,
+    library_name: str = "transformers",
 ) -> str:
     """The card as text: hub metadata (``ModelCardData``) and the sections a reader needs to
     reproduce and judge the model. ``datasets``: hub names or a description of the data
-    (generated corpora are described, not named)."""
+    (generated corpora are described, not named; empty: not recorded). ``library_name``:
+    ``peft`` for a folder of LoRA adapters."""
     from huggingface_hub import ModelCardData
 
     data = ModelCardData(
-        library_name="transformers",
+        library_name=library_name,
         base_model=(_hub_names([base_model]) or [None])[0] if base_model else None,
         datasets=_hub_names(datasets) or None,
         tags=["rlhf-pg", stage],
@@ -100,7 +102,7 @@ def model_card_text(
         "",
         "## Training data",
         "",
-        *[f"- {d}" for d in datasets],
+        *([f"- {d}" for d in datasets] or ["Not recorded (prompts were passed in Python)."]),
         "",
         "## Training configuration",
         "",

@@ -24,6 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..core import AdaptiveKLController, FixedKLController
+from ..hf.hub import write_model_card
 from ..hf.models import context_length
 from ..hf.sampling import sample_tokens
 from ..hf.tokens import decode_rows, encode_prompts, left_pad, truncate_at_stop
@@ -409,7 +410,24 @@ class PPOTrainer:
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             self.unwrapped_model.save_pretrained(path, tokenizer=self.tokenizer)
+            self._write_card(path)
         self.accelerator.wait_for_everyone()
+
+    def _write_card(self, path: str) -> None:
+        """A model card for the saved policy (the PPO stage replaces it with a fuller one)."""
+        cfg, base = self.config, self.unwrapped_model.pretrained_model
+        if self.unwrapped_model.is_peft:
+            base = base.get_base_model()
+        write_model_card(
+            path,
+            title=f"{cfg.estimator.upper()} policy",
+            stage=cfg.estimator,
+            base_model=getattr(base.config, "_name_or_path", "") or None,
+            datasets=[],
+            config=cfg.to_dict(),
+            metrics={"steps": self.state.step},
+            library_name="peft" if self.unwrapped_model.is_peft else "transformers",
+        )
 
     def save_checkpoint(self, path: str) -> None:
         """Everything needed for an identical continuation, written atomically."""

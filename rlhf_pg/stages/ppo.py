@@ -331,6 +331,7 @@ def write_policy_card(
         config=args_to_dict(args, config),
         metrics=metrics,
         report=report,
+        library_name="peft" if config.use_lora else "transformers",
     )
 
 
