@@ -146,15 +146,19 @@ def evaluate_rollout(
     *,
     temperature: float,
     with_values: bool,
+    with_reference: bool = True,
 ) -> None:
-    """Fill in the rollout's policy log-probs, values and entropy (one pass) and the
-    reference log-probs (``ref_model``, or the policy's base with adapters disabled)."""
+    """Fill in what the rollout lacks: the policy's log-probs, values and entropy (one pass;
+    none when the sampling pass already gave the log-probs and no values are wanted) and,
+    when ``with_reference``, the reference log-probs (``ref_model``, or the policy's base
+    with adapters disabled)."""
     tokens = (rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.response_mask)
-    logprobs, values, rollout.entropy = response_forward(
-        policy, *tokens, temperature=temperature, with_values=with_values, with_entropy=True
-    )
-    ref = reference_logprobs(policy, ref_model, tokens, temperature)
-    rollout.logprobs, rollout.values, rollout.ref_logprobs = logprobs, values, ref
+    if rollout.logprobs is None or (with_values and rollout.values is None):
+        rollout.logprobs, rollout.values, rollout.entropy = response_forward(
+            policy, *tokens, temperature=temperature, with_values=with_values, with_entropy=True
+        )
+    if with_reference and rollout.ref_logprobs is None:
+        rollout.ref_logprobs = reference_logprobs(policy, ref_model, tokens, temperature)
 
 
 @torch.no_grad()
