@@ -147,4 +147,4 @@ def aggregation_weight(mask: Tensor, config: PPOConfig) -> Tensor:
     normaliser that makes the split exact."""
     if config.loss_aggregation == "token-mean":
         return mask.sum().to(torch.float32)
-    return torch.tensor(float(mask.shape[0]), device=mask.device)
+    return torch.full((), float(mask.shape[0]), device=mask.device)  # a fill, not a host copy

@@ -65,9 +65,11 @@ def ppo_update(
     with finite_checks(False):
         for _ in range(config.update_epochs):
             perm = torch.randperm(n, generator=generator)
+            on_device = perm.to(batch["response_mask"].device)  # one copy per epoch
             epoch_kl = []
             for m in range(config.num_minibatches):
-                rows = perm[m * mb_size : (m + 1) * mb_size]
+                part = slice(m * mb_size, (m + 1) * mb_size)
+                rows = (perm[part], on_device[part])
                 shares = minibatch_step(
                     model, optimizer, accelerator, batch, rows, config, kl_coef, pad_width, bounds
                 )
@@ -108,7 +110,7 @@ def minibatch_step(
     optimizer,
     accelerator,
     batch,
-    rows: Tensor,
+    rows: tuple[Tensor, Tensor],
     config: PPOConfig,
     kl_coef: float,
     pad_width: int,
@@ -120,15 +122,16 @@ def minibatch_step(
     Each micro-batch loss is scaled by its share of the minibatch's aggregation weight over
     ALL processes, so the summed (and DDP-averaged) gradient equals the gradient of the loss
     aggregated over the global minibatch. Losses are aggregated over responses padded to
-    ``pad_width``, and trimmed to the ``bounds`` of :func:`padding_bounds`. ``rows`` is a
-    host tensor. Returns this process's share of each statistic.
+    ``pad_width``, and trimmed to the ``bounds`` of :func:`padding_bounds`. ``rows`` holds
+    the minibatch's row indices twice, on the host and on the batch's device. Returns this
+    process's share of each statistic.
     """
-    micro_size = len(rows) // config.gradient_accumulation_steps
+    host_rows, device_rows = rows
+    micro_size = len(host_rows) // config.gradient_accumulation_steps
     micro = []
-    for r in rows.split(micro_size):
-        idx = r.tolist()
+    for idx, r in zip(host_rows.split(micro_size), device_rows.split(micro_size)):
+        idx = idx.tolist()
         start, width = min(bounds[0][i] for i in idx), max(bounds[1][i] for i in idx)
-        r = r.to(batch["response_mask"].device)
         rows_of = {k: (None if batch[k] is None else batch[k][r]) for k in BATCH_KEYS}
         micro.append(trim_batch(rows_of, start, width))
     weights = [aggregation_weight(b["response_mask"], config) for b in micro]
