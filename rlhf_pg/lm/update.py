@@ -47,9 +47,10 @@ def ppo_update(
     see :func:`minibatch_step`) under their metric names, plus ``ppo/epochs`` (epochs run:
     fewer than ``update_epochs`` when ``target_kl`` stopped the loop).
 
-    Host syncs happen once per call, not per micro-batch: the padding bounds and the NaN/inf
-    scan of the batch before the loop, the scan of the statistics after it (the core's
-    per-call scans are off inside), and with ``target_kl`` one per epoch.
+    Host syncs do not grow with micro-batches: the padding bounds and the NaN/inf scan of the
+    batch before the loop, the scan of the statistics after it (the core's per-call scans
+    are off inside), one copy of the row order per epoch, and with ``target_kl`` one check
+    per epoch.
     """
     n = batch["response_mask"].shape[0]
     check_batch_finite(batch)
