@@ -53,7 +53,9 @@ def resolve_threads(requested: int | None, env: Mapping[str, str] | None = None)
     return default_threads(), "physical cores available"
 
 
-def set_torch_threads(requested: int | None, env: Mapping[str, str] | None = None) -> tuple[int, str]:
+def set_torch_threads(
+    requested: int | None, env: Mapping[str, str] | None = None
+) -> tuple[int, str]:
     """Resolve the count (see :func:`resolve_threads`) and hand it to torch."""
     import torch
 
