@@ -109,7 +109,11 @@ class PPOConfig:
     kl_penalty: str = _help("where the KL goes: reward (classic RLHF), loss (GRPO), none", "reward")
     kl_estimator: str = _help("k1, k2 or k3", "k1")
     kl_controller: str = _help("fixed or adaptive KL coefficient", "fixed")
-    kl_coef: float = _help("(initial) KL coefficient beta", 0.05)
+    kl_coef: float = _help(
+        "(initial) KL coefficient beta; 0 with the fixed controller skips the reference pass "
+        "(the KL is then not measured: kl/* metrics NaN)",
+        0.05,
+    )
     kl_target: float = _help("adaptive controller: target KL per sequence (nats)", 6.0)
     kl_horizon: float = _help("adaptive controller: horizon in samples", 10000.0)
 

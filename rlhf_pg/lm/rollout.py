@@ -36,7 +36,7 @@ class Rollout:
     conversations: list[list[dict[str, str]]] | None = None  # conversational prompts, else None
     columns: dict[str, list] = field(default_factory=dict)  # the prompt rows' other columns
     logprobs: Tensor | None = None  # (B, R) policy log-probs under logits / T
-    ref_logprobs: Tensor | None = None  # (B, R) reference log-probs under logits / T
+    ref_logprobs: Tensor | None = None  # (B, R) reference log-probs; stays None at kl_coef 0
     values: Tensor | None = None  # (B, R) V(prompt + response[:t])
     entropy: Tensor | None = None  # (B, R) entropy of the sampling distribution
     generate_seconds: float = 0.0

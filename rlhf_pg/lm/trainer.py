@@ -263,8 +263,8 @@ class PPOTrainer:
         columns: dict[str, list] | None = None,
     ) -> Rollout:
         """Build and evaluate a rollout from given tokens (left-padded prompts,
-        right-padded responses): policy and reference log-probs, values, entropy.
-        ``conversations`` and ``columns`` (one entry per row) go to the reward functions."""
+        right-padded responses): policy and reference log-probs (none at a fixed kl_coef of
+        0), values, entropy. ``conversations`` and ``columns`` (one entry per row) go to the reward functions."""
         rollout = self._new_rollout(
             query_ids, query_mask, response_ids, response_mask, prompts=prompts,
             group_size=group_size, conversations=conversations, columns=columns,
