@@ -250,7 +250,9 @@ def test_update_names_a_non_finite_batch_tensor_and_a_loss_that_became_nan():
 
 
 def test_trainer_config_of_the_bench_uses_the_levers():
-    """The benchmark's RLOO/GRPO settings (1 epoch, k1/k3 KL) sample their own log-probs."""
+    """The benchmark's RLOO/GRPO settings (1 epoch, k1/k3 KL) sample their own log-probs; the
+    KL to an identical reference at step 0 is then rounding (not exactly 0 as with a critic,
+    whose pass gives log-probs bit-identical to the reference's)."""
     tok = make_tokenizer()
     cfg = PPOConfig(
         estimator="grpo", samples_per_prompt=2, batch_size=2, update_epochs=1, kl_penalty="loss",
@@ -258,3 +260,6 @@ def test_trainer_config_of_the_bench_uses_the_levers():
     )  # fmt: skip
     trainer = PPOTrainer(cfg, make_policy(tok), tok, reward=lambda p, c: [1.0] * len(c))
     assert trainer.logprobs_from_sampling and trainer.uses_reference
+    rollout = trainer.generate(PROMPTS[:2])
+    metrics = trainer.step(rollout, [1.0, 0.0, 0.5, 0.2])
+    assert abs(metrics["kl/token"]) < 1e-5 and abs(metrics["kl/seq"]) < 1e-4
