@@ -345,8 +345,10 @@ class PPOTrainer:
         # 1. the rollout: this process's rows with the sampling policy's log-probs (and values)
         check_rollout(rollout, cfg)
         rollout = rollout.to(self.device)
-        if rollout.logprobs is None or (cfg.uses_critic and rollout.values is None):
-            self._evaluate(rollout)
+        lacks_values = cfg.uses_critic and rollout.values is None
+        lacks_reference = self.uses_reference and rollout.ref_logprobs is None
+        if rollout.logprobs is None or lacks_values or lacks_reference:
+            self._evaluate(rollout)  # computes only what is missing
         # 2. scores: one number per completion
         if scores is None:
             scores, _ = self.score(rollout)
