@@ -86,8 +86,18 @@ def _count_scoring_passes(monkeypatch) -> list[int]:
 @pytest.mark.parametrize(
     ("overrides", "from_sampling", "passes"),
     [
-        ({"estimator": "rloo", "samples_per_prompt": 2}, True, 1),  # reference only
-        ({"estimator": "rloo", "samples_per_prompt": 2, "kl_coef": 0.0}, True, 0),
+        ({"estimator": "rloo", "samples_per_prompt": 2}, False, 2),  # default: bit-exact pass
+        ({"estimator": "rloo", "samples_per_prompt": 2, "sampling_logprobs": True}, True, 1),
+        (
+            {
+                "estimator": "rloo",
+                "samples_per_prompt": 2,
+                "sampling_logprobs": True,
+                "kl_coef": 0.0,
+            },
+            True,
+            0,
+        ),
         ({"estimator": "ppo"}, False, 2),  # values need the policy pass; it gives the log-probs
         ({"estimator": "ppo", "kl_coef": 0.0}, False, 1),  # the values pass, no reference
     ],
@@ -115,6 +125,8 @@ def test_sampling_log_probs_are_not_reused_under_bf16():
     tok = make_tokenizer()
     critic_free = dict(estimator="rloo", samples_per_prompt=2, batch_size=2, cpu=True)
     policy = PolicyWithValueHead(make_policy(tok), with_value_head=False)
+    assert not sampling_logprobs_are_exact(PPOConfig(**critic_free), policy)  # opt-in only
+    critic_free["sampling_logprobs"] = True
     assert sampling_logprobs_are_exact(PPOConfig(**critic_free), policy)
     assert not sampling_logprobs_are_exact(PPOConfig(**critic_free, bf16=True), policy)
     assert not sampling_logprobs_are_exact(PPOConfig(**critic_free), policy.to(torch.bfloat16))
@@ -257,6 +269,7 @@ def test_trainer_config_of_the_bench_uses_the_levers():
     cfg = PPOConfig(
         estimator="grpo", samples_per_prompt=2, batch_size=2, update_epochs=1, kl_penalty="loss",
         kl_estimator="k3", max_new_tokens=4, cpu=True, progress_bar=False,
+        sampling_logprobs=True,
     )  # fmt: skip
     trainer = PPOTrainer(cfg, make_policy(tok), tok, reward=lambda p, c: [1.0] * len(c))
     assert trainer.logprobs_from_sampling and trainer.uses_reference

@@ -460,11 +460,17 @@ class PPOTrainer:
 
 
 def sampling_logprobs_are_exact(config: PPOConfig, policy: PolicyWithValueHead) -> bool:
-    """Whether a rollout may keep the sampling pass's log-probs instead of a second forward
-    pass: the tokens were drawn from the full ``softmax(logits / T)`` (training never
+    """Whether a rollout keeps the sampling pass's log-probs instead of a second forward
+    pass: asked for (``config.sampling_logprobs``), the tokens were drawn from the full ``softmax(logits / T)`` (training never
     truncates, see ``PPOConfig.top_k``), the pass is needed for nothing else (no critic),
     and everything runs in float32, where the two passes differ by rounding only (about
     5e-7, ``test_sampling_logprobs_equal_the_recomputation``); bf16 rounds far more."""
     float32 = all(p.dtype == torch.float32 for p in policy.pretrained_model.parameters())
     full_softmax = config.top_k == 0 and config.top_p == 1.0 and config.temperature > 0
-    return full_softmax and float32 and not config.bf16 and not config.uses_critic
+    return (
+        config.sampling_logprobs
+        and full_softmax
+        and float32
+        and not config.bf16
+        and not config.uses_critic
+    )
