@@ -271,3 +271,40 @@ def test_conversations_without_a_chat_template_fail_before_the_model_is_built(
     ):
         train_sft(cfg)
     assert not (tmp_path / "sft").exists()
+
+
+def test_trl_dataset_arguments_reach_the_loader(monkeypatch, tmp_path):
+    """TRL's ScriptArguments (dataset_name, dataset_config, dataset_train_split) on the
+    command line reach the dataset loader of the SFT and reward-model stages."""
+    import rlhf_pg.tasks.datasets
+    from rlhf_pg.stages.reward_model import train_reward_model
+    from rlhf_pg.utils.config import parse_recipe_args
+
+    seen = []
+
+    def loader(name, split="train", config=None):
+        seen.append((name, split, config))
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(rlhf_pg.tasks.datasets, "load_any_dataset", loader)
+    argv = ["--dataset_config", "c", "--dataset_train_split", "tr", "--use_cpu", "true"]
+    sft = parse_recipe_args(
+        SFTArgs,
+        [
+            "--task",
+            "dataset",
+            "--dataset_name",
+            "org/d",
+            "--output_dir",
+            str(tmp_path / "s"),
+            *argv,
+        ],
+    )
+    rm = parse_recipe_args(
+        RewardModelArgs,
+        ["--preference_dataset", "org/p", "--output_dir", str(tmp_path / "r"), *argv],
+    )
+    for run, cfg in ((train_sft, sft), (train_reward_model, rm)):
+        with pytest.raises(ConfigError, match="stop here"):
+            run(cfg)
+    assert seen == [("org/d", "tr", "c"), ("org/p", "tr", "c")]

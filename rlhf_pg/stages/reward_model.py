@@ -86,6 +86,9 @@ class RewardModelArgs:
             "help": "prompt?/chosen/rejected dataset (hub name or local); unset: generate pairs"
         },
     )
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "preference dataset: the hub dataset's configuration"}
+    )
     dataset_split: str = field(
         default="train", metadata={"help": "preference dataset: split (TRL: dataset_train_split)"}
     )
@@ -265,7 +268,7 @@ def load_preferences(cfg: RewardModelArgs):
     """A user's preference dataset, checked for chosen/rejected columns (prompt optional)."""
     from ..tasks.datasets import load_any_dataset, require_columns
 
-    dataset = load_any_dataset(cfg.preference_dataset, cfg.dataset_split)
+    dataset = load_any_dataset(cfg.preference_dataset, cfg.dataset_split, cfg.dataset_config)
     require_columns(
         dataset, ["chosen", "rejected"], f"preference dataset {cfg.preference_dataset!r}"
     )

@@ -122,6 +122,9 @@ class SFTArgs:
         default=None,
         metadata={"help": "task dataset: hub name, or local folder / json / jsonl / parquet file"},
     )
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "task dataset: the hub dataset's configuration (subset)"}
+    )
     dataset_split: str = field(
         default="train",
         metadata={"help": "task dataset: split to train on (TRL: dataset_train_split)"},
@@ -321,7 +324,7 @@ def load_sft_dataset(cfg: SFTArgs):
     """The user's dataset (at most ``max_samples`` rows) and its format, checked."""
     from ..tasks.datasets import load_any_dataset
 
-    dataset = load_any_dataset(cfg.dataset_name, cfg.dataset_split)
+    dataset = load_any_dataset(cfg.dataset_name, cfg.dataset_split, cfg.dataset_config)
     if cfg.max_samples is not None:
         dataset = dataset.select(range(min(cfg.max_samples, len(dataset))))
     return dataset, sft_dataset_format(dataset, cfg.text_column)
