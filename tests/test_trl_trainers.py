@@ -15,11 +15,12 @@ from model_families import save_family
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import rlhf_pg.lm.objective
-import rlhf_pg.stages.sft
+import rlhf_pg.stages.sft_datasets
 from rlhf_pg.lm import PPOConfig
 from rlhf_pg.lm.tracking import tracker_names
 from rlhf_pg.stages.reward_model import RewardModelArgs, reward_config
-from rlhf_pg.stages.sft import SFTArgs, make_schedule, sft_config, train_sft
+from rlhf_pg.stages.sft import SFTArgs, make_schedule, train_sft
+from rlhf_pg.stages.sft_datasets import sft_config
 from rlhf_pg.utils.config import ConfigError
 
 # ---------------------------------------------------------------- report_to
@@ -265,7 +266,7 @@ def test_conversations_without_a_chat_template_fail_before_the_model_is_built(
     family = save_family("gpt2", tmp_path / "gpt2")  # no chat template
     data = [{"messages": [{"role": "user", "content": "hi"}]}] * 4
     cfg = _sft_dataset_cfg(tmp_path, data, family)
-    monkeypatch.setattr(rlhf_pg.stages.sft, "build_model", lambda *a: pytest.fail("built"))
+    monkeypatch.setattr(rlhf_pg.stages.sft_datasets, "build_model", lambda *a: pytest.fail("built"))
     with pytest.raises(
         ConfigError, match="holds conversations but the tokenizer .* no chat template"
     ):

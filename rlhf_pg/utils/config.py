@@ -53,6 +53,17 @@ class TrlName:
     note: str = ""
 
 
+def field_defaults(cls: type) -> dict[str, Any]:
+    """``{field: default}`` of a dataclass (fields without a default are left out)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
 def aliases_of(cls: type) -> dict[str, str]:
     """``{old name: field name}`` a config class still accepts (its ``ALIASES``, deprecated)."""
     return dict(getattr(cls, "ALIASES", {}))
@@ -73,7 +84,7 @@ def resolve_aliases(cls: type, values: dict[str, Any], source: str = "") -> dict
 
     Our own old names (``ALIASES``) come with a one-line ``FutureWarning`` each; TRL's names
     (``TRL_NAMES``) come silently, their values converted to our convention once every key
-    is renamed (a conversion may depend on another setting). Giving two spellings of one
+    is renamed (a conversion sees every setting, defaults included: it may depend on another). Giving two spellings of one
     setting, or a TRL name we do not support (``TRL_UNSUPPORTED``), is an error."""
     out = dict(values)
     where = f"{source}: " if source else ""
@@ -103,9 +114,10 @@ def resolve_aliases(cls: type, values: dict[str, Any], source: str = "") -> dict
         out[alias.field] = out.pop(trl)
         if alias.convert is not None:
             converted.append((trl, alias))
+    given = {**field_defaults(cls), **out}  # a conversion may read another setting
     for trl, alias in converted:
         try:
-            out[alias.field] = alias.convert(out[alias.field], out)
+            out[alias.field] = alias.convert(out[alias.field], given)
         except (ValueError, TypeError) as err:
             raise ConfigError(f"{where}{trl}={out[alias.field]!r}: {err}") from None
     return out
