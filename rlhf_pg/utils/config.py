@@ -44,8 +44,8 @@ class ConfigError(ValueError):
 class TrlName:
     """TRL's name for one of our fields. Not deprecated: it is how TRL users already spell
     the setting, so it is accepted without a notice. ``convert(value, given)`` turns TRL's
-    value into ours where the conventions differ (``given``: every setting given alongside,
-    under our names, for conversions that depend on another setting); ``note`` says what
+    value into ours where the conventions differ (``given``: every setting under our names,
+    defaults included, for conversions that depend on another setting); ``note`` says what
     differs in meaning (docs/migrating-from-trl.md lists them)."""
 
     field: str
@@ -84,8 +84,9 @@ def resolve_aliases(cls: type, values: dict[str, Any], source: str = "") -> dict
 
     Our own old names (``ALIASES``) come with a one-line ``FutureWarning`` each; TRL's names
     (``TRL_NAMES``) come silently, their values converted to our convention once every key
-    is renamed (a conversion sees every setting, defaults included: it may depend on another). Giving two spellings of one
-    setting, or a TRL name we do not support (``TRL_UNSUPPORTED``), is an error."""
+    is renamed (a conversion sees every setting, defaults included, as converted so far: it
+    may depend on another). Giving two spellings of one setting, or a TRL name we do not
+    support (``TRL_UNSUPPORTED``), is an error."""
     out = dict(values)
     where = f"{source}: " if source else ""
     unsupported = getattr(cls, "TRL_UNSUPPORTED", {})
@@ -117,7 +118,7 @@ def resolve_aliases(cls: type, values: dict[str, Any], source: str = "") -> dict
     given = {**field_defaults(cls), **out}  # a conversion may read another setting
     for trl, alias in converted:
         try:
-            out[alias.field] = alias.convert(out[alias.field], given)
+            out[alias.field] = given[alias.field] = alias.convert(out[alias.field], given)
         except (ValueError, TypeError) as err:
             raise ConfigError(f"{where}{trl}={out[alias.field]!r}: {err}") from None
     return out
