@@ -63,7 +63,7 @@ class Config:
     shared_network: bool = False  # one trunk for actor and critic
     norm_obs: bool = False  # running mean/std, clipped to +-10
     norm_reward: bool = False  # divide by running std of the discounted return
-    init_log_std: float = 0.0  # continuous actions
+    init_log_std: float = 0.0  # continuous actions (sac with use_sde: of each gSDE weight's std)
     # ppo
     update_epochs: int = 10
     num_minibatches: int = 4
@@ -106,6 +106,10 @@ class Config:
     init_alpha: float = 1.0  # sac: initial temperature
     learn_alpha: bool = True  # sac: tune alpha towards target_entropy
     target_entropy: float | None = None  # sac: None = -action_dim
+    # sac: generalized state-dependent exploration (gSDE): noise theta(s)^T W, W held for
+    # sde_sample_freq env steps per env (-1: a fresh W every train_freq steps, as SB3)
+    use_sde: bool = False
+    sde_sample_freq: int = -1
     # evaluation and bookkeeping
     eval_every: int = 10_000  # env steps between evaluations (0: only at the end)
     eval_episodes: int = 10
@@ -157,6 +161,11 @@ class Config:
             )
         if self.critic_learning_rate is not None:
             check_positive("critic_learning_rate", self.critic_learning_rate)
+        if self.use_sde and self.algo != "sac":
+            raise ConfigError(
+                f"use_sde (gSDE exploration) is implemented for sac only, not {self.algo}; "
+                "set use_sde false"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

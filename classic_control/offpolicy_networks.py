@@ -1,4 +1,5 @@
-"""Networks of the off-policy agents: deterministic and squashed-Gaussian actors, Q ensembles.
+"""Networks of the off-policy agents: deterministic and squashed-Gaussian actors (the latter
+with per-step or state-dependent exploration noise), Q ensembles.
 
 Actions inside the agent live in [-1, 1] (a tanh output); ``mode`` rescales
 to the env's bounds for evaluation, and the replay buffer stores the [-1, 1]
@@ -15,7 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from rlhf_pg.core import squashed_gaussian_log_prob
+from rlhf_pg.core import gsde_log_std, gsde_noise, squashed_gaussian_log_prob
 
 from .config import Config
 from .envs import EnvSpec
@@ -102,14 +103,70 @@ class SquashedGaussianActor(nn.Module):
         return torch.tanh(self._gaussian(obs)[0])
 
 
+class GSDEActor(nn.Module):
+    """SAC's actor with generalized state-dependent exploration (``use_sde``).
+
+    a = tanh(u), u = mu(s) + theta(s)^T W: theta(s) is the last hidden layer,
+    W (features x actions) has independent N(0, sigma_ja^2) entries with
+    log sigma learned (``log_std``, initialised to ``init_log_std``). Acting
+    in the env holds one W per env for several steps (``SAC.explore``); the
+    log-prob and the training samples use the Gaussian that a fresh W gives
+    at each state, variance sum_j theta_j(s)^2 sigma_ja^2
+    (``rlhf_pg.core.gsde_log_std``). As in SB3's SAC: the features get
+    gradients through the variance too, and the mean is clipped to [-2, 2]
+    so that tanh(mean) cannot saturate where the noise would stop mattering.
+    """
+
+    MEAN_CLIP = 2.0
+
+    def __init__(self, obs_dim: int, act_dim: int, sizes: list[int], activation: str, init_log_std: float):
+        super().__init__()
+        self.trunk = mlp(obs_dim, sizes[:-1], sizes[-1], activation)
+        self.trunk.append(nn.Tanh() if activation == "tanh" else nn.ReLU(inplace=True))
+        self.mu = nn.Linear(sizes[-1], act_dim)
+        self.log_std = nn.Parameter(torch.full((sizes[-1], act_dim), float(init_log_std)))
+
+    def _features_and_mean(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.trunk(obs)
+        return features, self.mu(features).clamp(-self.MEAN_CLIP, self.MEAN_CLIP)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """The deterministic action tanh(mu(s))."""
+        return torch.tanh(self._features_and_mean(obs)[1])
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """A reparameterised sample of the state-dependent Gaussian and its log-prob:
+        (actions (B, A), logp (B,))."""
+        features, mean = self._features_and_mean(obs)
+        log_std = gsde_log_std(features, self.log_std)
+        u = mean + torch.exp(log_std) * torch.randn_like(mean)
+        return torch.tanh(u), squashed_gaussian_log_prob(u, mean, log_std)
+
+    def sample_exploration_matrices(self, n: int) -> Tensor:
+        """n fresh matrices W (n, features, actions), W_ja ~ N(0, sigma_ja^2), from torch's
+        global RNG (which the checkpoint holds)."""
+        sigma = torch.exp(self.log_std.detach())
+        return sigma * torch.randn(n, *sigma.shape)
+
+    def explore(self, obs: Tensor, exploration_matrices: Tensor) -> Tensor:
+        """tanh(mu(s) + theta(s)^T W) with row i of ``obs`` using matrix i."""
+        features, mean = self._features_and_mean(obs)
+        return torch.tanh(mean + gsde_noise(features, exploration_matrices))
+
+
 class OffPolicyAgent(nn.Module):
     """Actor, critics (``n_critics``), their target copies, and for SAC the log-temperature."""
 
     def __init__(self, spec: EnvSpec, cfg: Config, *, stochastic: bool, n_critics: int) -> None:
         super().__init__()
         sizes, act = list(cfg.hidden_sizes), cfg.activation
-        actor_cls = SquashedGaussianActor if stochastic else DeterministicActor
-        self.actor = actor_cls(spec.obs_dim, spec.act_dim, sizes, act)
+        self.actor: nn.Module
+        if stochastic and cfg.use_sde:
+            self.actor = GSDEActor(spec.obs_dim, spec.act_dim, sizes, act, cfg.init_log_std)
+        elif stochastic:
+            self.actor = SquashedGaussianActor(spec.obs_dim, spec.act_dim, sizes, act)
+        else:
+            self.actor = DeterministicActor(spec.obs_dim, spec.act_dim, sizes, act)
         self.critic = QEnsemble(spec.obs_dim, spec.act_dim, sizes, act, n_critics)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         # SAC samples its target actions from the online actor: no actor target

@@ -26,16 +26,31 @@ class SAC(OffPolicy):
             raise ConfigError(f"init_alpha must be > 0, got {cfg.init_alpha}")
         if cfg.target_entropy is not None and not math.isfinite(cfg.target_entropy):
             raise ConfigError(f"target_entropy must be finite (or none), got {cfg.target_entropy}")
+        if cfg.sde_sample_freq == 0 or cfg.sde_sample_freq < -1:
+            raise ConfigError(
+                f"sde_sample_freq must be >= 1 (env steps per exploration matrix) or -1 "
+                f"(one per train_freq steps), got {cfg.sde_sample_freq}"
+            )
 
     def __init__(self, cfg: Config, agent) -> None:
         super().__init__(cfg, agent)
         act_dim = agent.act_mid.numel()
         self.target_entropy = -float(act_dim) if cfg.target_entropy is None else cfg.target_entropy
         self.alpha_opt = _adam(cfg, [agent.log_alpha], cfg.learning_rate)
+        # gSDE: env steps (per env) each exploration matrix is held, and the current matrices
+        self.sde_period = cfg.sde_sample_freq if cfg.sde_sample_freq > 0 else cfg.train_freq
+        self.sde_steps = 0
+        self.exploration_matrices: Tensor | None = None
 
     def explore(self, obs: Tensor) -> Tensor:
-        """A sample of the squashed Gaussian: SAC explores through its own entropy."""
-        return self.agent.actor.explore(obs)
+        """A sample of the squashed Gaussian: SAC explores through its own entropy. With gSDE
+        the noise theta(s)^T W comes from one matrix W per env, held ``sde_period`` steps."""
+        if not self.cfg.use_sde:
+            return self.agent.actor.explore(obs)
+        if self.sde_steps % self.sde_period == 0:
+            self.exploration_matrices = self.agent.actor.sample_exploration_matrices(len(obs))
+        self.sde_steps += 1
+        return self.agent.actor.explore(obs, self.exploration_matrices)
 
     def train_step(self, b: Transitions) -> Tensor:
         cfg, agent = self.cfg, self.agent
@@ -79,8 +94,18 @@ class SAC(OffPolicy):
             group["lr"] = lr
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "alpha_opt": self.alpha_opt.state_dict()}
+        # the held gSDE matrices travel with the checkpoint; the RNG that draws the next ones
+        # is torch's global generator, whose state the trainer saves
+        return {
+            **super().state_dict(),
+            "alpha_opt": self.alpha_opt.state_dict(),
+            "sde_steps": self.sde_steps,
+            "exploration_matrices": self.exploration_matrices,
+        }
 
     def load_state_dict(self, s: dict) -> None:
         super().load_state_dict(s)
         self.alpha_opt.load_state_dict(s["alpha_opt"])
+        # .get: checkpoints written before gSDE existed hold neither (and never used them)
+        self.sde_steps = int(s.get("sde_steps", 0))
+        self.exploration_matrices = s.get("exploration_matrices")

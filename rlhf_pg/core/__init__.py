@@ -7,6 +7,7 @@ both call these functions.
 
 from ._checks import finite_checks, set_finite_checks
 from .baselines import batch_mean_baseline, grpo_advantages, rloo_advantages
+from .gsde import gsde_log_std, gsde_noise
 from .importance import effective_sample_size, step_ratios, trajectory_log_weights
 from .kl import (
     KL_ESTIMATORS,
@@ -55,6 +56,8 @@ __all__ = [
     "explained_variance",
     "finite_checks",
     "gae",
+    "gsde_log_std",
+    "gsde_noise",
     "grpo_advantages",
     "kl_estimate",
     "kl_k1",
