@@ -119,7 +119,9 @@ class GSDEActor(nn.Module):
 
     MEAN_CLIP = 2.0
 
-    def __init__(self, obs_dim: int, act_dim: int, sizes: list[int], activation: str, init_log_std: float):
+    def __init__(
+        self, obs_dim: int, act_dim: int, sizes: list[int], activation: str, init_log_std: float
+    ):
         super().__init__()
         self.trunk = mlp(obs_dim, sizes[:-1], sizes[-1], activation)
         self.trunk.append(nn.Tanh() if activation == "tanh" else nn.ReLU(inplace=True))

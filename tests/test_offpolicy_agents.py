@@ -17,6 +17,7 @@ from classic_control.envs import probe_env
 from classic_control.metrics import is_timing
 from classic_control.settings import resolve
 from classic_control.trainer import Trainer
+from rlhf_pg import gsde_log_std
 
 TINY = {
     "total_steps": 600,
@@ -96,7 +97,23 @@ def test_actions_rescale_to_bounds():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("algo", "extra"),
-    [("ddpg", {"exploration_noise": "ou"}), ("td3", {}), ("sac", {"num_envs": 2, "num_steps": 50})],
+    [
+        ("ddpg", {"exploration_noise": "ou"}),
+        ("td3", {}),
+        ("sac", {"num_envs": 2, "num_steps": 50}),
+        # gSDE: the checkpoint (200 env steps = 25 exploring steps per env) falls while a
+        # matrix is held (period 7), so resuming must restore it
+        (
+            "sac",
+            {
+                "num_envs": 2,
+                "num_steps": 50,
+                "use_sde": True,
+                "sde_sample_freq": 7,
+                "init_log_std": -1.0,
+            },
+        ),
+    ],
 )
 def test_resume_equals_uninterrupted(tmp_path, algo, extra):
     cfg = _cfg(algo, **extra)
@@ -144,6 +161,8 @@ def test_the_error_names_every_algorithm_that_takes_discrete_actions():
         ("td3", {"tau": 1.5}, r"tau must be in \[0, 1\]"),
         ("sac", {"batch_size": 0}, "batch_size must be >= 1"),
         ("ddpg", {"critic_learning_rate": -1.0}, "critic_learning_rate must be > 0"),
+        ("td3", {"use_sde": True}, "use_sde .* is implemented for sac only, not td3"),
+        ("sac", {"use_sde": True, "sde_sample_freq": 0}, "sde_sample_freq must be >= 1 .* got 0"),
     ],
 )
 def test_bad_settings_rejected(algo, kw, message):
@@ -177,3 +196,41 @@ def test_off_policy_defaults_apply_without_a_preset_only_to_off_policy():
     )
     ppo, _ = resolve("ppo", "MountainCarContinuous-v0", {})
     assert (ppo.num_envs, ppo.hidden_sizes) == (8, [64, 64])
+
+
+def _gsde_sac(**kw):
+    from classic_control.algos.sac import SAC
+
+    cfg = _cfg("sac", use_sde=True, **kw)
+    return SAC(cfg, REGISTRY["sac"].build_agent(probe_env("Pendulum-v1"), cfg))
+
+
+@pytest.mark.parametrize(("sample_freq", "period"), [(3, 3), (-1, 2)])  # -1: train_freq (2)
+def test_gsde_holds_one_matrix_per_env_for_its_period(sample_freq, period):
+    torch.manual_seed(0)
+    sac = _gsde_sac(num_envs=2, sde_sample_freq=sample_freq, init_log_std=-1.0)
+    obs = torch.tensor([[0.3, -0.2, 0.5]]).expand(2, 3)  # the same state in both envs
+    actions = [sac.explore(obs) for _ in range(3 * period)]
+    for t in range(1, 3 * period):
+        held = torch.equal(actions[t], actions[t - 1])
+        assert held == (t % period != 0), t  # a fresh matrix exactly every `period` steps
+    assert not torch.equal(actions[0][0], actions[0][1])  # each env its own matrix
+
+
+def test_gsde_exploration_spread_is_the_gaussian_the_log_prob_uses():
+    """Over fresh exploration matrices, the pre-tanh exploration noise at one state has the
+    std that sample() draws from and scores with (Monte-Carlo, 20k matrices)."""
+    torch.manual_seed(0)
+    actor = _gsde_sac(init_log_std=-1.5).agent.actor
+    n, obs = 20_000, torch.tensor([[0.3, -0.2, 0.5]])
+    with torch.no_grad():
+        mean_u = torch.atanh(actor(obs))
+        features = actor.trunk(obs)
+        std = torch.exp(gsde_log_std(features, actor.log_std))[0]
+        u_explore = torch.atanh(
+            actor.explore(obs.expand(n, 3), actor.sample_exploration_matrices(n))
+        )
+        u_sample = torch.atanh(actor.sample(obs.expand(n, 3))[0])
+    for u in (u_explore, u_sample):
+        torch.testing.assert_close(u.std(0), std, rtol=0.03, atol=0.0)
+        torch.testing.assert_close(u.mean(0), mean_u[0], rtol=0.0, atol=4 * float(std) / n**0.5)

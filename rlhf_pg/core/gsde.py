@@ -76,7 +76,9 @@ def gsde_noise(features: Tensor, exploration_matrices: Tensor) -> Tensor:
         (B, A) the noise, added to the mean before the tanh.
     """
     _check_features(features)
-    check_tensor("exploration_matrices", exploration_matrices, ndim=3, dims="(batch, features, actions)")
+    check_tensor(
+        "exploration_matrices", exploration_matrices, ndim=3, dims="(batch, features, actions)"
+    )
     if exploration_matrices.shape[:2] != features.shape:
         raise ValueError(
             f"exploration_matrices has shape {tuple(exploration_matrices.shape)} but features "
