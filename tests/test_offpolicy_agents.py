@@ -234,3 +234,30 @@ def test_gsde_exploration_spread_is_the_gaussian_the_log_prob_uses():
     for u in (u_explore, u_sample):
         torch.testing.assert_close(u.std(0), std, rtol=0.03, atol=0.0)
         torch.testing.assert_close(u.mean(0), mean_u[0], rtol=0.0, atol=4 * float(std) / n**0.5)
+
+
+def test_sb3_baseline_runs_the_same_gsde_settings_as_the_preset():
+    from classic_control.compare.baselines_sb3 import build_model
+
+    ours, _ = resolve("sac", "MountainCarContinuous-v0", {})
+    model, env, _ = build_model("sac", "MountainCarContinuous-v0", seed=0)
+    env.close()
+    assert ours.use_sde and model.use_sde and ours.sde_sample_freq == model.sde_sample_freq == -1
+    sb3_log_std = model.actor.log_std.detach()
+    assert sb3_log_std.shape == (ours.hidden_sizes[-1], 1)  # (features, actions), as ours
+    assert torch.all(sb3_log_std == ours.init_log_std)
+    assert (
+        model.batch_size,
+        model.gamma,
+        model.tau,
+        model.gradient_steps,
+        model.learning_starts,
+    ) == (
+        ours.batch_size,
+        ours.gamma,
+        ours.tau,
+        ours.gradient_steps,
+        ours.learning_starts,
+    )
+    assert model.train_freq.frequency == ours.train_freq and model.buffer_size == ours.buffer_size
+    assert float(model.ent_coef_tensor) == pytest.approx(ours.init_alpha) and not ours.learn_alpha

@@ -82,6 +82,20 @@ ZOO: dict[tuple[str, str], dict[str, Any]] = {
     ("td3", "Pendulum-v1"): dict(_PENDULUM_TD3),
     ("ddpg", "Pendulum-v1"): dict(_PENDULUM_TD3),
     ("sac", "Pendulum-v1"): dict(learning_rate=1e-3),
+    ("sac", "MountainCarContinuous-v0"): dict(
+        learning_rate=3e-4,
+        buffer_size=50_000,
+        batch_size=512,
+        ent_coef=0.1,
+        train_freq=32,
+        gradient_steps=32,
+        gamma=0.9999,
+        tau=0.01,
+        learning_starts=0,
+        use_sde=True,
+        log_std_init=-3.67,
+        net_arch=[64, 64],
+    ),
 }
 
 
@@ -106,8 +120,9 @@ def _off_policy_kwargs(hp: dict[str, Any], act_dim: int) -> None:
         kind, std = hp.pop("noise_type"), hp.pop("noise_std")
         cls = NormalActionNoise if kind == "normal" else OrnsteinUhlenbeckActionNoise
         hp["action_noise"] = cls(np.zeros(act_dim), std * np.ones(act_dim))
-    if "net_arch" in hp:
-        hp["policy_kwargs"] = {"net_arch": hp.pop("net_arch")}
+    policy_kwargs = {key: hp.pop(key) for key in ("net_arch", "log_std_init") if key in hp}
+    if policy_kwargs:
+        hp["policy_kwargs"] = policy_kwargs
 
 
 class SB3Policy:
