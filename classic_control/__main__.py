@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import signal
 import sys
 import types
@@ -22,11 +23,11 @@ from .algos import ALGOS
 from .compare.cli import add_parsers as add_compare_parsers
 from .compare.cli import cmd_compare, cmd_report
 from .config import Config, ConfigError, available_presets
-from .envs import probe_env
+from .envs import EnvSpec, probe_env
 from .lab.cli import add_parsers as add_lab_parsers
 from .lab.cli import cmd_lab
 from .lifetime import stop_on_sigterm
-from .settings import resolve
+from .settings import describe_sources, resolve_with_sources
 
 _TOP_LEVEL = {"algo", "env_id", "seed", "total_steps"}
 
@@ -57,28 +58,111 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _env_kwargs_item(text: str) -> dict[str, typing.Any]:
+    """One ``--env-kwargs`` value: a JSON object, or ``key=value`` whose value is read as JSON
+    (``9.81``, ``true``, ``[1, 2]``, ``"text"``) and is otherwise the plain string."""
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a JSON object ({e.msg} at character {e.pos})"
+            ) from None
+        if not isinstance(value, dict):  # e.g. '{"a": 1} 2' never gets here; a list could
+            raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
+        return value
+    key, eq, raw = text.partition("=")
+    if not eq or not key.strip():
+        raise argparse.ArgumentTypeError(
+            f"expected key=value pairs or one JSON object, got {text!r}"
+        )
+    try:
+        return {key.strip(): json.loads(raw)}
+    except json.JSONDecodeError:
+        return {key.strip(): raw}
+
+
+class _MergeKwargs(argparse.Action):
+    """``--env-kwargs a=1 b=2`` / ``--env-kwargs '{"a": 1}'`` -> one dict; a key given twice
+    is an error rather than a silent overwrite."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        merged: dict[str, typing.Any] = {}
+        for item in values:
+            for key, value in item.items():
+                if key in merged:
+                    parser.error(f"argument {option_string}: {key!r} is given twice")
+                merged[key] = value
+        setattr(namespace, self.dest, merged)
+
+
 def _flag_kwargs(hint) -> dict:
     """How argparse reads a value of a Config field of type ``hint``."""
     if hint is bool:
         return {"type": _bool, "metavar": "BOOL"}
-    if hint is int or hint is float or hint is str:
-        return {"type": hint}
+    if hint is int or hint is float:
+        return {"type": hint, "metavar": hint.__name__.upper()}
+    if hint is str:
+        return {"type": hint, "metavar": "NAME"}
+    if typing.get_origin(hint) is dict:
+        return {
+            "type": _env_kwargs_item,
+            "nargs": "+",
+            "action": _MergeKwargs,
+            "metavar": "KEY=VALUE|JSON",
+        }
     if typing.get_origin(hint) is list:
-        return {"type": int, "nargs": "+"}
+        item = typing.get_args(hint)[0]
+        return {"type": item, "nargs": "+", "metavar": "NAME" if item is str else "INT"}
     if isinstance(hint, types.UnionType):  # float | None, int | None
         inner = next(a for a in typing.get_args(hint) if a is not type(None))
         return {"type": _optional(inner), "metavar": f"{inner.__name__.upper()}|none"}
     return {}
 
 
+def _show(value: typing.Any) -> str:
+    """A default as one would type it on the command line."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, dict)) and not value:
+        return "none"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def config_flag_help(f: dataclasses.Field) -> str:
+    """A Config field's help text with its default and the algorithms that change it."""
+    from .algos import REGISTRY
+
+    default = f.default_factory() if callable(f.default_factory) else f.default
+    text = f"{f.metadata['help']} (default: {_show(default)}"
+    by_value: dict[str, list[str]] = {}
+    for name, algo in REGISTRY.items():
+        if f.name in algo.defaults:
+            by_value.setdefault(_show(algo.defaults[f.name]), []).append(name)
+    for value, algos in by_value.items():
+        text += f"; {', '.join(algos)}: {value}"
+    return text + ")"
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per Config field; None means 'keep the preset's value'. The fields' old
     names (``Config.ALIASES``) still parse, hidden from ``--help``."""
-    group = parser.add_argument_group("hyperparameters (override the preset)")
+    group = parser.add_argument_group(
+        "settings",
+        "Each run starts from the defaults below, then the bundled preset for its algorithm "
+        "and env if there is one (`classic_control envs` lists them), then --config, then "
+        "these flags; the first lines of a run say which settings came from where.",
+    )
     hints = typing.get_type_hints(Config)
     for f in dataclasses.fields(Config):
         if f.name not in _TOP_LEVEL:
-            kwargs = _flag_kwargs(hints[f.name])
+            kwargs = {"help": config_flag_help(f), **_flag_kwargs(hints[f.name])}
             group.add_argument(_flag(f.name), dest=f.name, default=None, **kwargs)
     for old, new in Config.ALIASES.items():
         kwargs = {**_flag_kwargs(hints[new]), "help": argparse.SUPPRESS}
@@ -100,9 +184,25 @@ def _rename_old_flags(args: argparse.Namespace) -> None:
         setattr(args, new, value)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's '(default: X)' after every help text that does not already say its default
+    (the settings flags name theirs: their argparse default None means 'not given')."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None:
+            return text
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one ``error:`` line (exit code 2) like every other
-    bad input, instead of the usage text and a ``SystemExit`` from inside the parser."""
+    bad input, instead of the usage text and a ``SystemExit`` from inside the parser. Its
+    subcommands' parsers are of this class too, so they share the help format."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:
         raise ConfigError(f"{message} (see: {self.prog} --help)")
@@ -117,27 +217,54 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train an agent (or resume a run)")
-    t.add_argument("--algo", default=None, help=f"one of {', '.join(ALGOS)} (default ppo)")
-    t.add_argument("--env", default=None, dest="env_id", help="gymnasium env id (CartPole-v1)")
-    t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--steps", type=int, default=None, dest="total_steps", help="env-step budget")
-    t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<env>_...)")
-    t.add_argument("--config", type=Path, default=None, help="YAML of config keys (over preset)")
-    t.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run")
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    t.add_argument("--algo", default=None, help=f"one of {', '.join(ALGOS)} (default: ppo)")
+    t.add_argument(
+        "--env",
+        default=None,
+        dest="env_id",
+        help="gymnasium env id, or module:EnvId to import module (on PYTHONPATH) first, "
+        "which registers your own env (default: CartPole-v1)",
+    )
+    for name, flag in (("seed", "--seed"), ("total_steps", "--steps")):
+        kwargs = {"type": int, "default": None, "dest": name}
+        t.add_argument(flag, help=config_flag_help(fields[name]), **kwargs)
+    t.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run folder (default: runs/<env>_<algo>_s<seed>_<time>)",
+    )
+    t.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML file of settings, over the preset and under the flags (default: none)",
+    )
+    t.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted run with its saved config (default: none, a new run)",
+    )
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_flags(t)
 
     e = sub.add_parser("eval", help="evaluate a run's policy deterministically")
-    e.add_argument("run_dir", type=Path)
-    e.add_argument("--episodes", type=int, default=10)
-    e.add_argument("--model", choices=("final", "best"), default="final")
+    e.add_argument("run_dir", type=Path, help="a run folder made by train")
+    e.add_argument("--episodes", type=int, default=10, help="deterministic episodes")
+    e.add_argument(
+        "--model", choices=("final", "best"), default="final", help="which saved model to score"
+    )
     e.add_argument(
         "--video",
         nargs="?",
         const="",
         default=None,
         metavar="PATH",
-        help="record one episode (.gif, or .mp4 if imageio-ffmpeg is installed)",
+        help="record one episode (.gif, or .mp4 if imageio-ffmpeg is installed; "
+        "default: no video, RUN_DIR/video.gif when given without a path)",
     )
 
     sub.add_parser("envs", help="list registered env ids and bundled presets")
@@ -156,10 +283,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     for key in ("algo", "env_id"):  # given by --algo / --env, never by the config file
         overrides.pop(key, None)
-    cfg, preset = resolve(
+    cfg, preset, sources = resolve_with_sources(
         args.algo or "ppo", args.env_id or "CartPole-v1", overrides, config_file=args.config
     )
-    _check_env(cfg)  # unknown id or spaces the algorithm cannot use: fail before training
+    spec = _check_env(cfg)  # unknown id or spaces the algorithm cannot use: fail before training
     run_dir = args.out or rundir.default_run_dir(cfg)
     with rundir.claim(run_dir):  # a file, an unwritable or a busy --out fails here
         if (run_dir / rundir.CHECKPOINT).exists():
@@ -168,7 +295,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "or choose another --out"
             )
         print(f"run dir {run_dir} (preset: {preset or 'none, defaults'})")
-        return _run(Trainer(cfg, run_dir), resume=False, show=not args.no_progress)
+        print("settings:\n" + "\n".join(describe_sources(cfg, sources)))
+        return _run(Trainer(cfg, run_dir, spec), resume=False, show=not args.no_progress)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -189,16 +317,19 @@ def _resume(args: argparse.Namespace) -> int:
     with rundir.claim(run_dir):
         # fail early on a missing, unreadable or other run's checkpoint
         rundir.check_checkpoint(run_dir, rundir.load_checkpoint(run_dir), cfg)
-        _check_env(cfg)
-        trainer = Trainer(cfg, run_dir)
+        trainer = Trainer(cfg, run_dir, _check_env(cfg))
         print(f"resuming {run_dir} at {cfg.env_id} / {cfg.algo}")
         return _run(trainer, resume=True, show=not args.no_progress)
 
 
-def _check_env(cfg: Config) -> None:
+def _check_env(cfg: Config) -> EnvSpec:
+    """The env's spaces; one line for an unknown id, a module that does not import, env_kwargs
+    the env does not take, or spaces the algorithm cannot use."""
     from .algos import REGISTRY
 
-    REGISTRY[cfg.algo].check_env(probe_env(cfg.env_id), cfg.env_id)
+    spec = probe_env(cfg.env_id, **cfg.env_options())
+    REGISTRY[cfg.algo].check_env(spec, cfg.env_id)
+    return spec
 
 
 def _run(trainer, *, resume: bool, show: bool) -> int:
@@ -237,12 +368,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         video = rundir.check_writable_file(
             Path(args.video) if args.video else args.run_dir / "video.gif", "--video"
         )
-    spec = probe_env(cfg.env_id)
+    spec = probe_env(cfg.env_id, **cfg.env_options())
     agent = REGISTRY[cfg.algo].build_agent(spec, cfg)
     obs_norm = ObsNormalizer(spec.obs_dim, cfg.norm_obs)
     obs_norm.rms.load_state_dict(rundir.load_model(model, agent))
     with rundir.claim(args.run_dir):  # eval.json is the run's: not while it trains
-        evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed, cfg.max_episode_steps)
+        evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed, **cfg.env_options())
         result = summary(*evaluator.run(agent, obs_norm))
         evaluator.close()
         # keep what training recorded (env_steps, best_eval_return, train_time_s, ...)
@@ -250,7 +381,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = {**previous, **result}
         result.update(algo=cfg.algo, env_id=cfg.env_id, seed=cfg.seed, model=model.name)
         if video is not None:
-            result["video"] = str(record_video(cfg.env_id, spec, agent, obs_norm, video, cfg.seed))
+            path = record_video(
+                cfg.env_id, spec, agent, obs_norm, video, cfg.seed, **cfg.env_options()
+            )
+            result["video"] = str(path)
         rundir.write_eval(args.run_dir, result)
     print(_format_eval(result))
     return 0
