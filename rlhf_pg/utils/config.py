@@ -239,6 +239,27 @@ def _rename_alias_flags(classes: tuple[type, ...], argv: list[str]) -> list[str]
     return out
 
 
+def describe_recipe_flags(parser: argparse.ArgumentParser) -> None:
+    """What a recipe's ``--help`` shows besides the fields' own help (``metadata["help"]``):
+    ``--config`` (read before the other flags), and for each ``--no_x`` flag
+    (``HfArgumentParser``'s complement of a bool field that defaults to true) what it turns
+    off."""
+    for action in parser._actions:
+        flag = action.option_strings[0] if action.option_strings else ""
+        if flag.startswith("--no_") and action.const is False:
+            action.help = f"set {action.dest} to false"
+            action.default = argparse.SUPPRESS  # the field's flag shows the default
+    config = parser.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        default=argparse.SUPPRESS,
+        help="YAML file of these settings (its keys are the flag names); flags override it",
+    )
+    for actions in (parser._actions, parser._optionals._group_actions):  # listed after --help
+        actions.remove(config)
+        actions.insert(1, config)
+
+
 def _raise_config_error(message: str) -> None:
     """``ArgumentParser.error`` replacement: one ConfigError line instead of usage + exit."""
     raise ConfigError(f"command line: {message}")
@@ -264,6 +285,9 @@ def parse_recipe_args(cls: type[T] | tuple[type, ...], argv: list[str] | None = 
     values = load_yaml_config(known.config, classes) if known.config is not None else {}
     parser = HfArgumentParser(classes)
     parser.error = _raise_config_error  # type: ignore[method-assign]
+    describe_recipe_flags(parser)
+    if {"-h", "--help"} & set(rest):  # before the not-given marker replaces the defaults
+        parser.parse_args(["--help"])  # prints, exits
     # A non-string sentinel default marks flags not given (argparse would parse a string one).
     parser.set_defaults(**{f.name: _UNSET for c in classes for f in dataclasses.fields(c)})
     given, unknown = parser.parse_known_args(_rename_alias_flags(classes, rest))
