@@ -1,8 +1,9 @@
 """PPO on continuous-action envs with no preset: the defaults against the defaults plus
 observation and reward normalisation (``norm_obs``, ``norm_reward``).
 
-The config is built from the defaults only (``Config`` under ``Ppo.defaults``), so a bundled
-preset (Pendulum-v1 has one) does not enter. Each run trains ``--steps`` env steps and reports
+The config is built from Config's defaults under the algorithm's own (``--algo``, default
+ppo) and the variant, so neither a bundled preset (Pendulum-v1 has one) nor the algorithm's
+``continuous_defaults`` enter. Each run trains ``--steps`` env steps and reports
 the final deterministic evaluation (10 episodes on separate envs, the run's own protocol) and
 the best evaluation seen (every 10k env steps). One JSON line per run, appended to ``--out``.
 
@@ -32,9 +33,9 @@ VARIANTS = {
 }
 
 
-def run(env_id: str, variant: str, seed: int, steps: int) -> dict:
-    values = {**REGISTRY["ppo"].defaults, **VARIANTS[variant]}
-    values.update(algo="ppo", env_id=env_id, seed=seed, total_steps=steps)
+def run(algo: str, env_id: str, variant: str, seed: int, steps: int) -> dict:
+    values = {**REGISTRY[algo].defaults, **VARIANTS[variant]}
+    values.update(algo=algo, env_id=env_id, seed=seed, total_steps=steps)
     cfg = config_from_dict(Config, values, source="bench")
     with tempfile.TemporaryDirectory() as d:
         trainer = Trainer(cfg, Path(d))
@@ -44,6 +45,7 @@ def run(env_id: str, variant: str, seed: int, steps: int) -> dict:
         finally:
             trainer.close()
     return {
+        "algo": algo,
         "env": env_id,
         "variant": variant,
         "seed": seed,
@@ -56,6 +58,7 @@ def run(env_id: str, variant: str, seed: int, steps: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--algo", default="ppo", choices=list(REGISTRY))
     p.add_argument("--envs", nargs="+", default=["Pendulum-v1", "MountainCarContinuous-v0"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=100_000)
@@ -66,7 +69,7 @@ def main() -> None:
     for env_id in args.envs:
         for seed in args.seeds:
             for variant in args.variants:
-                line = run(env_id, variant, seed, args.steps)
+                line = run(args.algo, env_id, variant, seed, args.steps)
                 print(json.dumps(line), flush=True)
                 with args.out.open("a") as f:
                     f.write(json.dumps(line) + "\n")

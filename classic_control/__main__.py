@@ -147,6 +147,10 @@ def config_flag_help(f: dataclasses.Field) -> str:
             by_value.setdefault(_show(algo.defaults[f.name]), []).append(name)
     for value, algos in by_value.items():
         text += f"; {', '.join(algos)}: {value}"
+    continuous = [n for n, a in REGISTRY.items() if f.name in a.continuous_defaults]
+    if continuous:
+        value = _show(REGISTRY[continuous[0]].continuous_defaults[f.name])
+        text += f"; {', '.join(continuous)} on continuous actions without a preset: {value}"
     return text + ")"
 
 
@@ -294,7 +298,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{str(run_dir)!r} already holds a run; continue it with --resume {run_dir} "
                 "or choose another --out"
             )
-        print(f"run dir {run_dir} (preset: {preset or 'none, defaults'})")
+        print(f"run dir {run_dir} (preset: {preset or 'none'})")
         print("settings:\n" + "\n".join(describe_sources(cfg, sources)))
         return _run(Trainer(cfg, run_dir, spec), resume=False, show=not args.no_progress)
 
@@ -397,6 +401,7 @@ def cmd_envs(_: argparse.Namespace) -> int:
     print("  " + "\n  ".join(sorted(gym.registry.keys())))
     print("bundled presets (algo_env):")
     print("  " + "\n  ".join(available_presets()))
+    print("an env your own module registers: --env module:EnvId (module on PYTHONPATH)")
     return 0
 
 

@@ -16,6 +16,7 @@ from rlhf_pg.utils.config import check_keys, config_from_dict, load_yaml, resolv
 
 from .algos import ALGOS, REGISTRY
 from .config import Config, ConfigError, preset_path
+from .envs import probe_env
 
 
 def check_algo(algo: str) -> None:
@@ -87,11 +88,28 @@ def resolve_with_sources(
     values["algo"], values["env_id"] = algo, env_id
     cfg = config_from_dict(Config, values, source=str(config_file or used or "overrides"))
     validate(cfg)
+    continuous = f"{algo} defaults for continuous actions"
+    if used is None:
+        cfg = _continuous_defaults(cfg, sources, continuous)
     for key in ("algo", "env_id"):
         sources.pop(key, None)
-    layers = [f"{algo} defaults", used, str(config_file), "flags"]  # lowest first
+    layers = [f"{algo} defaults", continuous, used, str(config_file), "flags"]  # lowest first
     ordered = {k: s for label in layers for k, s in sources.items() if s == label}
     return cfg, used, ordered
+
+
+def _continuous_defaults(cfg: Config, sources: dict[str, str], label: str) -> Config:
+    """``cfg`` with the algorithm's ``continuous_defaults`` for the settings that no config
+    file or flag gave, if the env has continuous actions (made once to see)."""
+    extra = {
+        k: v
+        for k, v in REGISTRY[cfg.algo].continuous_defaults.items()
+        if sources.get(k, f"{cfg.algo} defaults") == f"{cfg.algo} defaults"
+    }
+    if not extra or probe_env(cfg.env_id, **cfg.env_options()).discrete:
+        return cfg
+    sources.update(dict.fromkeys(extra, label))
+    return dataclasses.replace(cfg, **extra)
 
 
 def describe_sources(cfg: Config, sources: dict[str, str]) -> list[str]:

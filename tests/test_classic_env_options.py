@@ -275,13 +275,50 @@ def test_start_of_a_run_says_where_each_setting_came_from(tmp_path, capsys):
     assert (saved["gamma"], saved["num_envs"], saved["num_steps"]) == (0.95, 2, 32)
 
 
-def test_a_run_without_preset_says_so(tmp_path, capsys):
-    argv = ["train", "--env", "MountainCarContinuous-v0", "--steps", "64", "--num-envs", "1"]
+@pytest.mark.parametrize(
+    ("env_id", "flags", "normalised"),
+    [
+        ("MountainCarContinuous-v0", [], {"norm_obs": True, "norm_reward": True}),
+        ("MountainCarContinuous-v0", ["--norm-reward", "false"], {"norm_obs": True}),
+        ("MountainCar-v0", [], {}),  # discrete actions: Config's defaults
+    ],
+)
+def test_continuous_ppo_without_preset_normalises_and_says_so(
+    tmp_path, capsys, env_id, flags, normalised
+):
+    argv = ["train", "--env", env_id, "--steps", "64", "--num-envs", "1", *flags]
     argv += ["--num-steps", "64", "--eval-episodes", "1", "--max-episode-steps", "5"]
     assert main([*argv, "--out", str(tmp_path / "r"), "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    assert "preset: none, defaults" in out
-    assert "ppo defaults" not in out  # ppo changes no Config default
+    lines = capsys.readouterr().out.splitlines()
+    assert "(preset: none)" in lines[0]
+    shown = ", ".join(f"{k}={v}" for k, v in normalised.items())
+    assert ("  ppo defaults for continuous actions: " + shown in lines) == bool(normalised)
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    expected = {"norm_obs": False, "norm_reward": False, **normalised}
+    if flags:
+        expected["norm_reward"] = False
+    assert {k: saved[k] for k in expected} == expected
+
+
+def test_a_preset_or_config_file_wins_over_the_continuous_defaults(tmp_path, monkeypatch):
+    import classic_control.config
+    from classic_control.settings import resolve
+
+    # a preset that leaves normalisation alone: its env gets Config's defaults (off)
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "ppo_MountainCarContinuous-v0.yaml").write_text("gamma: 0.99\n")
+    with monkeypatch.context() as m:
+        m.setattr(classic_control.config, "PRESET_DIR", presets)
+        cfg, preset = resolve("ppo", "MountainCarContinuous-v0", {})
+    assert preset == "ppo_MountainCarContinuous-v0.yaml"
+    assert (cfg.norm_obs, cfg.norm_reward) == (False, False)
+    config = tmp_path / "c.yaml"
+    config.write_text("norm_obs: false\n")
+    cfg, _ = resolve("ppo", "MountainCarContinuous-v0", {}, config_file=config)
+    assert (cfg.norm_obs, cfg.norm_reward) == (False, True)
+    cfg, _ = resolve("a2c", "MountainCarContinuous-v0", {})  # measured for ppo only
+    assert (cfg.norm_obs, cfg.norm_reward) == (False, False)
 
 
 # --- TensorBoard -----------------------------------------------------------------------------------
@@ -319,6 +356,15 @@ def test_tensorboard_holds_the_metrics_rows_and_resume_purges_the_lost_part(tmp_
         expected = [(r["env_steps"], pytest.approx(r[key], rel=1e-6)) for r in rows if key in r]
         assert scalars[key] == expected, key  # the resumed 192 replaced the lost one
     assert [s for s, _ in scalars["loss/policy"]] == [64, 128, 192, 256]
+
+
+def test_report_to_none_alone_means_no_tracker():
+    from classic_control.config import ConfigError
+
+    assert Config(report_to=["none"]).report_to == []
+    assert Config(report_to=["tensorboard", "tensorboard"]).report_to == ["tensorboard"]
+    with pytest.raises(ConfigError, match="unknown report_to 'none'"):
+        Config(report_to=["tensorboard", "none"])
 
 
 def test_without_report_to_there_is_no_event_file(tmp_path):
