@@ -35,7 +35,10 @@ def layer(values: dict[str, Any], source: str) -> dict[str, Any]:
     """One layer of settings, its keys checked and deprecated names renamed (a notice each),
     so that a later layer's new name overrides an earlier layer's old one."""
     check_keys(Config, values, source)
-    return resolve_aliases(Config, values, source)
+    values = resolve_aliases(Config, values, source)
+    if isinstance(values.get("report_to"), str):  # `report_to: tensorboard`, as TRL allows
+        values["report_to"] = [values["report_to"]]
+    return values
 
 
 def resolve(

@@ -252,6 +252,7 @@ def test_train_help_shows_defaults_and_algorithm_specific_ones():
     assert "--learning-rate FLOAT learning rate" in flat and "(default: 0.0003)" in flat
     # hidden_sizes differs for the off-policy algorithms: both defaults are shown
     assert "hidden layer widths (default: 64 64; ddpg, td3, sac: 256 256)" in flat
+    assert "(default: false; ppo on continuous actions without a preset: true)" in flat
     assert "--env-kwargs" in flat and "module:EnvId" in flat and "--report-to" in flat
     assert "--lr " not in flat  # deprecated spellings still parse but are not advertised
 
@@ -358,9 +359,13 @@ def test_tensorboard_holds_the_metrics_rows_and_resume_purges_the_lost_part(tmp_
     assert [s for s, _ in scalars["loss/policy"]] == [64, 128, 192, 256]
 
 
-def test_report_to_none_alone_means_no_tracker():
+def test_report_to_none_alone_means_no_tracker(tmp_path):
     from classic_control.config import ConfigError
+    from classic_control.settings import resolve
 
+    config = tmp_path / "c.yaml"
+    config.write_text("report_to: tensorboard\n")  # a string, as TRL configs write it
+    assert resolve("ppo", "CartPole-v1", {}, config_file=config)[0].report_to == ["tensorboard"]
     assert Config(report_to=["none"]).report_to == []
     assert Config(report_to=["tensorboard", "tensorboard"]).report_to == ["tensorboard"]
     with pytest.raises(ConfigError, match="unknown report_to 'none'"):
