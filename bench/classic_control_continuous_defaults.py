@@ -9,12 +9,14 @@ the best evaluation seen (every 10k env steps). One JSON line per run, appended 
 
     python bench/classic_control_continuous_defaults.py --envs Pendulum-v1 \
         MountainCarContinuous-v0 --seeds 0 1 2 --steps 100000
+    python bench/classic_control_continuous_defaults.py --table   # markdown table of --out
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -56,6 +58,28 @@ def run(algo: str, env_id: str, variant: str, seed: int, steps: int) -> dict:
     }
 
 
+def table(path: Path) -> str:
+    """A markdown table of the runs in ``path``: per algorithm, env and variant, the median,
+    range and per-seed list of the final evaluations."""
+    groups: dict[tuple, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        groups.setdefault((r.get("algo", "ppo"), r["env"], r["variant"], r["steps"]), []).append(r)
+    out = [
+        "| algo | env | settings | steps | seeds | median final | min .. max | finals by seed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (algo, env, variant, steps), runs in groups.items():
+        runs.sort(key=lambda r: r["seed"])
+        finals = [r["final_eval"] for r in runs]
+        out.append(
+            f"| {algo} | {env} | {variant} | {steps:,} | {len(runs)} | "
+            f"{statistics.median(finals):.1f} | {min(finals):.1f} .. {max(finals):.1f} | "
+            f"{', '.join(f'{f:.1f}' for f in finals)} |"
+        )
+    return "\n".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--algo", default="ppo", choices=list(REGISTRY))
@@ -64,7 +88,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--out", type=Path, default=Path("results/continuous_defaults.jsonl"))
+    p.add_argument("--table", action="store_true", help="print the table of --out and exit")
     args = p.parse_args()
+    if args.table:
+        print(table(args.out))
+        return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for env_id in args.envs:
         for seed in args.seeds:

@@ -25,7 +25,7 @@ from ..hf.scoring import RewardModel
 from ..tasks.gold import score_gold
 from ..tasks.reviews import sentiment_prompts
 from ..utils.cache import atomic_dir, config_hash, default_cache_root, file_digest, is_complete
-from ..utils.config import check_types, require, require_model_path
+from ..utils.config import check_types, helped, require, require_model_path
 from ..utils.io import atomic_write_json
 from ..utils.run_folder import check_process_group, ensure_writable_dir
 
@@ -36,31 +36,41 @@ _NOT_IN_KEY = ("output_dir", "cache_dir", "reuse_cache", "num_threads", "progres
 class RewardModelArgs:
     """Hyperparameters of one reward-model run (recipe YAML keys and CLI flags)."""
 
-    sft_path: str | None = None  # the SFT model that samples the pairs (and initialises the RM)
-    model_name_or_path: str | None = None  # RM initialisation; None: sft_path
-    preference_dataset: str | None = None  # hub name or local folder; None: generate pairs
-    dataset_split: str = "train"
-    gold: Literal["vader"] = "vader"
-    n_prompts: int = 3000
-    prompt_seed: int = 1  # differs from the SFT corpus seed
-    prompt_words: int = 4
-    max_new_tokens: int = 40
-    temperature: float = 1.0
-    min_gold_margin: float = 0.1  # drop pairs the gold scorer can hardly tell apart
-    eval_fraction: float = 0.15
-    learning_rate: float = 1e-3
-    num_train_epochs: float = 3.0
-    batch_size: int = 32
-    weight_decay: float = 0.0
-    center_rewards_coefficient: float | None = 0.01
-    max_length: int = 128
-    seed: int = 0
-    output_dir: str | None = None  # None: <cache_dir>/rm-<hash of config and SFT weights>
-    cache_dir: str | None = None
-    reuse_cache: bool = True
-    use_cpu: bool = False
-    num_threads: int = 0
-    progress: bool = True
+    sft_path: str | None = helped(
+        None, "SFT model that samples the preference pairs (and initialises the RM)"
+    )
+    model_name_or_path: str | None = helped(None, "RM initialisation (none: sft_path)")
+    preference_dataset: str | None = helped(
+        None, "chosen/rejected pairs: hub name or local folder (none: generate pairs)"
+    )
+    dataset_split: str = helped("train", "preference dataset: split")
+    gold: Literal["vader"] = helped("vader", "gold scorer that labels generated pairs")
+    n_prompts: int = helped(3000, "generated pairs: prompts (one pair each)")
+    prompt_seed: int = helped(1, "generated pairs: prompt seed (differs from the SFT corpus)")
+    prompt_words: int = helped(4, "generated pairs: first N words of a review as the prompt")
+    max_new_tokens: int = helped(40, "generated pairs: completion length limit")
+    temperature: float = helped(1.0, "generated pairs: sampling temperature")
+    min_gold_margin: float = helped(
+        0.1, "generated pairs: drop pairs whose gold scores differ by less"
+    )
+    eval_fraction: float = helped(0.15, "share of the pairs held out for the eval accuracy")
+    learning_rate: float = helped(1e-3, "RewardTrainer learning rate")
+    num_train_epochs: float = helped(3.0, "epochs over the pairs")
+    batch_size: int = helped(32, "pairs per process per step")
+    weight_decay: float = helped(0.0, "weight decay")
+    center_rewards_coefficient: float | None = helped(
+        0.01, "weight of the penalty that keeps rewards centred on 0 (none: off)"
+    )
+    max_length: int = helped(128, "tokens per prompt + completion (longer ones are cut)")
+    seed: int = helped(0, "seed of sampling, the split and training")
+    output_dir: str | None = helped(
+        None, "where to save (none: <cache_dir>/rm-<hash of config and SFT weights>)"
+    )
+    cache_dir: str | None = helped(None, "cache root (none: $RLHF_PG_CACHE or ~/.cache/rlhf-pg)")
+    reuse_cache: bool = helped(True, "reuse a finished run of the same config from the cache")
+    use_cpu: bool = helped(False, "train on CPU even if an accelerator is present")
+    num_threads: int = helped(0, "torch threads; 0 keeps the default")
+    progress: bool = helped(True, "show progress bars")
 
     def __post_init__(self) -> None:
         check_types(self)

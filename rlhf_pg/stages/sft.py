@@ -27,7 +27,7 @@ from ..tasks.arithmetic import build_arithmetic_corpus
 from ..tasks.reviews import build_corpus
 from ..tasks.tokenizer import train_tokenizer
 from ..utils.cache import atomic_dir, config_hash, default_cache_root, is_complete
-from ..utils.config import check_types, require, with_aliases
+from ..utils.config import check_types, helped, require, with_aliases
 from ..utils.io import atomic_write_json
 from ..utils.run_folder import check_process_group, ensure_writable_dir
 
@@ -46,40 +46,50 @@ class SFTArgs:
 
     ALIASES: ClassVar[dict[str, str]] = {"num_steps": "max_steps"}
 
-    task: Literal["sentiment", "arithmetic", "dataset"] = "sentiment"
-    model_name_or_path: str | None = None  # None: a fresh GPT-2 from n_layer/n_head/n_embd
-    tokenizer_name_or_path: str | None = None  # None: model's tokenizer, or a BPE trained here
-    dataset_name: str | None = None  # task "dataset": hub name or local folder/file
-    dataset_split: str = "train"
-    text_column: str = "text"
-    max_samples: int | None = None
-    corpus_size: int = 20000
-    corpus_seed: int = 0
-    error_rate: float = 0.3  # arithmetic: share of wrong answers in the SFT corpus
-    max_operand: int = 49
-    held_out_fraction: float = 0.2
-    vocab_size: int = 1024
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    n_positions: int = 128
-    max_length: int = 64
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    max_steps: int = 400
-    batch_size: int = 32
-    max_grad_norm: float = 1.0
-    eval_fraction: float = 0.02
-    seed: int = 0
-    output_dir: str | None = None  # None: <cache_dir>/sft-<config hash>
-    cache_dir: str | None = None  # None: $RLHF_PG_CACHE or ~/.cache/rlhf-pg
-    reuse_cache: bool = True
-    use_cpu: bool = False
-    mixed_precision: Literal["no", "bf16", "fp16"] | None = None  # None: the launcher's
-    num_threads: int = 0  # 0 leaves torch's default
-    log_every: int = 50
-    progress: bool = True
+    task: Literal["sentiment", "arithmetic", "dataset"] = helped(
+        "sentiment", "corpus: generated reviews, generated sums, or a dataset"
+    )
+    model_name_or_path: str | None = helped(
+        None, "model to fine-tune (none: a fresh GPT-2 from n_layer/n_head/n_embd)"
+    )
+    tokenizer_name_or_path: str | None = helped(
+        None, "tokenizer (none: the model's, or a BPE trained here on the corpus)"
+    )
+    dataset_name: str | None = helped(None, "task dataset: hub name or local folder/file")
+    dataset_split: str = helped("train", "task dataset: split")
+    text_column: str = helped("text", "task dataset: text column")
+    max_samples: int | None = helped(None, "task dataset: first N rows (none: all)")
+    corpus_size: int = helped(20000, "generated tasks: texts in the corpus")
+    corpus_seed: int = helped(0, "generated tasks: seed of the corpus")
+    error_rate: float = helped(0.3, "arithmetic: share of wrong answers in the corpus")
+    max_operand: int = helped(49, "arithmetic: largest operand")
+    held_out_fraction: float = helped(0.2, "arithmetic: share of sums kept out of the corpus")
+    vocab_size: int = helped(1024, "size of the BPE trained here")
+    n_layer: int = helped(4, "fresh GPT-2: layers")
+    n_head: int = helped(4, "fresh GPT-2: attention heads")
+    n_embd: int = helped(128, "fresh GPT-2: width (a multiple of n_head)")
+    n_positions: int = helped(128, "fresh GPT-2: longest sequence")
+    max_length: int = helped(64, "tokens per training sequence (longer ones are cut)")
+    learning_rate: float = helped(
+        1e-3, "peak learning rate (linear warm-up, then cosine down to a tenth)"
+    )
+    weight_decay: float = helped(0.01, "AdamW weight decay")
+    warmup_steps: int = helped(50, "linear warm-up steps")
+    max_steps: int = helped(400, "optimizer steps")
+    batch_size: int = helped(32, "sequences per process per step")
+    max_grad_norm: float = helped(1.0, "clip the gradient norm to this")
+    eval_fraction: float = helped(0.02, "share of the corpus held out for the eval loss")
+    seed: int = helped(0, "seed of initialisation and batch order")
+    output_dir: str | None = helped(None, "where to save (none: <cache_dir>/sft-<config hash>)")
+    cache_dir: str | None = helped(None, "cache root (none: $RLHF_PG_CACHE or ~/.cache/rlhf-pg)")
+    reuse_cache: bool = helped(True, "reuse a finished run of the same config from the cache")
+    use_cpu: bool = helped(False, "train on CPU even if an accelerator is present")
+    mixed_precision: Literal["no", "bf16", "fp16"] | None = helped(
+        None, "no, bf16 or fp16 (none: the launcher's choice)"
+    )
+    num_threads: int = helped(0, "torch threads; 0 keeps the default")
+    log_every: int = helped(50, "steps between log lines")
+    progress: bool = helped(True, "show a progress bar")
 
     def __post_init__(self) -> None:
         check_types(self)
