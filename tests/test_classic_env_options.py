@@ -252,7 +252,7 @@ def test_train_help_shows_defaults_and_algorithm_specific_ones():
     assert "--learning-rate FLOAT learning rate" in flat and "(default: 0.0003)" in flat
     # hidden_sizes differs for the off-policy algorithms: both defaults are shown
     assert "hidden layer widths (default: 64 64; ddpg, td3, sac: 256 256)" in flat
-    assert "(default: false; ppo on continuous actions without a preset: true)" in flat
+    assert "(default: false; ppo, ppo_kl on continuous actions without a preset: true)" in flat
     assert "--env-kwargs" in flat and "module:EnvId" in flat and "--report-to" in flat
     assert "--lr " not in flat  # deprecated spellings still parse but are not advertised
 
@@ -318,7 +318,7 @@ def test_a_preset_or_config_file_wins_over_the_continuous_defaults(tmp_path, mon
     config.write_text("norm_obs: false\n")
     cfg, _ = resolve("ppo", "MountainCarContinuous-v0", {}, config_file=config)
     assert (cfg.norm_obs, cfg.norm_reward) == (False, True)
-    cfg, _ = resolve("a2c", "MountainCarContinuous-v0", {})  # measured for ppo only
+    cfg, _ = resolve("a2c", "MountainCarContinuous-v0", {})  # measured for ppo and ppo_kl
     assert (cfg.norm_obs, cfg.norm_reward) == (False, False)
 
 
