@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import signal
 import sys
-import types
-import typing
 import warnings
 from pathlib import Path
 
@@ -24,196 +21,22 @@ from .compare.cli import add_parsers as add_compare_parsers
 from .compare.cli import cmd_compare, cmd_report
 from .config import Config, ConfigError, available_presets
 from .envs import EnvSpec, probe_env
+from .flags import (
+    OLD_PREFIX,
+    Parser,
+    add_config_flags,
+    config_flag_help,
+    flag_name,
+    rename_old_flags,
+)
 from .lab.cli import add_parsers as add_lab_parsers
 from .lab.cli import cmd_lab
 from .lifetime import stop_on_sigterm
 from .settings import describe_sources, resolve_with_sources
 
-_TOP_LEVEL = {"algo", "env_id", "seed", "total_steps"}
-
-
-def _bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _optional(kind: type):
-    """Parser for ``kind | None`` flags: 'none' or 'null' gives None."""
-
-    def parse(text: str):
-        return None if text.lower() in ("none", "null") else kind(text)
-
-    parse.__name__ = kind.__name__  # argparse names the type in its error message
-    return parse
-
-
-_OLD = "deprecated_"  # namespace prefix of the old flag names' values
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _env_kwargs_item(text: str) -> dict[str, typing.Any]:
-    """One ``--env-kwargs`` value: a JSON object, or ``key=value`` whose value is read as JSON
-    (``9.81``, ``true``, ``[1, 2]``, ``"text"``) and is otherwise the plain string."""
-    if text.lstrip().startswith("{"):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a JSON object ({e.msg} at character {e.pos})"
-            ) from None
-        if not isinstance(value, dict):  # e.g. '{"a": 1} 2' never gets here; a list could
-            raise argparse.ArgumentTypeError(f"{text!r} is not a JSON object")
-        return value
-    key, eq, raw = text.partition("=")
-    if not eq or not key.strip():
-        raise argparse.ArgumentTypeError(
-            f"expected key=value pairs or one JSON object, got {text!r}"
-        )
-    try:
-        return {key.strip(): json.loads(raw)}
-    except json.JSONDecodeError:
-        return {key.strip(): raw}
-
-
-class _MergeKwargs(argparse.Action):
-    """``--env-kwargs a=1 b=2`` / ``--env-kwargs '{"a": 1}'`` -> one dict; a key given twice
-    is an error rather than a silent overwrite."""
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        merged: dict[str, typing.Any] = {}
-        for item in values:
-            for key, value in item.items():
-                if key in merged:
-                    parser.error(f"argument {option_string}: {key!r} is given twice")
-                merged[key] = value
-        setattr(namespace, self.dest, merged)
-
-
-def _flag_kwargs(hint) -> dict:
-    """How argparse reads a value of a Config field of type ``hint``."""
-    if hint is bool:
-        return {"type": _bool, "metavar": "BOOL"}
-    if hint is int or hint is float:
-        return {"type": hint, "metavar": hint.__name__.upper()}
-    if hint is str:
-        return {"type": hint, "metavar": "NAME"}
-    if typing.get_origin(hint) is dict:
-        return {
-            "type": _env_kwargs_item,
-            "nargs": "+",
-            "action": _MergeKwargs,
-            "metavar": "KEY=VALUE|JSON",
-        }
-    if typing.get_origin(hint) is list:
-        item = typing.get_args(hint)[0]
-        return {"type": item, "nargs": "+", "metavar": "NAME" if item is str else "INT"}
-    if isinstance(hint, types.UnionType):  # float | None, int | None
-        inner = next(a for a in typing.get_args(hint) if a is not type(None))
-        return {"type": _optional(inner), "metavar": f"{inner.__name__.upper()}|none"}
-    return {}
-
-
-def _show(value: typing.Any) -> str:
-    """A default as one would type it on the command line."""
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (list, dict)) and not value:
-        return "none"
-    if isinstance(value, list):
-        return " ".join(map(str, value))
-    if isinstance(value, dict):
-        return json.dumps(value)
-    return str(value)
-
-
-def config_flag_help(f: dataclasses.Field) -> str:
-    """A Config field's help text with its default and the algorithms that change it."""
-    from .algos import REGISTRY
-
-    default = f.default_factory() if callable(f.default_factory) else f.default
-    text = f"{f.metadata['help']} (default: {_show(default)}"
-    by_value: dict[str, list[str]] = {}
-    for name, algo in REGISTRY.items():
-        if f.name in algo.defaults:
-            by_value.setdefault(_show(algo.defaults[f.name]), []).append(name)
-    for value, algos in by_value.items():
-        text += f"; {', '.join(algos)}: {value}"
-    continuous = [n for n, a in REGISTRY.items() if f.name in a.continuous_defaults]
-    if continuous:
-        value = _show(REGISTRY[continuous[0]].continuous_defaults[f.name])
-        text += f"; {', '.join(continuous)} on continuous actions without a preset: {value}"
-    return text + ")"
-
-
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per Config field; None means 'keep the preset's value'. The fields' old
-    names (``Config.ALIASES``) still parse, hidden from ``--help``."""
-    group = parser.add_argument_group(
-        "settings",
-        "Each run starts from the defaults below, then the bundled preset for its algorithm "
-        "and env if there is one (`classic_control envs` lists them), then --config, then "
-        "these flags; the first lines of a run say which settings came from where.",
-    )
-    hints = typing.get_type_hints(Config)
-    for f in dataclasses.fields(Config):
-        if f.name not in _TOP_LEVEL:
-            kwargs = {"help": config_flag_help(f), **_flag_kwargs(hints[f.name])}
-            group.add_argument(_flag(f.name), dest=f.name, default=None, **kwargs)
-    for old, new in Config.ALIASES.items():
-        kwargs = {**_flag_kwargs(hints[new]), "help": argparse.SUPPRESS}
-        group.add_argument(_flag(old), dest=_OLD + old, default=None, **kwargs)
-
-
-def _rename_old_flags(args: argparse.Namespace) -> None:
-    """Move the values of deprecated flags to their fields' names, with a notice each."""
-    for old, new in Config.ALIASES.items():
-        value = getattr(args, _OLD + old, None)
-        delattr(args, _OLD + old)
-        if value is None:
-            continue
-        if getattr(args, new) is not None:
-            raise ConfigError(f"{_flag(old)} and {_flag(new)} are the same setting; give only one")
-        warnings.warn(
-            f"flag {_flag(old)} is deprecated; use {_flag(new)}", FutureWarning, stacklevel=2
-        )
-        setattr(args, new, value)
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """argparse's '(default: X)' after every help text that does not already say its default
-    (the settings flags name theirs: their argparse default None means 'not given')."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text or action.default is None:
-            return text
-        return super()._get_help_string(action)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one ``error:`` line (exit code 2) like every other
-    bad input, instead of the usage text and a ``SystemExit`` from inside the parser. Its
-    subcommands' parsers are of this class too, so they share the help format."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("formatter_class", _HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> typing.NoReturn:
-        raise ConfigError(f"{message} (see: {self.prog} --help)")
-
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="classic_control",
         description="REINFORCE, A2C, A3C, PPO, TRPO, DDPG, TD3 and SAC on gymnasium tasks, "
         "built on rlhf_pg.core.",
@@ -253,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run with its saved config (default: none, a new run)",
     )
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    _add_config_flags(t)
+    add_config_flags(t)
 
     e = sub.add_parser("eval", help="evaluate a run's policy deterministically")
     e.add_argument("run_dir", type=Path, help="a run folder made by train")
@@ -282,7 +105,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _resume(args)
     from .trainer import Trainer
 
-    _rename_old_flags(args)
+    rename_old_flags(args)
     fields = {f.name for f in dataclasses.fields(Config)}
     overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     for key in ("algo", "env_id"):  # given by --algo / --env, never by the config file
@@ -309,8 +132,10 @@ def _resume(args: argparse.Namespace) -> int:
     # the saved config is what makes a resumed run equal an uninterrupted one
     names = {f.name: f.name for f in dataclasses.fields(Config)}
     names.update({"total_steps": "steps", "env_id": "env", "out": "out", "config": "config"})
-    names.update({_OLD + old: old for old in Config.ALIASES})
-    given = sorted(_flag(flag) for k, flag in names.items() if getattr(args, k, None) is not None)
+    names.update({OLD_PREFIX + old: old for old in Config.ALIASES})
+    given = sorted(
+        flag_name(flag) for k, flag in names.items() if getattr(args, k, None) is not None
+    )
     if given:
         raise ConfigError(
             f"--resume continues {str(args.resume)!r} with its saved config; drop "

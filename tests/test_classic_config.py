@@ -111,7 +111,7 @@ def _downward_imports() -> list[tuple[str, str]]:
     order = [
         "metrics config envs networks evaluate rollout lifetime offpolicy_networks replay tracking",
         "algos",
-        "settings",
+        "settings flags",
         "rundir",
         "trainer",
         "compare",

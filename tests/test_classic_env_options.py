@@ -113,14 +113,14 @@ def test_env_kwargs_reach_the_env_and_the_saved_config(tmp_path, user_env, given
 
 
 def test_env_kwargs_values_are_json_else_strings():
-    from classic_control.__main__ import _env_kwargs_item
+    from classic_control.flags import env_kwargs_item
 
-    assert _env_kwargs_item("g=9.81") == {"g": 9.81}
-    assert _env_kwargs_item("continuous=true") == {"continuous": True}
-    assert _env_kwargs_item("sizes=[1, 2]") == {"sizes": [1, 2]}
-    assert _env_kwargs_item("mode=rgb") == {"mode": "rgb"}
-    assert _env_kwargs_item("x=") == {"x": ""}
-    assert _env_kwargs_item('{"a": null}') == {"a": None}
+    assert env_kwargs_item("g=9.81") == {"g": 9.81}
+    assert env_kwargs_item("continuous=true") == {"continuous": True}
+    assert env_kwargs_item("sizes=[1, 2]") == {"sizes": [1, 2]}
+    assert env_kwargs_item("mode=rgb") == {"mode": "rgb"}
+    assert env_kwargs_item("x=") == {"x": ""}
+    assert env_kwargs_item('{"a": null}') == {"a": None}
 
 
 @pytest.mark.parametrize(
