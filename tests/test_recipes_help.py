@@ -42,7 +42,7 @@ def test_every_recipe_flag_has_help_and_config_is_listed(name, monkeypatch, caps
     assert not undescribed, f"recipes/{name}.py flags without help: {undescribed}"
     flags = [s for action in parser._actions for s in action.option_strings]
     assert "--config" in flags
-    assert "--config FILE.yaml" in text
+    assert "--config CONFIG" in text
     # defaults are the fields' own, not the marker that tells given flags from the rest
     assert "<object object" not in text
     assert "(default: " in text

@@ -260,10 +260,7 @@ def describe_recipe_flags(parser: argparse.ArgumentParser) -> None:
             action.help = f"set {action.dest} to false"
             action.default = argparse.SUPPRESS  # the field's flag shows the default
     config = parser.add_argument(
-        "--config",
-        metavar="FILE.yaml",
-        default=argparse.SUPPRESS,
-        help="YAML file of these settings (its keys are the flag names); flags override it",
+        "--config", default=argparse.SUPPRESS, help="YAML file of settings; flags override it"
     )
     for actions in (parser._actions, parser._optionals._group_actions):  # listed after --help
         actions.remove(config)
