@@ -31,6 +31,14 @@ from ..utils.run_folder import check_process_group
 from .advantages import compute_advantages, last_valid_index, update_batch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PPOConfig
+from .engines import (
+    build_accelerator,
+    check_engine,
+    configure_engine,
+    engine_of,
+    full_weights,
+    prepare_reference,
+)
 from .metrics import global_mean, rollout_metrics, timing_metrics, update_metrics
 from .models import build_policy
 from .prompts import TrainerState, next_prompts, prompt_limit
@@ -82,12 +90,16 @@ class PPOTrainer:
     ) -> None:
         self.config = cfg = config
         trackers = tracker_names(cfg.log_with)
-        self.accelerator = accelerator or Accelerator(
-            cpu=cfg.cpu,
-            mixed_precision="bf16" if cfg.bf16 else "no",
-            log_with=trackers or None,
-            project_dir=cfg.output_dir or None,
-        )
+        if accelerator is None:  # DeepSpeed / FSDP2 when the launcher asks (engines.py)
+            accelerator = build_accelerator(
+                cpu=cfg.cpu,
+                mixed_precision="bf16" if cfg.bf16 else "no",
+                log_with=trackers or None,
+                project_dir=cfg.output_dir or None,
+            )
+        else:
+            check_engine(accelerator)
+        self.accelerator = accelerator
         check_process_group(self.accelerator.num_processes, cpu_flag="--cpu true (cpu=True)")
         # the same seed on every rank while building (new embedding rows, heads), so the
         # reference copies match the policy that DDP broadcasts from rank 0
@@ -104,10 +116,18 @@ class PPOTrainer:
         self.stop_ids = cfg.stop_token_ids or [tokenizer.eos_token_id]
         self.max_prompt_length = prompt_limit(context_length(policy.pretrained_model), cfg)
         optimizer, self.scheduler = optimizer_and_schedule(policy, cfg)
+        rows = cfg.batch_size * cfg.samples_per_prompt
+        configure_engine(
+            self.accelerator,
+            micro_batch_size=rows // (cfg.num_minibatches * cfg.gradient_accumulation_steps),
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            max_grad_norm=cfg.max_grad_norm,
+        )
         self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)
-        for frozen in [self.ref_model, *reward_models]:
-            if frozen is not None:
-                frozen.to(self.device)
+        if self.ref_model is not None:  # sharded like the policy under ZeRO-3 / FSDP2
+            self.ref_model = prepare_reference(self.accelerator, self.ref_model)
+        for frozen in reward_models:  # replicated on every process
+            frozen.to(self.device)
         self.kl_controller = (
             AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
             if cfg.kl_controller == "adaptive"
@@ -132,6 +152,11 @@ class PPOTrainer:
     @property
     def device(self) -> torch.device:
         return self.accelerator.device
+
+    @property
+    def engine(self) -> str | None:
+        """The sharded engine (``deepspeed``, ``fsdp``) or None (one process or DDP)."""
+        return engine_of(self.accelerator)
 
     @property
     def kl_coef(self) -> float:
@@ -162,7 +187,8 @@ class PPOTrainer:
         }
         # eval mode: dropout is off anyway, but gradient checkpointing would disable the KV cache
         self.unwrapped_model.eval()
-        with self.accelerator.autocast():
+        # sharded engines: full weights for the whole decode (every process calls this)
+        with full_weights(self.accelerator, self.model), self.accelerator.autocast():
             raw = sample_tokens(
                 self.unwrapped_model.pretrained_model,
                 query_ids,
@@ -250,7 +276,7 @@ class PPOTrainer:
 
     def _evaluate(self, rollout: Rollout) -> None:
         start = time.perf_counter()
-        with self.accelerator.autocast():
+        with full_weights(self.accelerator, self.model), self.accelerator.autocast():
             evaluate_rollout(
                 self.unwrapped_model.eval(),
                 self.ref_model,
@@ -384,11 +410,16 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, path: str) -> None:
-        """Policy (full model or adapters), value head and tokenizer, on the main process."""
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            self.unwrapped_model.save_pretrained(path, tokenizer=self.tokenizer)
-        self.accelerator.wait_for_everyone()
+        """Policy (full model or adapters), value head and tokenizer, on the main process
+        (every process calls it: sharded engines gather the full weights first)."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        state_dict = acc.get_state_dict(self.model) if self.engine else None
+        if acc.is_main_process:
+            self.unwrapped_model.save_pretrained(
+                path, tokenizer=self.tokenizer, state_dict=state_dict
+            )
+        acc.wait_for_everyone()
 
     def save_checkpoint(self, path: str) -> None:
         """Everything needed for an identical continuation, written atomically."""
