@@ -205,18 +205,21 @@ def full_weights(accelerator: Accelerator, model) -> Iterator[None]:
 
 def prepare_reference(accelerator: Accelerator, model):
     """A frozen model (the reference) for this engine: sharded like the policy under ZeRO-3
-    and FSDP2, a DeepSpeed inference engine (its precision) under ZeRO-2, else moved to the
-    device. TRL's ``prepare_deepspeed`` / ``prepare_fsdp`` do the wrapping."""
+    (TRL's ``prepare_deepspeed``) and FSDP2 (one ``fully_shard`` unit with the policy's
+    mixed precision), a DeepSpeed inference engine in the policy's precision under ZeRO-2,
+    else moved to the device."""
     engine = engine_of(accelerator)
     if engine == DEEPSPEED:
         from trl.models.utils import prepare_deepspeed
 
         return prepare_deepspeed(model, accelerator)
+    model = model.to(accelerator.device)
     if engine == FSDP:
-        from trl.models.utils import prepare_fsdp
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-        return prepare_fsdp(model, accelerator)
-    return model.to(accelerator.device)
+        policy = accelerator.state.fsdp_plugin.mixed_precision_policy or MixedPrecisionPolicy()
+        fully_shard(model, mp_policy=policy)  # gathered for its one forward per rollout
+    return model
 
 
 def grad_norm_value(norm) -> torch.Tensor:
