@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lm_dist_script import GLOBAL_ROWS, fixed_batch  # noqa: E402
@@ -106,17 +107,22 @@ def full_weights(trainer) -> dict[str, torch.Tensor]:
 
 
 def engine_facts(trainer, engine: str) -> dict:
-    """Evidence that the engine really sharded the policy (not plain DDP)."""
-    params = list(trainer.model.parameters())
+    """Evidence that the engine really sharded the policy and the reference (not plain DDP)."""
+    params, ref = list(trainer.model.parameters()), trainer.ref_model
     if engine == "fsdp2":
         from torch.distributed.tensor import DTensor
 
-        return {"dtensor_params": all(isinstance(p, DTensor) for p in params)}
+        return {
+            "dtensor_params": all(isinstance(p, DTensor) for p in params),
+            "dtensor_reference": all(isinstance(p, DTensor) for p in ref.parameters()),
+        }
     if engine.startswith("zero"):
         return {
             "wrapper": type(trainer.model).__name__,
             "zero_stage": trainer.model.zero_optimization_stage(),
             "partitioned_params": all(hasattr(p, "ds_id") for p in params),
+            "reference_wrapper": type(ref).__name__,
+            "reference_zero_stage": ref.zero_optimization_stage(),
         }
     return {}
 
@@ -149,6 +155,22 @@ def run(engine: str, out_dir: str) -> None:
     metrics["resumed_step"] = again.state.step
     if acc.is_main_process:
         metrics["resumed_same_weights"] = all(torch.equal(saved[k], loaded[k]) for k in saved)
+        # policy/ holds the gathered full weights (read as files: under ZeRO-3, transformers'
+        # from_pretrained would partition the model and wait for the other process)
+        on_disk = {
+            f"pretrained_model.{k}": v
+            for k, v in load_file(ckpt / "policy" / "model.safetensors").items()
+        }
+        on_disk.update(
+            {
+                f"v_head.{k}": v
+                for k, v in load_file(ckpt / "policy" / "value_head.safetensors").items()
+            }
+        )
+        tied = {"pretrained_model.lm_head.weight"}  # saved once, as the input embedding
+        metrics["policy_dir_same_weights"] = set(saved) - set(on_disk) <= tied and all(
+            torch.equal(v.float(), saved[k]) for k, v in on_disk.items()
+        )
     # (4) one more fixed step in both: equal only if the optimizer state came back too
     metrics["after_resume"] = fixed_step(trainer)
     metrics["after_resume_again"] = fixed_step(again)

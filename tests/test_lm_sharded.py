@@ -1,0 +1,171 @@
+"""Sharded engines through accelerate, 2 CPU processes each: FSDP2 (forced onto gloo, see
+lm_sharded_script.py) and, when deepspeed is installed, DeepSpeed ZeRO-2 and ZeRO-3 on its CPU
+accelerator. Each run makes the same update as one process on the same global batch, decodes
+with processes stopping at different lengths, and resumes exactly from a sharded checkpoint.
+
+The DeepSpeed tests skip when deepspeed is not importable (it is the optional extra
+``rlhf-pg[deepspeed]``); set RLHF_PG_REQUIRE_DEEPSPEED=1 to make its absence a failure, as a
+CI job that claims to test DeepSpeed must.
+"""
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
+from lm_fixtures import make_policy, make_tokenizer
+from safetensors.torch import load_file
+
+from rlhf_pg.lm import PPOConfig, PPOTrainer
+from rlhf_pg.lm.engines import EngineError, check_engine, configure_engine
+
+SCRIPT = Path(__file__).parent / "lm_sharded_script.py"
+ROOT = Path(__file__).parent.parent
+ACCELERATE = Path(sys.executable).parent / "accelerate"
+CONFIGS = ROOT / "recipes" / "accelerate"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(cmd: list[str], out: Path) -> tuple[dict, dict]:
+    out.mkdir()
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "DS_ACCELERATOR": "cpu",
+    }
+    proc = subprocess.run(
+        cmd + [str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=150
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return load_file(out / "first.safetensors"), json.loads((out / "metrics.json").read_text())
+
+
+def _launch(config: str, engine: str, out: Path) -> tuple[dict, dict]:
+    return _run(
+        [
+            str(ACCELERATE), "launch", "--config_file", str(CONFIGS / config),
+            "--num_processes", "2", "--mixed_precision", "no",
+            "--main_process_port", str(_free_port()), str(SCRIPT), engine,
+        ],
+        out,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The reference: the same two fixed steps in one plain process."""
+    return _run([sys.executable, str(SCRIPT), "none"], tmp_path_factory.mktemp("ref") / "none")
+
+
+def _check_against_one_process(got, metrics, one_process) -> None:
+    ref_w, ref_m = one_process
+    assert set(got) == set(ref_w)
+    for name in ref_w:  # the full weights after two steps (linear LR decay, clipping active)
+        torch.testing.assert_close(got[name], ref_w[name], atol=2e-5, rtol=1e-4, msg=name)
+    for step, (mine, ref) in enumerate(zip(metrics["fixed"], ref_m["fixed"])):
+        for key in ("loss/policy", "loss/value", "grad_norm", "kl/seq", "lr"):
+            assert mine[key] == pytest.approx(ref[key], abs=2e-5), (step, key)
+    assert ref_m["fixed"][0]["grad_norm"] > 1.0  # max_grad_norm=1 clipped: clipping is tested
+    assert metrics["num_processes"] == 2
+    # rank 0 stopped after one token, rank 1 decoded max_new_tokens: no per-token collectives
+    assert metrics["decoded_widths"] == [1, 6]
+    assert metrics["resumed_step"] == 3 and metrics["resumed_same_weights"]
+    assert metrics["resumed_same_update"]  # optimizer state and schedule came back too
+    assert metrics["policy_dir_same_weights"]  # policy/ = gathered full weights
+    assert "accelerate_state" in metrics["checkpoint_files"]
+    assert "trainable.safetensors" not in metrics["checkpoint_files"]
+
+
+@pytest.mark.slow
+def test_fsdp2_on_two_cpu_processes_matches_one_process(tmp_path, one_process):
+    got, metrics = _launch("fsdp2.yaml", "fsdp2", tmp_path / "fsdp2")
+    assert metrics["engine"] == "fsdp"
+    assert metrics["dtensor_params"] and metrics["dtensor_reference"]  # sharded, not DDP
+    _check_against_one_process(got, metrics, one_process)
+
+
+def _need_deepspeed() -> None:
+    if importlib.util.find_spec("deepspeed") is None:
+        if os.environ.get("RLHF_PG_REQUIRE_DEEPSPEED") == "1":
+            pytest.fail("RLHF_PG_REQUIRE_DEEPSPEED=1 but deepspeed is not installed")
+        pytest.skip("deepspeed not installed (pip install 'rlhf-pg[deepspeed]')")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_zero_on_two_cpu_processes_matches_one_process(tmp_path, one_process, stage):
+    _need_deepspeed()
+    got, metrics = _launch(f"deepspeed_zero{stage}.yaml", f"zero{stage}", tmp_path / "ds")
+    assert metrics["engine"] == "deepspeed" and metrics["wrapper"] == "DeepSpeedEngine"
+    assert metrics["zero_stage"] == stage
+    assert metrics["partitioned_params"] == (stage == 3)
+    # the reference: sharded under ZeRO-3, a stage-0 engine (the policy's precision) otherwise
+    assert metrics["reference_wrapper"] == "DeepSpeedEngine"
+    assert metrics["reference_zero_stage"] == (3 if stage == 3 else 0)
+    _check_against_one_process(got, metrics, one_process)
+
+
+def test_fsdp_requested_on_cpu_is_refused_not_run_as_ddp(monkeypatch):
+    """accelerate drops FSDP with cpu=True (it runs DDP); the trainer says so instead."""
+    accelerator = Accelerator(cpu=True)
+    with pytest.raises(EngineError, match="asked for fsdp but accelerate set up"):
+        check_engine(accelerator, env={"ACCELERATE_USE_FSDP": "true"})
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    tok = make_tokenizer()
+    with pytest.raises(EngineError, match="applies FSDP only to GPU processes"):
+        PPOTrainer(PPOConfig(cpu=True, progress_bar=False), make_policy(tok), tok)
+
+
+def _deepspeed_accelerator(config: dict, processes: int = 2):
+    """The fields of a DeepSpeed accelerator that configure_engine reads and writes."""
+    plugin = SimpleNamespace(
+        deepspeed_config=config, zero_stage=config["zero_optimization"]["stage"]
+    )
+    return SimpleNamespace(
+        distributed_type=DistributedType.DEEPSPEED,
+        gradient_accumulation_steps=1,
+        num_processes=processes,
+        state=SimpleNamespace(deepspeed_plugin=plugin),
+    )
+
+
+def test_deepspeed_config_takes_the_run_settings_and_refuses_other_ones():
+    auto = {
+        "train_batch_size": "auto",
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "zero_optimization": {"stage": 3},
+    }
+    acc = _deepspeed_accelerator(json.loads(json.dumps(auto)))
+    configure_engine(acc, micro_batch_size=4, gradient_accumulation_steps=2, max_grad_norm=0.5)
+    config = acc.state.deepspeed_plugin.deepspeed_config
+    assert config["train_micro_batch_size_per_gpu"] == 4  # prepare() has no dataloader
+    assert config["train_batch_size"] == 4 * 2 * 2
+    assert config["gradient_accumulation_steps"] == 2 == acc.gradient_accumulation_steps
+    assert config["gradient_clipping"] == 0.5  # max_grad_norm, not accelerate's default 1.0
+    assert config["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"]
+    for key, value, ours in (
+        ("gradient_clipping", 1.0, "max_grad_norm=0.5"),
+        ("gradient_accumulation_steps", 4, "gradient_accumulation_steps=2"),
+        ("train_micro_batch_size_per_gpu", 8, "micro-batch size"),
+    ):
+        acc = _deepspeed_accelerator({**json.loads(json.dumps(auto)), key: value})
+        with pytest.raises(EngineError, match=f"sets {key}={value} but the run has .*{ours}"):
+            configure_engine(
+                acc, micro_batch_size=4, gradient_accumulation_steps=2, max_grad_norm=0.5
+            )
