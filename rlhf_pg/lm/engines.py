@@ -97,7 +97,9 @@ def check_engine(accelerator: Accelerator, env: Mapping[str, str] | None = None)
             "accelerate applies FSDP only to GPU processes; on CPU use cpu_2proc.yaml (DDP) or "
             "deepspeed_zero2.yaml / deepspeed_zero3.yaml with cpu=True"
             if asked == FSDP
-            else "is deepspeed installed (pip install 'rlhf-pg[deepspeed]')?"
+            else "is deepspeed installed (pip install 'rlhf-pg[deepspeed]')? accelerate "
+            "also drops DeepSpeed with cpu=True, which only PPOTrainer and the SFT stage "
+            "replace by DeepSpeed's CPU accelerator"
         )
         raise EngineError(
             f"the launcher asked for {asked} but accelerate set up "
@@ -107,6 +109,22 @@ def check_engine(accelerator: Accelerator, env: Mapping[str, str] | None = None)
         raise EngineError(
             f"fsdp_version={accelerator.state.fsdp_plugin.fsdp_version} is not supported; set "
             "fsdp_version: 2 in the accelerate config (recipes/accelerate/fsdp2.yaml)"
+        )
+
+
+def refuse_sharded_weights(stage: str, env: Mapping[str, str] | None = None) -> None:
+    """For a stage that reads and writes whole models on the main process only: refuse a
+    launcher that shards the weights (ZeRO-3, FSDP), where that would wait forever or save
+    shards."""
+    env = os.environ if env is None else env
+    engine = requested_engine(env)
+    if engine == FSDP or (
+        engine == DEEPSPEED and env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    ):
+        name = "FSDP" if engine == FSDP else "DeepSpeed ZeRO-3"
+        raise EngineError(
+            f"{stage} does not support {name} (it shards the weights); run it with one "
+            "process, DDP (multi_gpu_ddp.yaml) or DeepSpeed ZeRO-2 (deepspeed_zero2.yaml)"
         )
 
 
@@ -241,6 +259,7 @@ __all__ = [
     "full_weights",
     "grad_norm_value",
     "prepare_reference",
+    "refuse_sharded_weights",
     "requested_engine",
     "zero_stage",
 ]

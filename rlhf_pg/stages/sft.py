@@ -245,8 +245,9 @@ def _train_loop(cfg: SFTArgs, accelerator, model, loader, optimizer, scheduler) 
 
 def train_sft(cfg: SFTArgs) -> Path:
     """Train (or reuse from the cache) an SFT model; returns its ``save_pretrained`` folder."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
+
+    from ..lm.engines import build_accelerator, configure_engine, engine_of
 
     out = sft_output_dir(cfg)
     if cfg.reuse_cache and is_complete(out):
@@ -254,8 +255,16 @@ def train_sft(cfg: SFTArgs) -> Path:
     ensure_writable_dir(out.parent, "the folder above output_dir")  # before any work
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    accelerator = Accelerator(cpu=cfg.use_cpu, mixed_precision=cfg.mixed_precision)
+    # DeepSpeed / FSDP2 when the launcher asks; a dropped engine is an error, not DDP
+    accelerator = build_accelerator(cpu=cfg.use_cpu, mixed_precision=cfg.mixed_precision)
     check_process_group(accelerator.num_processes, cpu_flag="--use_cpu true")
+    # DeepSpeed clips inside its step: max_grad_norm becomes its gradient_clipping
+    configure_engine(
+        accelerator,
+        micro_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=1,
+        max_grad_norm=cfg.max_grad_norm,
+    )
     set_seed(cfg.seed)
 
     texts = build_texts(cfg)
@@ -286,18 +295,20 @@ def train_sft(cfg: SFTArgs) -> Path:
 
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    loss_after = mean_loss(unwrapped, eval_rows, tokenizer.pad_token_id)
+    loss_after = mean_loss(unwrapped, eval_rows, tokenizer.pad_token_id)  # every process
+    # sharded engines: the full weights, gathered on every process, for the main one to save
+    state_dict = accelerator.get_state_dict(model) if engine_of(accelerator) else None
     metrics = {
         "eval_loss_before": loss_before,
         "eval_loss_after": loss_after,
         "train_seconds": train_seconds,
-        "num_parameters": sum(p.numel() for p in unwrapped.parameters()),
+        "num_parameters": sum(getattr(p, "ds_numel", p.numel()) for p in unwrapped.parameters()),
         "num_processes": accelerator.num_processes,
         "history": history,
     }
     if accelerator.is_main_process:
         with atomic_dir(out) as tmp:
-            unwrapped.save_pretrained(tmp)
+            unwrapped.save_pretrained(tmp, state_dict=state_dict)
             tokenizer.save_pretrained(tmp)
             atomic_write_json(tmp / "sft_metrics.json", metrics)
     accelerator.wait_for_everyone()
