@@ -10,10 +10,18 @@ stage every ``eval_every`` steps, benchmarks):
 ``proxy``            mean reward (reward model and/or callables), if a reward is given
 ``kl_seq``           mean per-sequence k1 KL to the reference, if a reference is given
 ``response_length``  mean completion length in tokens (stop token included)
+``eos_rate``         share of completions that ended with EOS (not cut at the length limit)
+``reward/<name>``    each reward component's mean over the completions it applies to
 ``accuracy``         arithmetic: exact-match accuracy of greedy answers
 ``accuracy_sampled`` arithmetic: exact-match accuracy of the samples
 ``samples``          a few rows ``{prompt, completion, ...}``, one per distinct prompt
+``completions``      with ``with_table=True``: every sample's row ``{prompt, completion,
+                     proxy, reward/<name>, kl, ...}`` (None: that reward does not apply)
 ==================== ===========================================================
+
+``prompts`` are strings or a prompt dataset (:func:`rlhf_pg.lm.prompts.as_prompt_rows`):
+conversations are sampled after their chat template, as in training, and the rewards get the
+rows' other columns, as in training.
 
 Sampling goes through :mod:`rlhf_pg.hf.sampling` with a ``torch.Generator`` seeded from
 ``seed``: the same seed gives the same samples, and the global RNG (CPU and CUDA) that
@@ -25,6 +33,7 @@ forward pass the trainer's own rollout uses.
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +47,7 @@ from ..core import kl_k1
 from ..hf.sampling import generate_completions
 from ..hf.scoring import RewardModel
 from ..hf.tokens import encode_prompts, left_pad
+from ..lm.prompts import PromptRows, as_prompt_rows
 from ..lm.rewards import CombinedReward, RewardSpec
 from ..lm.rollout import Rollout, response_forward
 from ..tasks.arithmetic import arithmetic_prompts, exact_match_reward
@@ -122,14 +132,18 @@ def eval_mode(*models) -> Iterator[None]:
 
 
 def token_batch(
-    tokenizer, prompts: Sequence[str], completion_tokens: Sequence[Sequence[int]]
+    tokenizer,
+    prompts: Sequence[str],
+    completion_tokens: Sequence[Sequence[int]],
+    add_special_tokens: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Left-padded prompts and right-padded responses, in the rollout's layout, from the
     token ids :func:`~rlhf_pg.hf.sampling.generate_completions` returns (prompts encoded the
     same way it encodes them)."""
-    query_ids, query_mask = left_pad(
-        encode_prompts(tokenizer, list(prompts), max_length=10**9), tokenizer.pad_token_id
+    encoded = encode_prompts(
+        tokenizer, list(prompts), max_length=10**9, add_special_tokens=add_special_tokens
     )
+    query_ids, query_mask = left_pad(encoded, tokenizer.pad_token_id)
     width = max(1, max(len(c) for c in completion_tokens))
     response_ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
     response_mask = torch.zeros((len(prompts), width), dtype=torch.bool)
@@ -149,6 +163,7 @@ def sequence_kl(
     completion_tokens: Sequence[Sequence[int]],
     temperature: float = 1.0,
     batch_size: int = 64,
+    add_special_tokens: bool = True,
 ) -> list[float]:
     """Per-sequence k1 KL estimate, the sum over completion tokens of log pi - log pi_ref,
     both under logits / temperature (1 for greedy). ``completion_tokens`` are token ids
@@ -159,7 +174,9 @@ def sequence_kl(
     with eval_mode(policy, reference):
         for start in range(0, len(prompts), batch_size):
             chunk = slice(start, start + batch_size)
-            tensors = token_batch(tokenizer, prompts[chunk], completion_tokens[chunk])
+            tensors = token_batch(
+                tokenizer, prompts[chunk], completion_tokens[chunk], add_special_tokens
+            )
             tensors = tuple(x.to(device) for x in tensors)
             logprobs, _, _ = response_forward(policy, *tensors, temperature=t)
             ref_logprobs, _, _ = response_forward(reference, *tensors, temperature=t)
@@ -170,18 +187,32 @@ def sequence_kl(
 def proxy_scores(
     reward: RewardSpec,
     tokenizer,
-    prompts: list[str],
+    prompts: Sequence[str] | PromptRows,
     completions: list[str],
     completion_tokens: Sequence[Sequence[int]],
-) -> list[float]:
-    """The reward of sampled completions, scored as the trainer scores a rollout (a reward
-    model sharing the policy's vocabulary reads the tokens, anything else the text)."""
+) -> tuple[list[float], dict[str, list[float | None]]]:
+    """The reward of sampled completions and each component's scores (None where it does
+    not apply), scored as the trainer scores a rollout: a reward model sharing the policy's
+    vocabulary reads the tokens, anything else the text, with the rows' other columns."""
     scorer = reward if isinstance(reward, CombinedReward) else CombinedReward(reward)
-    ids = token_batch(tokenizer, prompts, completion_tokens)
+    rows = as_prompt_rows(prompts, tokenizer)
+    ids = token_batch(tokenizer, rows.texts, completion_tokens, rows.add_special_tokens)
     eos = tokenizer.eos_token_id
     has_stop = torch.tensor([len(t) > 0 and t[-1] == eos for t in completion_tokens])
-    scores, _ = scorer(Rollout(*ids, prompts, completions, has_stop), tokenizer)
-    return scores.tolist()
+    rollout = Rollout(
+        *ids, rows.texts, completions, has_stop,
+        conversations=rows.conversations, columns=rows.columns,
+    )  # fmt: skip
+    scores, parts = scorer(rollout, tokenizer)
+    components = {
+        name: [None if math.isnan(v) else v for v in part.tolist()] for name, part in parts.items()
+    }
+    return scores.tolist(), components
+
+
+def _applicable_mean(values: list[float | None]) -> float | None:
+    scored = [v for v in values if v is not None]
+    return statistics.fmean(scored) if scored else None
 
 
 def arithmetic_accuracy(
@@ -206,7 +237,7 @@ def arithmetic_accuracy(
 def evaluate_policy(
     policy,
     tokenizer,
-    prompts: Sequence[str],
+    prompts: Sequence[str] | PromptRows,
     *,
     task: str,
     max_new_tokens: int,
@@ -217,6 +248,7 @@ def evaluate_policy(
     reference=None,
     n_samples_shown: int = 6,
     batch_size: int = 64,
+    with_table: bool = False,
 ) -> dict:
     """Metrics of ``policy`` (a causal LM) on held-out ``prompts`` (keys in the module doc).
 
@@ -227,29 +259,46 @@ def evaluate_policy(
     """
     if task not in TASKS:
         raise ValueError(f"task={task!r} is not valid; choose one of {', '.join(TASKS)}")
-    prompts, k = list(prompts), samples_per_prompt
-    repeated = [p for p in prompts for _ in range(k)]
-    kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    data, k = as_prompt_rows(prompts, tokenizer), samples_per_prompt
+    prompts, special = data.texts, data.add_special_tokens
+    repeated_rows = data.repeat(k)
+    repeated = repeated_rows.texts
+    kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, add_special_tokens=special)
     gen = torch.Generator().manual_seed(seed)
     completions, tokens = generate_completions(
         policy, tokenizer, repeated, temperature=temperature, generator=gen, **kw
     )
-    result: dict = {"response_length": statistics.fmean(len(t) for t in tokens)}
-    rows = [{"prompt": p, "completion": c} for p, c in zip(repeated, completions)]
+    eos = tokenizer.eos_token_id
+    result: dict = {
+        "response_length": statistics.fmean(len(t) for t in tokens),
+        "eos_rate": statistics.fmean(float(len(t) > 0 and t[-1] == eos) for t in tokens),
+    }
+    shown = repeated_rows.conversations or repeated  # a conversation is shown as one
+    rows = [{"prompt": p, "completion": c} for p, c in zip(shown, completions)]
     if reward is not None:
-        scores = proxy_scores(reward, tokenizer, repeated, completions, tokens)
+        scores, components = proxy_scores(reward, tokenizer, repeated_rows, completions, tokens)
         result["proxy"] = statistics.fmean(scores)
         for row, s in zip(rows, scores):
             row["proxy"] = s
+        for name, values in components.items():
+            result[f"reward/{name}"] = _applicable_mean(values)
+            for row, v in zip(rows, values):
+                row[f"reward/{name}"] = v
     if reference is not None:
-        kls = sequence_kl(policy, reference, tokenizer, repeated, tokens, temperature, batch_size)
+        kls = sequence_kl(
+            policy, reference, tokenizer, repeated, tokens, temperature, batch_size, special
+        )
         result["kl_seq"] = statistics.fmean(kls)
+        for row, kl in zip(rows, kls):
+            row["kl"] = kl
     if task == "sentiment":
         gold = gold_reward(repeated, completions)
         result.update(gold_mean=statistics.fmean(gold), gold_positive=fraction_positive(gold))
         for row, g in zip(rows, gold):
             row["gold"] = g
     result["samples"] = rows[::k][:n_samples_shown]  # one row per distinct prompt
+    if with_table:
+        result["completions"] = rows
     if task == "arithmetic":
         greedy, _ = generate_completions(policy, tokenizer, prompts, temperature=0.0, **kw)
         result.update(arithmetic_accuracy(prompts, greedy, completions, k, n_samples_shown))
