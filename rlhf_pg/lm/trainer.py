@@ -244,7 +244,8 @@ class PPOTrainer:
     ) -> list[str]:
         """Completions only, for evaluation (no log-probs; one sample per prompt).
 
-        ``greedy`` (or ``temperature=0``) takes the most likely token at every step;
+        Under a sharded engine (ZeRO-3, FSDP2) every process must call it (the weights are
+        gathered). ``greedy`` (or ``temperature=0``) takes the most likely token at every step;
         otherwise sampling uses ``temperature`` (default: the training temperature),
         optionally truncated to the ``top_k`` tokens / the ``top_p`` nucleus.
         """

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from ..lm import CombinedReward, PPOConfig, PPOTrainer, TrainerCallback
+from ..lm.engines import full_weights
 from ..lm.prompts import PromptRows, as_prompt_rows
 from ..tasks.arithmetic import arithmetic_prompts
 from ..tasks.gold import fraction_positive, gold_reward
@@ -225,7 +226,8 @@ def evaluate_trainer(
         trainer.ref_model if trainer.ref_model is not None else PeftReference(model, adapter)
     )
     cfg = trainer.config
-    with trainer.accelerator.autocast():
+    # sharded engines (ZeRO-3, FSDP2): the full policy for the whole evaluation, every process
+    with full_weights(trainer.accelerator, trainer.model), trainer.accelerator.autocast():
         metrics = evaluate_policy(
             model,
             trainer.tokenizer,
