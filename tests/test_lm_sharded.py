@@ -169,3 +169,54 @@ def test_deepspeed_config_takes_the_run_settings_and_refuses_other_ones():
             configure_engine(
                 acc, micro_batch_size=4, gradient_accumulation_steps=2, max_grad_norm=0.5
             )
+
+
+@pytest.mark.slow
+def test_ppo_recipe_under_deepspeed_zero3_with_a_qwen2_model(tmp_path):
+    """recipes/ppo.py end to end on 2 CPU processes under ZeRO-3 with a chat-templated Qwen2
+    model: evaluations (full weights gathered on every process), sharded checkpoints and the
+    gathered policy saved at the end."""
+    _need_deepspeed()
+    from model_families import save_family
+    from transformers import AutoModelForCausalLM
+
+    model = save_family("qwen2", tmp_path / "qwen2")
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, questions in (("train", ["twelve plus seven", "i loved the music"] * 2),
+                             ("test", ["the movie was great"])):  # fmt: skip
+        rows = [{"prompt": [{"role": "user", "content": q}]} for q in questions]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "reward.py").write_text(
+        "def length(prompts, completions, **kw):\n"
+        "    return [len(c[0]['content']) / 10 for c in completions]\n"
+    )
+    out = tmp_path / "run"
+    args = [
+        "--task", "dataset", "--model_name_or_path", str(model), "--dataset_name", str(data),
+        "--dataset_test_split", "test", "--reward_fn", f"{tmp_path}/reward.py:length",
+        "--estimator", "ppo", "--batch_size", "2", "--max_steps", "2", "--eval_every", "1",
+        "--eval_samples", "1", "--max_new_tokens", "4", "--save_every", "1", "--cpu", "true",
+        "--progress_bar", "false", "--output_dir", str(out),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}
+    proc = subprocess.run(
+        [
+            str(ACCELERATE), "launch", "--config_file", str(CONFIGS / "deepspeed_zero3.yaml"),
+            "--num_processes", "2", "--mixed_precision", "no",
+            "--main_process_port", str(_free_port()), str(ROOT / "recipes" / "ppo.py"), *args,
+        ],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=200,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((out / "ppo_results.json").read_text())
+    assert [h["step"] for h in results["history"]] == [1, 2]
+    assert [e["step"] for e in results["evals"]] == [0, 1, 2]
+    assert results["evals"][0]["kl_seq"] == 0.0  # the sharded reference equals the policy
+    assert (out / "checkpoint-000002" / "accelerate_state").is_dir()
+    saved = AutoModelForCausalLM.from_pretrained(out / "policy")
+    start = AutoModelForCausalLM.from_pretrained(model)
+    assert sum(p.numel() for p in saved.parameters()) == sum(
+        p.numel() for p in start.parameters()
+    )  # full weights, not ZeRO-3 partitions
+    assert any(not torch.equal(a, b) for a, b in zip(saved.parameters(), start.parameters()))
