@@ -11,6 +11,7 @@ CI job that claims to test DeepSpeed must.
 import importlib.util
 import json
 import os
+import runpy
 import socket
 import subprocess
 import sys
@@ -128,6 +129,21 @@ def test_fsdp_requested_on_cpu_is_refused_not_run_as_ddp(monkeypatch):
     tok = make_tokenizer()
     with pytest.raises(EngineError, match="applies FSDP only to GPU processes"):
         PPOTrainer(PPOConfig(cpu=True, progress_bar=False), make_policy(tok), tok)
+
+
+def test_ppo_recipe_refuses_fsdp_on_cpu_before_loading_models(stage_outputs, monkeypatch, capsys):
+    import rlhf_pg.stages.ppo
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a model was loaded although the engine cannot run")
+
+    monkeypatch.setattr(rlhf_pg.stages.ppo, "load_policy", boom)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch` of fsdp2.yaml sets
+    main = runpy.run_path(str(ROOT / "recipes" / "ppo.py"))["main"]
+    config = ROOT / "recipes" / "configs" / "ppo_sentiment.yaml"
+    assert main(["--config", str(config), "--cpu", "true"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the launcher asked for FSDP"), err
 
 
 def _deepspeed_accelerator(config: dict, processes: int = 2):

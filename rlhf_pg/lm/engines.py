@@ -24,6 +24,7 @@ and clipping go through ``accelerator.accumulate`` / ``accelerator.clip_grad_nor
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -68,10 +69,30 @@ def zero_stage(accelerator: Accelerator) -> int:
     return int(accelerator.state.deepspeed_plugin.zero_stage)
 
 
+FSDP_ON_CPU = (
+    "accelerate applies FSDP only to GPU processes (with cpu=True or without a GPU it would run "
+    "DDP); on CPU use cpu_2proc.yaml (DDP) or deepspeed_zero2.yaml / deepspeed_zero3.yaml with "
+    "cpu=True"
+)
+
+
+def check_launcher(*, cpu: bool, env: Mapping[str, str] | None = None) -> None:
+    """Before any work: refuse an engine the launcher asked for that cannot run here."""
+    asked = requested_engine(env)
+    if asked == FSDP and (cpu or not torch.cuda.is_available()):
+        raise EngineError(f"the launcher asked for FSDP but {FSDP_ON_CPU}")
+    if asked == DEEPSPEED and importlib.util.find_spec("deepspeed") is None:
+        raise EngineError(
+            "the launcher asked for DeepSpeed but deepspeed is not installed: "
+            "pip install 'rlhf-pg[deepspeed]' (see `make test-deepspeed`)"
+        )
+
+
 def build_accelerator(*, cpu: bool, **kwargs: Any) -> Accelerator:
     """The default ``Accelerator``: ``Accelerator(cpu=cpu, **kwargs)``, except that DeepSpeed
     with ``cpu=True`` (which accelerate would drop) runs DeepSpeed's CPU accelerator on gloo.
-    Then :func:`check_engine`."""
+    :func:`check_launcher` before, :func:`check_engine` after."""
+    check_launcher(cpu=cpu)
     if requested_engine() == DEEPSPEED and cpu:
         if torch.cuda.is_available():
             raise EngineError(
@@ -94,8 +115,7 @@ def check_engine(accelerator: Accelerator, env: Mapping[str, str] | None = None)
     asked, got = requested_engine(env), engine_of(accelerator)
     if asked is not None and asked != got:
         hint = (
-            "accelerate applies FSDP only to GPU processes; on CPU use cpu_2proc.yaml (DDP) or "
-            "deepspeed_zero2.yaml / deepspeed_zero3.yaml with cpu=True"
+            FSDP_ON_CPU
             if asked == FSDP
             else "is deepspeed installed (pip install 'rlhf-pg[deepspeed]')? accelerate "
             "also drops DeepSpeed with cpu=True, which only PPOTrainer and the SFT stage "
@@ -254,6 +274,7 @@ __all__ = [
     "EngineError",
     "build_accelerator",
     "check_engine",
+    "check_launcher",
     "configure_engine",
     "engine_of",
     "full_weights",

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from ..lm import CombinedReward, PPOConfig, PPOTrainer, TrainerCallback
-from ..lm.engines import full_weights
+from ..lm.engines import check_launcher, full_weights
 from ..lm.prompts import PromptRows, as_prompt_rows
 from ..tasks.arithmetic import arithmetic_prompts
 from ..tasks.gold import fraction_positive, gold_reward
@@ -251,6 +251,7 @@ def run_ppo(args: PPORecipeArgs, config: PPOConfig) -> dict:
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     start = time.perf_counter()
+    check_launcher(cpu=config.cpu)  # an engine that cannot run here (FSDP on CPU): one line
     # 1. data and reward function checked before any model is loaded
     tokenizer = load_tokenizer(args)
     train_prompts, eval_prompts = build_prompts(args, tokenizer)
