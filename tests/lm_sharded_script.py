@@ -6,10 +6,13 @@ Usage: python tests/lm_sharded_script.py none OUT_DIR           (the one-process
        accelerate launch --config_file recipes/accelerate/fsdp2.yaml --num_processes 2 \\
            --mixed_precision no tests/lm_sharded_script.py fsdp2 OUT_DIR
 
-Steps: (1) one PPO step on a fixed global batch, (2) one train() step whose processes
-decode for different lengths (rank 0 stops after one token), (3) a checkpoint written and
-loaded into a second trainer, (4) one more fixed step in both trainers. Writes the full
-weights after (1) and after (4) of both trainers, and the metrics (main process only).
+Environment: LORA=1 trains LoRA adapters; PAD=1 gives the tokenizer a pad token.
+
+Steps: (1) two PPO steps on a fixed global batch (linear LR decay), (2) one train() step
+whose processes decode for different lengths (rank 0 stops after one token), (3) a
+checkpoint written and loaded into a second trainer, (4) one more fixed step in both
+trainers. Writes the full weights after (1) and the metrics, with the comparisons of (3)
+and (4), on the main process.
 
 accelerate applies FSDP only to GPU processes (with cpu=True it silently runs DDP), so for
 ``fsdp2`` this script sets accelerate's distributed type to FSDP by hand after start-up,
@@ -60,7 +63,7 @@ class DecodedWidth(TrainerCallback):
 
 
 def make_trainer(engine: str, out: Path, rank: int):
-    tok = make_tokenizer()
+    tok = make_tokenizer(with_pad=os.environ.get("PAD") == "1")
     config = PPOConfig(
         estimator="ppo",
         batch_size=4,
@@ -75,6 +78,9 @@ def make_trainer(engine: str, out: Path, rank: int):
         cpu=True,
         progress_bar=False,
         output_dir=str(out),
+        # LORA=1: LoRA adapters on the attention (the reference: adapters disabled)
+        use_lora=os.environ.get("LORA") == "1",
+        lora_target_modules=["c_attn"],
     )
     accelerator = forced_fsdp_accelerator() if engine == "fsdp2" else None
     trainer = PPOTrainer(
@@ -106,6 +112,26 @@ def full_weights(trainer) -> dict[str, torch.Tensor]:
     return {k: v.detach().float().cpu().clone() for k, v in state.items()}
 
 
+def policy_dir_matches(folder: Path, saved: dict[str, torch.Tensor]) -> bool:
+    """The save_pretrained folder holds the gathered weights (read as files: under ZeRO-3,
+    transformers' from_pretrained would partition the model and wait for the other process).
+    Full fine-tuning: every weight (the tied LM head saved once); LoRA: every adapter weight
+    (peft drops the adapter name from the keys)."""
+    on_disk = {f"v_head.{k}": v for k, v in load_file(folder / "value_head.safetensors").items()}
+    if (folder / "adapter_model.safetensors").exists():
+        for k, v in load_file(folder / "adapter_model.safetensors").items():
+            name = k.replace(".lora_A.", ".lora_A.default.").replace(".lora_B.", ".lora_B.default.")
+            on_disk[f"pretrained_model.{name}"] = v
+        expected = {k for k in saved if ".lora_" in k or k.startswith("v_head.")}
+    else:
+        for k, v in load_file(folder / "model.safetensors").items():
+            on_disk[f"pretrained_model.{k}"] = v
+        expected = set(saved) - {"pretrained_model.lm_head.weight"}  # tied to the embedding
+    return expected <= set(on_disk) and all(
+        torch.equal(v.float(), saved[k]) for k, v in on_disk.items()
+    )
+
+
 def engine_facts(trainer, engine: str) -> dict:
     """Evidence that the engine really sharded the policy and the reference (not plain DDP)."""
     params, ref = list(trainer.model.parameters()), trainer.ref_model
@@ -114,15 +140,16 @@ def engine_facts(trainer, engine: str) -> dict:
 
         return {
             "dtensor_params": all(isinstance(p, DTensor) for p in params),
-            "dtensor_reference": all(isinstance(p, DTensor) for p in ref.parameters()),
+            "dtensor_reference": ref is None
+            or all(isinstance(p, DTensor) for p in ref.parameters()),
         }
     if engine.startswith("zero"):
         return {
             "wrapper": type(trainer.model).__name__,
             "zero_stage": trainer.model.zero_optimization_stage(),
             "partitioned_params": all(hasattr(p, "ds_id") for p in params),
-            "reference_wrapper": type(ref).__name__,
-            "reference_zero_stage": ref.zero_optimization_stage(),
+            "reference_wrapper": type(ref).__name__ if ref is not None else None,
+            "reference_zero_stage": ref.zero_optimization_stage() if ref is not None else None,
         }
     return {}
 
@@ -155,22 +182,7 @@ def run(engine: str, out_dir: str) -> None:
     metrics["resumed_step"] = again.state.step
     if acc.is_main_process:
         metrics["resumed_same_weights"] = all(torch.equal(saved[k], loaded[k]) for k in saved)
-        # policy/ holds the gathered full weights (read as files: under ZeRO-3, transformers'
-        # from_pretrained would partition the model and wait for the other process)
-        on_disk = {
-            f"pretrained_model.{k}": v
-            for k, v in load_file(ckpt / "policy" / "model.safetensors").items()
-        }
-        on_disk.update(
-            {
-                f"v_head.{k}": v
-                for k, v in load_file(ckpt / "policy" / "value_head.safetensors").items()
-            }
-        )
-        tied = {"pretrained_model.lm_head.weight"}  # saved once, as the input embedding
-        metrics["policy_dir_same_weights"] = set(saved) - set(on_disk) <= tied and all(
-            torch.equal(v.float(), saved[k]) for k, v in on_disk.items()
-        )
+        metrics["policy_dir_same_weights"] = policy_dir_matches(ckpt / "policy", saved)
     # (4) one more fixed step in both: equal only if the optimizer state came back too
     metrics["after_resume"] = fixed_step(trainer)
     metrics["after_resume_again"] = fixed_step(again)
