@@ -1,6 +1,6 @@
 """The ``rlhf-pg`` command.
 
-    rlhf-pg demo [--out runs/demo] [--seed 0] [--config demo.yaml]
+    rlhf-pg demo [--out runs/demo] [--seed 0] [--config demo.yaml] [--threads N]
 
 ``demo`` runs the offline sentiment pipeline end to end (SFT -> reward model -> PPO ->
 report) and prints where the report is. Its stages take their settings from the recipe
@@ -8,6 +8,10 @@ configs (``recipes/configs/{sft,rm,ppo}_sentiment.yaml``). ``--config`` takes a 
 of :class:`rlhf_pg.demo.DemoConfig` fields: run-level settings and per-stage overrides,
 e.g. ``ppo: {max_steps: 20}``; flags win over it. A bad config exits with status 2 and
 one line before any stage runs.
+
+Torch's thread count: ``--threads``, else the config's ``num_threads``, else
+``$OMP_NUM_THREADS``, else the physical cores this process may use
+(:mod:`rlhf_pg.utils.threads`).
 """
 
 from __future__ import annotations
@@ -32,13 +36,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--cache-dir", default=None, help="cache of SFT / reward models")
     demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch threads (default: num_threads of --config, else $OMP_NUM_THREADS, "
+        "else the physical cores available)",
+    )
     return parser
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer (e.g. 2)")
+    return int(text)
 
 
 def demo_config(ns: argparse.Namespace):
     """A checked DemoConfig from the YAML file (if any) and the flags."""
     from .demo.pipeline import DemoConfig
     from .utils.config import config_from_dict, load_yaml_config
+    from .utils.threads import resolve_threads
 
     values = load_yaml_config(ns.config, DemoConfig) if ns.config else {}
     for key, value in (("out", ns.out), ("seed", ns.seed), ("cache_dir", ns.cache_dir)):
@@ -46,7 +64,11 @@ def demo_config(ns: argparse.Namespace):
             values[key] = value
     if ns.no_progress:
         values["progress"] = False
-    return config_from_dict(DemoConfig, values)
+    if ns.threads is not None:
+        values["num_threads"] = ns.threads
+    cfg = config_from_dict(DemoConfig, values)
+    resolve_threads(cfg.num_threads)  # a bad $OMP_NUM_THREADS stops here, in one line
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..lm import PPOConfig
 from ..stages.ppo import run_ppo, summarize
 from ..stages.ppo_args import PPORecipeArgs, args_to_dict
@@ -37,6 +35,7 @@ from ..utils.config import (
     split_values,
 )
 from ..utils.io import atomic_write_json
+from ..utils.threads import set_torch_threads
 from .report import write_report
 
 STAGES = ("SFT model", "reward model", "PPO", "report")
@@ -67,7 +66,7 @@ class DemoConfig:
     out: str = "runs/demo"
     seed: int = 0  # of every stage
     cache_dir: str | None = None  # None: $RLHF_PG_CACHE or ~/.cache/rlhf-pg
-    num_threads: int = 2
+    num_threads: int = 0  # 0: $OMP_NUM_THREADS, else the physical cores (utils.threads)
     progress: bool = True
     configs_dir: str | None = None  # None: recipes/configs of this source tree
     sft: dict[str, Any] = field(default_factory=dict)
@@ -158,7 +157,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
 
 
-def _write_report(cfg: DemoConfig, sft_run, rm_run, ppo_config, results, seconds) -> Path:
+def _write_report(
+    cfg: DemoConfig, sft_run, rm_run, ppo_config, results, seconds, threads: tuple[int, str]
+) -> Path:
     (sft_path, sft), (rm_path, rm), (args, config) = sft_run, rm_run, ppo_config
     facts = {
         "SFT model": str(sft_path),
@@ -171,6 +172,7 @@ def _write_report(cfg: DemoConfig, sft_run, rm_run, ppo_config, results, seconds
         "PPO steps x completions": f"{config.max_steps} x {config.batch_size}",
         "KL coefficient": config.kl_coef,
         "seed": cfg.seed,
+        "torch threads": f"{threads[0]} ({threads[1]})",
         **{f"seconds, {k}": round(v, 1) for k, v in seconds.items()},
     }
     intro = (
@@ -187,8 +189,7 @@ def _write_report(cfg: DemoConfig, sft_run, rm_run, ppo_config, results, seconds
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage (reusing cached SFT / reward models) and write the report."""
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
+    threads = set_torch_threads(cfg.num_threads)
     quiet_libraries()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -219,7 +220,9 @@ def run_demo(cfg: DemoConfig) -> dict:
 
     t = _stage(4, "report")
     seconds["before_report"] = time.perf_counter() - begin
-    report = _write_report(cfg, (sft_path, sft), (rm_path, rm), (args, config), results, seconds)
+    report = _write_report(
+        cfg, (sft_path, sft), (rm_path, rm), (args, config), results, seconds, threads
+    )
     seconds["total"] = time.perf_counter() - begin
     summary = {**summary, "rm_accuracy": acc, "seconds": seconds, "report": str(report)}
     stage_settings = {
