@@ -6,7 +6,8 @@ Usage: python tests/lm_sharded_script.py none OUT_DIR           (the one-process
        accelerate launch --config_file recipes/accelerate/fsdp2.yaml --num_processes 2 \\
            --mixed_precision no tests/lm_sharded_script.py fsdp2 OUT_DIR
 
-Environment: LORA=1 trains LoRA adapters; PAD=1 gives the tokenizer a pad token.
+Environment: LORA=1 trains LoRA adapters; PAD=1 gives the tokenizer a pad token; CRITIC=1
+adds a separate critic model.
 
 Steps: (1) two PPO steps on a fixed global batch (linear LR decay), (2) one train() step
 whose processes decode for different lengths (rank 0 stops after one token), (3) a
@@ -31,7 +32,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lm_dist_script import GLOBAL_ROWS, fixed_batch  # noqa: E402
-from lm_fixtures import PROMPTS, make_policy, make_tokenizer  # noqa: E402
+from lm_fixtures import PROMPTS, make_policy, make_reward_model, make_tokenizer  # noqa: E402
 
 from rlhf_pg.lm import PPOConfig, PPOTrainer  # noqa: E402
 from rlhf_pg.lm.tracking import TrainerCallback  # noqa: E402
@@ -88,6 +89,8 @@ def make_trainer(engine: str, out: Path, rank: int):
         make_policy(tok),
         tok,
         accelerator=accelerator,
+        # CRITIC=1: a separate critic (a sequence classifier whose score layer is frozen)
+        critic_model=make_reward_model(tok) if os.environ.get("CRITIC") == "1" else None,
         prompts=PROMPTS[:4] * 2,
         reward=lambda prompts, completions: [float(len(c)) for c in completions],
         callbacks=[DecodedWidth()],
@@ -118,11 +121,14 @@ def policy_dir_matches(folder: Path, saved: dict[str, torch.Tensor]) -> bool:
     Full fine-tuning: every weight (the tied LM head saved once); LoRA: every adapter weight
     (peft drops the adapter name from the keys)."""
     on_disk = {f"v_head.{k}": v for k, v in load_file(folder / "value_head.safetensors").items()}
+    if (folder / "critic").is_dir():  # a separate critic: its own save_pretrained folder
+        for k, v in load_file(folder / "critic" / "model.safetensors").items():
+            on_disk[f"critic_model.{k}"] = v
     if (folder / "adapter_model.safetensors").exists():
         for k, v in load_file(folder / "adapter_model.safetensors").items():
             name = k.replace(".lora_A.", ".lora_A.default.").replace(".lora_B.", ".lora_B.default.")
             on_disk[f"pretrained_model.{name}"] = v
-        expected = {k for k in saved if ".lora_" in k or k.startswith("v_head.")}
+        expected = {k for k in saved if ".lora_" in k or k.startswith(("v_head.", "critic_model."))}
     else:
         for k, v in load_file(folder / "model.safetensors").items():
             on_disk[f"pretrained_model.{k}"] = v

@@ -40,10 +40,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-# LoRA variants: LORA=1 trains adapters on c_attn; PAD=1 gives the tokenizer a pad token, so
-# the trainer does not grow the embeddings (under ZeRO-3, transformers grows them inside
-# deepspeed.zero.Init, which draws other random numbers, so the LoRA init would differ)
-VARIANTS = {"full": {}, "lora": {"LORA": "1"}, "lora-pad": {"LORA": "1", "PAD": "1"}}
+# Variants: LORA=1 trains adapters on c_attn, CRITIC=1 adds a separate critic model; PAD=1
+# gives the tokenizer a pad token, so the trainer does not grow the embeddings (under ZeRO-3,
+# transformers grows them inside deepspeed.zero.Init, which draws other random numbers: the
+# LoRA init and the critic's new pad row would differ from one plain process)
+VARIANTS = {
+    "full": {},
+    "lora-critic": {"LORA": "1", "CRITIC": "1"},
+    "lora-critic-pad": {"LORA": "1", "CRITIC": "1", "PAD": "1"},
+}
 
 
 def _run(cmd: list[str], out: Path, variant: str = "full") -> tuple[dict, dict]:
@@ -109,7 +114,7 @@ def _check_against_one_process(got, metrics, one_process, variant: str = "full")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["full", "lora"])
+@pytest.mark.parametrize("variant", ["full", "lora-critic"])
 def test_fsdp2_on_two_cpu_processes_matches_one_process(tmp_path, one_process, variant):
     got, metrics = _launch("fsdp2.yaml", "fsdp2", tmp_path / "fsdp2", variant)
     assert metrics["engine"] == "fsdp"
@@ -125,7 +130,7 @@ def _need_deepspeed() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("stage", "variant"), [(2, "full"), (3, "full"), (3, "lora-pad")])
+@pytest.mark.parametrize(("stage", "variant"), [(2, "full"), (3, "full"), (3, "lora-critic-pad")])
 def test_deepspeed_zero_on_two_cpu_processes_matches_one_process(
     tmp_path, one_process, stage, variant
 ):
@@ -135,7 +140,7 @@ def test_deepspeed_zero_on_two_cpu_processes_matches_one_process(
     assert metrics["engine"] == "deepspeed" and metrics["wrapper"] == "DeepSpeedEngine"
     assert metrics["zero_stage"] == stage
     assert metrics["partitioned_params"] == (stage == 3)
-    if variant == "full":  # LoRA's reference is the policy with its adapters disabled
+    if variant == "full":  # with LoRA the reference is the policy with its adapters disabled
         # sharded under ZeRO-3, a stage-0 engine (the policy's precision) otherwise
         assert metrics["reference_wrapper"] == "DeepSpeedEngine"
         assert metrics["reference_zero_stage"] == (3 if stage == 3 else 0)
