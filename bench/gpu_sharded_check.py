@@ -86,7 +86,7 @@ def main() -> None:
         )
         cfg = PPOConfig(
             batch_size=4, max_new_tokens=8, gradient_accumulation_steps=2, update_epochs=2,
-            bf16=bool(args.bf16) and not args.cpu, cpu=args.cpu, max_steps=args.steps + 1, learning_rate=1e-4,
+            bf16=bool(args.bf16) and not args.cpu, use_cpu=args.cpu, max_steps=args.steps + 1, learning_rate=1e-4,
             progress_bar=False, seed=0, output_dir=str(output_dir),
         )  # fmt: skip
         prompts = sentiment_prompts(32, seed=1, n_words=4)

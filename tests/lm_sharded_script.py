@@ -76,7 +76,7 @@ def make_trainer(engine: str, out: Path, rank: int):
         max_steps=4,
         # rank 0 stops at any token, rank 1 only at EOS: they decode different lengths
         stop_token_ids=list(range(len(tok))) if rank == 0 else [],
-        cpu=True,
+        use_cpu=True,
         progress_bar=False,
         output_dir=str(out),
         # LORA=1: LoRA adapters on the attention (the reference: adapters disabled)

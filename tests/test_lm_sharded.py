@@ -155,7 +155,7 @@ def test_fsdp_requested_on_cpu_is_refused_not_run_as_ddp(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     tok = make_tokenizer()
     with pytest.raises(EngineError, match="applies FSDP only to GPU processes"):
-        PPOTrainer(PPOConfig(cpu=True, progress_bar=False), make_policy(tok), tok)
+        PPOTrainer(PPOConfig(use_cpu=True, progress_bar=False), make_policy(tok), tok)
 
 
 def test_ppo_recipe_refuses_fsdp_on_cpu_before_loading_models(stage_outputs, monkeypatch, capsys):
@@ -168,7 +168,7 @@ def test_ppo_recipe_refuses_fsdp_on_cpu_before_loading_models(stage_outputs, mon
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch` of fsdp2.yaml sets
     main = runpy.run_path(str(ROOT / "recipes" / "ppo.py"))["main"]
     config = ROOT / "recipes" / "configs" / "ppo_sentiment.yaml"
-    assert main(["--config", str(config), "--cpu", "true"]) == 2
+    assert main(["--config", str(config), "--use_cpu", "true"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: the launcher asked for FSDP"), err
 
@@ -239,7 +239,7 @@ def test_ppo_recipe_under_deepspeed_zero3_with_a_qwen2_model(tmp_path):
         "--task", "dataset", "--model_name_or_path", str(model), "--dataset_name", str(data),
         "--dataset_test_split", "test", "--reward_fn", f"{tmp_path}/reward.py:length",
         "--estimator", "ppo", "--batch_size", "2", "--max_steps", "2", "--eval_every", "1",
-        "--eval_samples", "1", "--max_new_tokens", "4", "--save_every", "1", "--cpu", "true",
+        "--eval_samples", "1", "--max_new_tokens", "4", "--save_every", "1", "--use_cpu", "true",
         "--progress_bar", "false", "--output_dir", str(out),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu"}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..lm import PPOConfig
-from ..stages.ppo import run_ppo, summarize
+from ..stages.ppo import run_ppo, summarize, write_policy_card
 from ..stages.ppo_args import PPORecipeArgs, args_to_dict
 from ..stages.reward_model import RewardModelArgs, train_reward_model
 from ..stages.sft import SFTArgs, train_sft
@@ -128,7 +128,7 @@ def ppo_args(cfg: DemoConfig, sft_path: Path, rm_path: Path) -> tuple[PPORecipeA
         # the demo is rerun into the same folder: each run replaces the last one's PPO stage
         "overwrite_output_dir": True,
         "progress_bar": cfg.progress,
-        "cpu": True,  # the offline default: a ~1M-parameter model is fastest on the CPU
+        "use_cpu": True,  # the offline default: a ~1M-parameter model is fastest on the CPU
     }
     args, config = _compose(cfg, "ppo", run_level)
     return args, config
@@ -223,6 +223,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     report = _write_report(
         cfg, (sft_path, sft), (rm_path, rm), (args, config), results, seconds, threads
     )
+    write_policy_card(Path(config.output_dir) / "policy", args, config, results, report.read_text())
     seconds["total"] = time.perf_counter() - begin
     summary = {**summary, "rm_accuracy": acc, "seconds": seconds, "report": str(report)}
     stage_settings = {

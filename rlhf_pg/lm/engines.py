@@ -70,9 +70,9 @@ def zero_stage(accelerator: Accelerator) -> int:
 
 
 FSDP_ON_CPU = (
-    "accelerate applies FSDP only to GPU processes (with cpu=True or without a GPU it would run "
+    "accelerate applies FSDP only to GPU processes (with use_cpu=True or without a GPU it would run "
     "DDP); on CPU use cpu_2proc.yaml (DDP) or deepspeed_zero2.yaml / deepspeed_zero3.yaml with "
-    "cpu=True"
+    "use_cpu=True"
 )
 
 
@@ -96,8 +96,8 @@ def build_accelerator(*, cpu: bool, **kwargs: Any) -> Accelerator:
     if requested_engine() == DEEPSPEED and cpu:
         if torch.cuda.is_available():
             raise EngineError(
-                "cpu=True with a DeepSpeed launcher config on a machine with a GPU: accelerate "
-                "would drop DeepSpeed; run on the GPU (cpu=False) or use a DDP config"
+                "use_cpu=True with a DeepSpeed launcher config on a machine with a GPU: accelerate "
+                "would drop DeepSpeed; run on the GPU (use_cpu=False) or use a DDP config"
             )
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # read by deepspeed at import
         handler = InitProcessGroupKwargs(backend="gloo")
@@ -118,7 +118,7 @@ def check_engine(accelerator: Accelerator, env: Mapping[str, str] | None = None)
             FSDP_ON_CPU
             if asked == FSDP
             else "is deepspeed installed (pip install 'rlhf-pg[deepspeed]')? accelerate "
-            "also drops DeepSpeed with cpu=True, which only PPOTrainer and the SFT stage "
+            "also drops DeepSpeed with use_cpu=True, which only PPOTrainer and the SFT stage "
             "replace by DeepSpeed's CPU accelerator"
         )
         raise EngineError(

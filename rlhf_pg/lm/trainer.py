@@ -24,6 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..core import AdaptiveKLController, FixedKLController
+from ..hf.hub import write_model_card
 from ..hf.models import context_length
 from ..hf.sampling import sample_tokens, sample_with_logprobs
 from ..hf.tokens import decode_rows, encode_prompts, left_pad, truncate_at_stop
@@ -94,10 +95,10 @@ class PPOTrainer:
         peft_config=None,
     ) -> None:
         self.config = cfg = config
-        trackers = tracker_names(cfg.log_with)
+        trackers = tracker_names(cfg.report_to)
         if accelerator is None:  # DeepSpeed / FSDP2 when the launcher asks (engines.py)
             accelerator = build_accelerator(
-                cpu=cfg.cpu,
+                cpu=cfg.use_cpu,
                 mixed_precision="bf16" if cfg.bf16 else "no",
                 log_with=trackers or None,
                 project_dir=cfg.output_dir or None,
@@ -105,7 +106,9 @@ class PPOTrainer:
         else:
             check_engine(accelerator)
         self.accelerator = accelerator
-        check_process_group(self.accelerator.num_processes, cpu_flag="--cpu true (cpu=True)")
+        check_process_group(
+            self.accelerator.num_processes, cpu_flag="--use_cpu true (use_cpu=True)"
+        )
         # the same seed on every rank while building (new embedding rows, heads), so the
         # reference copies match the policy that DDP broadcasts from rank 0
         set_seed(cfg.seed)
@@ -472,8 +475,8 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, path: str) -> None:
-        """Policy (full model or adapters), value head and tokenizer, on the main process
-        (every process calls it: sharded engines gather the full weights first)."""
+        """Policy (full model or adapters), value head, tokenizer and a model card, on the
+        main process (every process calls it: sharded engines gather the full weights first)."""
         acc = self.accelerator
         acc.wait_for_everyone()
         state_dict = acc.get_state_dict(self.model) if self.engine else None
@@ -481,7 +484,24 @@ class PPOTrainer:
             self.unwrapped_model.save_pretrained(
                 path, tokenizer=self.tokenizer, state_dict=state_dict
             )
+            self._write_card(path)
         acc.wait_for_everyone()
+
+    def _write_card(self, path: str) -> None:
+        """A model card for the saved policy (the PPO stage replaces it with a fuller one)."""
+        cfg, base = self.config, self.unwrapped_model.pretrained_model
+        if self.unwrapped_model.is_peft:
+            base = base.get_base_model()
+        write_model_card(
+            path,
+            title=f"{cfg.estimator.upper()} policy",
+            stage=cfg.estimator,
+            base_model=getattr(base.config, "_name_or_path", "") or None,
+            datasets=[],
+            config=cfg.to_dict(),
+            metrics={"steps": self.state.step},
+            library_name="peft" if self.unwrapped_model.is_peft else "transformers",
+        )
 
     def save_checkpoint(self, path: str) -> None:
         """Everything needed for an identical continuation, written atomically."""
