@@ -26,7 +26,13 @@ from lm_fixtures import make_policy, make_tokenizer
 from safetensors.torch import load_file
 
 from rlhf_pg.lm import PPOConfig, PPOTrainer
-from rlhf_pg.lm.engines import EngineError, check_engine, configure_engine
+from rlhf_pg.lm.engines import (
+    EngineError,
+    check_engine,
+    check_hf_trainer_launcher,
+    configure_engine,
+    refuse_sharded_weights,
+)
 
 SCRIPT = Path(__file__).parent / "lm_sharded_script.py"
 ROOT = Path(__file__).parent.parent
@@ -263,3 +269,20 @@ def test_ppo_recipe_under_deepspeed_zero3_with_a_qwen2_model(tmp_path):
         p.numel() for p in start.parameters()
     )  # full weights, not ZeRO-3 partitions
     assert any(not torch.equal(a, b) for a, b in zip(saved.parameters(), start.parameters()))
+
+
+def test_stages_on_transformers_trainer_refuse_what_it_cannot_run():
+    """TRL's SFTTrainer / RewardTrainer build no DeepSpeed engine on CPU (first backward
+    fails); the reward-model stage loads and scores whole models on the main process, which
+    ZeRO-3 and FSDP would partition or leave waiting. Both are refused up front."""
+    ds = {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}
+    with pytest.raises(EngineError, match="does not run DeepSpeed on CPU processes"):
+        check_hf_trainer_launcher("the SFT stage", cpu=True, env=ds)
+    check_hf_trainer_launcher("the SFT stage", cpu=False, env={})  # nothing asked: fine
+    refuse_sharded_weights("the reward-model stage", env=ds)  # ZeRO-2 keeps whole weights
+    for env, name in (
+        ({**ds, "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "DeepSpeed ZeRO-3"),
+        ({"ACCELERATE_USE_FSDP": "true"}, "FSDP"),
+    ):
+        with pytest.raises(EngineError, match=f"does not support {name}"):
+            refuse_sharded_weights("the reward-model stage", env=env)

@@ -88,6 +88,20 @@ def check_launcher(*, cpu: bool, env: Mapping[str, str] | None = None) -> None:
         )
 
 
+def check_hf_trainer_launcher(
+    stage: str, *, cpu: bool, env: Mapping[str, str] | None = None
+) -> None:
+    """Before any work, for a stage run by transformers' Trainer (TRL's SFTTrainer,
+    RewardTrainer): :func:`check_launcher`, and no DeepSpeed on CPU processes (the Trainer
+    builds no DeepSpeed engine there and fails in its first backward)."""
+    if requested_engine(env) == DEEPSPEED and cpu:
+        raise EngineError(
+            f"{stage} runs transformers' Trainer, which does not run DeepSpeed on CPU "
+            "processes; on CPU use cpu_2proc.yaml (DDP), or run DeepSpeed on GPUs"
+        )
+    check_launcher(cpu=cpu, env=env)
+
+
 def build_accelerator(*, cpu: bool, **kwargs: Any) -> Accelerator:
     """The default ``Accelerator``: ``Accelerator(cpu=cpu, **kwargs)``, except that DeepSpeed
     with ``cpu=True`` (which accelerate would drop) runs DeepSpeed's CPU accelerator on gloo.
@@ -274,6 +288,7 @@ __all__ = [
     "EngineError",
     "build_accelerator",
     "check_engine",
+    "check_hf_trainer_launcher",
     "check_launcher",
     "configure_engine",
     "engine_of",

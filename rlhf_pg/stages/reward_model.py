@@ -384,9 +384,10 @@ def train_reward_model(cfg: RewardModelArgs) -> Path:
         torch.set_num_threads(cfg.num_threads)
     from accelerate import PartialState
 
-    from ..lm.engines import check_engine, refuse_sharded_weights
+    from ..lm.engines import check_engine, check_hf_trainer_launcher, refuse_sharded_weights
 
     refuse_sharded_weights("the reward-model stage")  # before any work
+    check_hf_trainer_launcher("the reward-model stage", cpu=cfg.use_cpu)
     check_process_group(PartialState(cpu=cfg.use_cpu).num_processes, cpu_flag="--use_cpu true")
     start = time.perf_counter()
     data = load_preferences(cfg) if cfg.preference_dataset else generate_preferences(cfg)

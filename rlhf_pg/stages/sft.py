@@ -174,6 +174,9 @@ def train_sft(cfg: SFTArgs) -> Path:
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     if cfg.task == "dataset":
+        from ..lm.engines import check_hf_trainer_launcher
+
+        check_hf_trainer_launcher("the SFT stage with a dataset", cpu=cfg.use_cpu)
         return train_with_sft_trainer(cfg, out)
     return _train_generated_corpus(cfg, out)
 
