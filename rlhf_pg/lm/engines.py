@@ -4,16 +4,19 @@ accelerate picks the engine from the launcher (``accelerate launch --config_file
 recipes/accelerate/deepspeed_zero3.yaml ...`` sets ``ACCELERATE_USE_DEEPSPEED``); this module
 adapts the trainer to it, in one place:
 
-* :func:`build_accelerator` makes the default ``Accelerator`` and refuses a requested engine
-  that accelerate silently dropped (FSDP and DeepSpeed are ignored with ``cpu=True``; only
-  DeepSpeed has a CPU path, its own CPU accelerator on gloo, which is used then).
+* :func:`check_launcher` (and :func:`check_hf_trainer_launcher`, :func:`refuse_sharded_weights`
+  for the stages on transformers' Trainer) refuse, before any work, an engine that cannot run
+  here: accelerate ignores FSDP and DeepSpeed with ``Accelerator(cpu=True)`` and runs DDP.
+* :func:`build_accelerator` makes the default ``Accelerator`` (DeepSpeed with ``use_cpu``:
+  DeepSpeed's own CPU accelerator on gloo) and :func:`check_engine` checks that the engine
+  asked for is the one running.
 * :func:`configure_engine` fills the DeepSpeed config's ``auto`` entries from our config
   (micro-batch size, accumulation steps, ``max_grad_norm`` as ``gradient_clipping``) and
   refuses values that disagree with it, before ``prepare``.
 * :func:`full_weights` gathers the sharded policy for sampling and evaluation, so decoding
   runs without per-token collectives (ranks may stop decoding at different lengths).
 * :func:`prepare_reference` shards a separate frozen model (the reference) the way the
-  policy is sharded, with TRL's helpers.
+  policy is sharded (TRL's ``prepare_deepspeed``; ``fully_shard`` for FSDP2).
 
 The model/optimizer are given to ``accelerator.prepare`` as before; gradient accumulation
 and clipping go through ``accelerator.accumulate`` / ``accelerator.clip_grad_norm_``
