@@ -9,7 +9,7 @@ Usage: python tests/lm_sharded_script.py none OUT_DIR           (the one-process
 Environment: LORA=1 trains LoRA adapters; PAD=1 gives the tokenizer a pad token; CRITIC=1
 adds a separate critic model.
 
-Steps: (1) two PPO steps on a fixed global batch (linear LR decay), (2) one train() step
+Steps: (0) completions before any other forward pass, (1) two PPO steps on a fixed global batch (linear LR decay), (2) one train() step
 whose processes decode for different lengths (rank 0 stops after one token), (3) a
 checkpoint written and loaded into a second trainer, (4) one more fixed step in both
 trainers. Writes the full weights after (1) and the metrics, with the comparisons of (3)
@@ -168,6 +168,8 @@ def run(engine: str, out_dir: str) -> None:
     acc = trainer.accelerator
     metrics = {"engine": trainer.engine, "num_processes": acc.num_processes}
     metrics.update(engine_facts(trainer, engine))
+    # (0) decoding before anything else ran forward (FSDP2 settles its root unit first)
+    metrics["first_completions"] = trainer.complete(PROMPTS[:2], max_new_tokens=3)
     # (1) two fixed steps (the second at a decayed learning rate), comparable with one process
     metrics["fixed"] = [fixed_step(trainer), fixed_step(trainer)]
     first = full_weights(trainer)

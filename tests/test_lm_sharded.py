@@ -110,6 +110,7 @@ def _check_against_one_process(got, metrics, one_process, variant: str = "full")
     if variant == "full":  # max_grad_norm=1 clipped: clipping is tested
         assert ref_m["fixed"][0]["grad_norm"] > 1.0
     assert metrics["num_processes"] == 2
+    assert len(metrics["first_completions"]) == 2  # decoding came first, and worked
     # rank 0 stopped after one token, rank 1 decoded max_new_tokens: no per-token collectives
     assert metrics["decoded_widths"] == [1, 6]
     assert metrics["resumed_step"] == 3 and metrics["resumed_same_weights"]

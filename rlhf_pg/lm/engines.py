@@ -244,6 +244,10 @@ def full_weights(accelerator: Accelerator, model) -> Iterator[None]:
     from torch.distributed.fsdp import FSDPModule
 
     root = accelerator.unwrap_model(model)
+    # FSDP2 takes as root the first unit that runs forward; decoding and the LoRA reference
+    # call the inner LM, whose blocks would each become a root. Settle it first (a no-op once
+    # the wrapper ran forward; torch has no public call for it)
+    root._get_fsdp_state()._lazy_init()
     units = [m for m in root.modules() if isinstance(m, FSDPModule)]
     for unit in units:
         unit.unshard()
