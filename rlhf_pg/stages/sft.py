@@ -229,7 +229,9 @@ def _train_generated_corpus(cfg: SFTArgs, out: Path) -> Path:
         model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
     )
     scheduler = make_schedule(cfg, optimizer, steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # the schedule stays outside prepare(): accelerate would step it once per process on every
+    # call, but `steps` already counts each process's optimizer steps
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     if trackers:
         accelerator.init_trackers("sft", config={k: str(v) for k, v in vars(cfg).items()})
 
