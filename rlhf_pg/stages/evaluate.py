@@ -10,8 +10,8 @@ stage every ``eval_every`` steps, benchmarks):
 ``proxy``            mean reward (reward model and/or callables), if a reward is given
 ``kl_seq``           mean per-sequence k1 KL to the reference, if a reference is given
 ``response_length``  mean completion length in tokens (stop token included)
-``accuracy``         arithmetic: exact-match accuracy of greedy answers
-``accuracy_sampled`` arithmetic: exact-match accuracy of the samples
+``accuracy``         arithmetic tasks: exact-match accuracy of greedy answers
+``accuracy_sampled`` arithmetic tasks: exact-match accuracy of the samples
 ``samples``          a few rows ``{prompt, completion, ...}``, one per distinct prompt
 ==================== ===========================================================
 
@@ -41,12 +41,13 @@ from ..hf.tokens import encode_prompts, left_pad
 from ..lm.rewards import CombinedReward, RewardSpec
 from ..lm.rollout import Rollout, response_forward
 from ..tasks.arithmetic import arithmetic_prompts, exact_match_reward
+from ..tasks.chat_arithmetic import answer_exact_match
 from ..tasks.gold import fraction_positive, gold_reward
 from ..tasks.reviews import sentiment_prompts
 from ..utils.config import check_types, require, require_model_path
 from ..utils.io import atomic_write_json
 
-TASKS = ("sentiment", "arithmetic", "dataset")
+TASKS = ("sentiment", "arithmetic", "chat_arithmetic", "dataset")
 
 
 @dataclass
@@ -185,19 +186,32 @@ def proxy_scores(
 
 
 def arithmetic_accuracy(
-    prompts: list[str], greedy: list[str], sampled: list[str], k: int, n_shown: int
+    prompts: list[str],
+    greedy: list[str],
+    sampled: list[str],
+    k: int,
+    n_shown: int,
+    answers: Sequence | None = None,
 ) -> dict:
     """Exact-match accuracy of the greedy answers and of the ``k`` samples per prompt; the
-    rows shown are the greedy answers."""
-    correct = exact_match_reward(prompts, greedy)
+    rows shown are the greedy answers. With ``answers`` (one per prompt, the chat task's
+    answer column) a completion must state that answer; without, the sum solved from an
+    ``"a+b="`` prompt."""
     repeated = [p for p in prompts for _ in range(k)]
+    if answers is None:
+        correct = exact_match_reward(prompts, greedy)
+        correct_sampled = exact_match_reward(repeated, sampled)
+    else:
+        correct = answer_exact_match(prompts, greedy, answer=list(answers))
+        repeated_answers = [a for a in answers for _ in range(k)]
+        correct_sampled = answer_exact_match(repeated, sampled, answer=repeated_answers)
     rows = [
         {"prompt": p, "completion": c, "correct": bool(r)}
         for p, c, r in zip(prompts, greedy, correct)
     ]
     return {
         "accuracy": statistics.fmean(correct),
-        "accuracy_sampled": statistics.fmean(exact_match_reward(repeated, sampled)),
+        "accuracy_sampled": statistics.fmean(correct_sampled),
         "samples": rows[:n_shown],
     }
 
@@ -215,6 +229,7 @@ def evaluate_policy(
     seed: int = 0,
     reward: RewardSpec | None = None,
     reference=None,
+    answers: Sequence | None = None,
     n_samples_shown: int = 6,
     batch_size: int = 64,
 ) -> dict:
@@ -223,10 +238,17 @@ def evaluate_policy(
     ``samples_per_prompt`` completions per prompt are drawn at ``temperature`` from a
     generator seeded with ``seed``. ``reward`` (anything :class:`rlhf_pg.lm.PPOTrainer`
     takes) gives ``proxy``; ``reference`` (a causal LM, or :class:`PeftReference`) gives
-    ``kl_seq``. Neither the global RNG nor the policy's train/eval mode is changed.
+    ``kl_seq``. ``answers`` (task ``chat_arithmetic``, one per prompt) are what the
+    accuracy checks completions against. Neither the global RNG nor the policy's
+    train/eval mode is changed.
     """
     if task not in TASKS:
         raise ValueError(f"task={task!r} is not valid; choose one of {', '.join(TASKS)}")
+    if task == "chat_arithmetic" and (answers is None or len(answers) != len(prompts)):
+        n = None if answers is None else len(answers)
+        raise ValueError(
+            f"task chat_arithmetic needs one answer per prompt: {len(prompts)} prompts, answers={n}"
+        )
     prompts, k = list(prompts), samples_per_prompt
     repeated = [p for p in prompts for _ in range(k)]
     kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size)
@@ -250,9 +272,11 @@ def evaluate_policy(
         for row, g in zip(rows, gold):
             row["gold"] = g
     result["samples"] = rows[::k][:n_samples_shown]  # one row per distinct prompt
-    if task == "arithmetic":
+    if task in ("arithmetic", "chat_arithmetic"):
         greedy, _ = generate_completions(policy, tokenizer, prompts, temperature=0.0, **kw)
-        result.update(arithmetic_accuracy(prompts, greedy, completions, k, n_samples_shown))
+        result.update(
+            arithmetic_accuracy(prompts, greedy, completions, k, n_samples_shown, answers)
+        )
     return result
 
 

@@ -9,10 +9,15 @@ resume, ``metrics.jsonl`` and trackers behave as in any other use of the trainer
 - :class:`RunRecord`: every step's metrics, and the held-out evaluation
   (:func:`rlhf_pg.stages.evaluate.evaluate_policy`) before training, every ``eval_every``
   steps and after the last step; they end up in ``<output_dir>/ppo_results.json``.
+
+The ``chat_arithmetic`` task renders its conversations with the policy's chat template and
+keeps each prompt's ``answer`` (:func:`chat_arithmetic_prompts`); reward functions that
+take an ``answer`` keyword get it through :func:`bind_answers`.
 """
 
 from __future__ import annotations
 
+import inspect
 import statistics
 import time
 from collections.abc import Callable
@@ -21,6 +26,7 @@ from pathlib import Path
 import torch
 
 from ..lm import PPOConfig, PPOTrainer, TrainerCallback
+from ..tasks import chat_arithmetic
 from ..tasks.arithmetic import arithmetic_prompts
 from ..tasks.gold import fraction_positive, gold_reward
 from ..tasks.reviews import sentiment_prompts
@@ -49,8 +55,52 @@ def load_policy(args: PPORecipeArgs):
     return policy, tokenizer, ref
 
 
-def build_prompts(args: PPORecipeArgs) -> tuple[list[str], list[str]]:
-    """(training prompts, held-out evaluation prompts) for the task."""
+def chat_arithmetic_prompts(
+    args: PPORecipeArgs, tokenizer
+) -> tuple[list[str], list[str], dict[str, int]]:
+    """Training and held-out conversations of the chat arithmetic task, rendered by the
+    tokenizer's chat template, and each rendered prompt's ``answer``."""
+    split = dict(
+        max_operand=args.max_operand,
+        held_out_fraction=args.held_out_fraction,
+        seed=args.corpus_seed,
+    )
+    train = chat_arithmetic.problem_rows("train", **split, limit=args.num_prompts)
+    held = chat_arithmetic.problem_rows("held_out", **split, limit=args.num_eval_prompts)
+    answers = {}
+    for row in train + held:
+        answers[chat_arithmetic.render_prompt(tokenizer, row["prompt"])] = row["answer"]
+    render = [chat_arithmetic.render_prompt(tokenizer, row["prompt"]) for row in train + held]
+    return render[: len(train)], render[len(train) :], answers
+
+
+def bind_answers(
+    reward: list[tuple[float, Callable]], answers: dict[str, int]
+) -> list[tuple[float, Callable]]:
+    """Give every reward function with an ``answer`` parameter the answers of its prompts
+    (looked up by the rendered prompt), as a ``(prompts, completions)`` callable."""
+
+    def bind(fn: Callable) -> Callable:
+        def with_answers(prompts: list[str], completions: list[str]) -> list[float]:
+            return fn(prompts, completions, answer=[answers[p] for p in prompts])
+
+        with_answers.__name__ = getattr(fn, "__name__", type(fn).__name__)
+        return with_answers
+
+    def takes_answer(fn: Callable) -> bool:
+        try:
+            return "answer" in inspect.signature(fn).parameters
+        except (TypeError, ValueError):  # a builtin or a callable without a signature
+            return False
+
+    return [(w, bind(fn) if takes_answer(fn) else fn) for w, fn in reward]
+
+
+def build_prompts(args: PPORecipeArgs, tokenizer=None) -> tuple[list[str], list[str]]:
+    """(training prompts, held-out evaluation prompts) for the task; the chat task renders
+    its conversations with ``tokenizer``."""
+    if args.task == "chat_arithmetic":
+        return chat_arithmetic_prompts(args, tokenizer)[:2]
     if args.task == "sentiment":
         train = sentiment_prompts(
             args.num_prompts, seed=args.prompt_seed, n_words=args.prompt_words
@@ -109,7 +159,13 @@ class RunRecord(TrainerCallback):
             self.evals.append(self.evaluate())
 
 
-def evaluate_trainer(trainer: PPOTrainer, args: PPORecipeArgs, prompts: list[str], reward) -> dict:
+def evaluate_trainer(
+    trainer: PPOTrainer,
+    args: PPORecipeArgs,
+    prompts: list[str],
+    reward,
+    answers: list[int] | None = None,
+) -> dict:
     """Held-out metrics of the trainer's current policy, tagged with its step. Sampling uses
     its own generator (seed ``eval_seed``): training's samples do not depend on how often
     it is evaluated."""
@@ -133,6 +189,7 @@ def evaluate_trainer(trainer: PPOTrainer, args: PPORecipeArgs, prompts: list[str
             seed=args.eval_seed,
             reward=reward,
             reference=reference,
+            answers=answers,
         )
     return {"step": trainer.state.step, **metrics}
 
@@ -144,18 +201,24 @@ def run_ppo(args: PPORecipeArgs, config: PPOConfig) -> dict:
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     start = time.perf_counter()
-    train_prompts, eval_prompts = build_prompts(args)
     policy, tokenizer, ref = load_policy(args)
     from accelerate import PartialState
 
     reward = build_reward(args, device="cpu" if config.cpu else PartialState().device)
+    eval_answers = None
+    if args.task == "chat_arithmetic":
+        train_prompts, eval_prompts, answers = chat_arithmetic_prompts(args, tokenizer)
+        reward = bind_answers(reward, answers)
+        eval_answers = [answers[p] for p in eval_prompts]
+    else:
+        train_prompts, eval_prompts = build_prompts(args)
     trainer = PPOTrainer(
         config, policy, tokenizer, reward=reward, ref_model=ref, prompts=train_prompts
     )
     if args.resume_from_checkpoint:
         trainer.load_checkpoint(args.resume_from_checkpoint)
     record = RunRecord(
-        lambda: evaluate_trainer(trainer, args, eval_prompts, reward),
+        lambda: evaluate_trainer(trainer, args, eval_prompts, reward, eval_answers),
         every=args.eval_every or config.max_steps,
         last=config.max_steps,
     )
@@ -183,8 +246,8 @@ def run_ppo(args: PPORecipeArgs, config: PPOConfig) -> dict:
 def summarize(results: dict, task: str) -> dict:
     """Before / after figures of a run: the first and last held-out evaluations."""
     first, last = results["evals"][0], results["evals"][-1]
-    if task == "arithmetic":
-        keys = ["accuracy", "accuracy_sampled"]
+    if task in ("arithmetic", "chat_arithmetic"):
+        keys = ["accuracy", "accuracy_sampled", "kl_seq"]
     else:
         keys = ["proxy", "kl_seq", "gold_mean", "gold_positive"]
     out = {}

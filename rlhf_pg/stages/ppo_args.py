@@ -20,9 +20,12 @@ from ..utils.config import check_types, parse_recipe_args, require, require_mode
 class PPORecipeArgs:
     """What the PPO recipe trains: the policy, its prompts, its reward and how it is evaluated."""
 
-    task: Literal["sentiment", "arithmetic", "dataset"] = field(
+    task: Literal["sentiment", "arithmetic", "chat_arithmetic", "dataset"] = field(
         default="sentiment",
-        metadata={"help": "prompt source: generated reviews, addition problems, or a dataset"},
+        metadata={
+            "help": "prompt source: generated reviews, addition problems (plain or as chat "
+            "conversations with an answer column), or a dataset"
+        },
     )
     model_name_or_path: str = field(
         default="", metadata={"help": "policy to start from (SFT folder or hub name)"}
@@ -41,7 +44,7 @@ class PPORecipeArgs:
         metadata={"help": "classifier with several labels: the label whose logit is the reward"},
     )
     reward_model_weight: float = field(default=1.0, metadata={"help": "weight of the RM"})
-    reward_fn: Literal["none", "exact_match", "vader"] = field(
+    reward_fn: Literal["none", "exact_match", "answer_exact_match", "vader"] = field(
         default="none", metadata={"help": "built-in reward callable (added to the RM if both)"}
     )
     reward_fn_weight: float = field(default=1.0, metadata={"help": "weight of reward_fn"})

@@ -8,9 +8,14 @@ from collections.abc import Callable
 
 from ..hf.scoring import load_reward_model
 from ..tasks.arithmetic import exact_match_reward
+from ..tasks.chat_arithmetic import answer_exact_match
 from ..tasks.gold import gold_reward
 
-REWARD_FUNCTIONS: dict[str, Callable] = {"exact_match": exact_match_reward, "vader": gold_reward}
+REWARD_FUNCTIONS: dict[str, Callable] = {
+    "exact_match": exact_match_reward,  # "a+b=" prompts: the answer is solved from the prompt
+    "answer_exact_match": answer_exact_match,  # reads the dataset's answer column
+    "vader": gold_reward,
+}
 
 
 def build_reward(args, device="cpu") -> list[tuple[float, Callable]]:

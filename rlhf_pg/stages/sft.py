@@ -1,6 +1,7 @@
 """Supervised fine-tuning: a causal LM trained on a corpus, the starting point of RLHF.
 
-``train_sft(cfg)`` builds (or loads) the corpus, the tokenizer and a GPT-2, trains it with
+``train_sft(cfg)`` builds (or loads) the corpus, the tokenizer and a GPT-2 (or, with
+``model_type: qwen2``, a Qwen2), trains it with
 next-token cross-entropy in a short accelerate loop and saves it with ``save_pretrained``
 (tokenizer and ``sft_metrics.json`` beside it). With ``output_dir`` unset the result goes
 to the cache under a hash of the config, and a later call with the same config returns
@@ -10,6 +11,11 @@ Why our own loop rather than TRL's SFTTrainer: the loop is 30 readable lines, it
 dataset-preprocessing pass or Trainer start-up to the demo's 10-minute budget, and its
 defaults (fp32, no gradient checkpointing, steps not epochs) are the ones a 1M-parameter
 CPU model needs, where SFTTrainer's (bf16, gradient checkpointing) would all be overridden.
+
+Chat tasks (``chat_arithmetic``) go through the same loop: each conversation is rendered by
+the tokenizer's chat template (prompt with the generation prompt, then the reply) and EOS
+(``<|im_end|>``, the end of the assistant's turn) is appended, which is the template's own
+rendering of the whole conversation; the loss covers every token, as for the other tasks.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from typing import ClassVar, Literal
 
 import torch
 
+from ..hf.models import tiny_qwen2
 from ..hf.tokens import ensure_pad_token
+from ..tasks import chat_arithmetic
 from ..tasks.arithmetic import build_arithmetic_corpus
 from ..tasks.reviews import build_corpus
 from ..tasks.tokenizer import train_tokenizer
@@ -46,8 +54,11 @@ class SFTArgs:
 
     ALIASES: ClassVar[dict[str, str]] = {"num_steps": "max_steps"}
 
-    task: Literal["sentiment", "arithmetic", "dataset"] = "sentiment"
-    model_name_or_path: str | None = None  # None: a fresh GPT-2 from n_layer/n_head/n_embd
+    task: Literal["sentiment", "arithmetic", "chat_arithmetic", "dataset"] = "sentiment"
+    model_name_or_path: str | None = None  # None: a fresh model_type from n_layer/n_head/n_embd
+    model_type: Literal["gpt2", "qwen2"] = (
+        "gpt2"  # qwen2: n_head // 2 key-value heads (n_head if odd)
+    )
     tokenizer_name_or_path: str | None = None  # None: model's tokenizer, or a BPE trained here
     dataset_name: str | None = None  # task "dataset": hub name or local folder/file
     dataset_split: str = "train"
@@ -56,6 +67,7 @@ class SFTArgs:
     corpus_size: int = 20000
     corpus_seed: int = 0
     error_rate: float = 0.3  # arithmetic: share of wrong answers in the SFT corpus
+    carry_slip: float = 0.6  # chat_arithmetic: how often the tutor forgets a carry
     max_operand: int = 49
     held_out_fraction: float = 0.2
     vocab_size: int = 1024
@@ -95,6 +107,7 @@ class SFTArgs:
         require(self.max_length >= 2, self, "max_length", "must be >= 2")
         require(self.learning_rate > 0, self, "learning_rate", "must be > 0")
         require(0.0 <= self.error_rate <= 1.0, self, "error_rate", "must be in [0, 1]")
+        require(0.0 <= self.carry_slip <= 1.0, self, "carry_slip", "must be in [0, 1]")
         require(0.0 < self.eval_fraction < 0.5, self, "eval_fraction", "must be in (0, 0.5)")
         require(
             self.n_embd % self.n_head == 0,
@@ -112,8 +125,18 @@ def sft_output_dir(cfg: SFTArgs) -> Path:
     return root / f"sft-{config_hash(cfg, exclude=_NOT_IN_KEY)}"
 
 
-def build_texts(cfg: SFTArgs) -> list[str]:
-    """The SFT corpus the config names."""
+def build_texts(cfg: SFTArgs, tokenizer=None) -> list[str]:
+    """The SFT corpus the config names (a chat task renders it with ``tokenizer``'s template)."""
+    if cfg.task == "chat_arithmetic":
+        rows = chat_arithmetic.sft_rows(
+            cfg.corpus_size,
+            cfg.carry_slip,
+            cfg.error_rate,
+            cfg.max_operand,
+            cfg.held_out_fraction,
+            cfg.corpus_seed,
+        )
+        return [chat_arithmetic.render_sft_text(tokenizer, row) for row in rows]
     if cfg.task == "sentiment":
         return build_corpus(cfg.corpus_size, seed=cfg.corpus_seed)
     if cfg.task == "arithmetic":
@@ -132,15 +155,27 @@ def build_tokenizer(cfg: SFTArgs, texts: list[str]):
     path = cfg.tokenizer_name_or_path or cfg.model_name_or_path
     if path is not None:
         return AutoTokenizer.from_pretrained(path, padding_side="left")
+    if cfg.task == "chat_arithmetic":
+        return chat_arithmetic.chat_tokenizer(cfg.vocab_size)
     return train_tokenizer(texts, cfg.vocab_size, split_digits=cfg.task == "arithmetic")
 
 
 def build_model(cfg: SFTArgs, tokenizer):
-    """A pretrained causal LM from a path, else a fresh GPT-2 sized by the config."""
+    """A pretrained causal LM from a path, else a fresh GPT-2 or Qwen2 sized by the config."""
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
     if cfg.model_name_or_path is not None:
         model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)
+    elif cfg.model_type == "qwen2":
+        model = tiny_qwen2(
+            tokenizer,
+            hidden_size=cfg.n_embd,
+            num_hidden_layers=cfg.n_layer,
+            num_attention_heads=cfg.n_head,
+            num_key_value_heads=cfg.n_head // 2 if cfg.n_head % 2 == 0 else cfg.n_head,
+            max_position_embeddings=cfg.n_positions,
+            seed=cfg.seed,
+        )
     else:
         config = GPT2Config(
             vocab_size=len(tokenizer),
@@ -258,8 +293,12 @@ def train_sft(cfg: SFTArgs) -> Path:
     check_process_group(accelerator.num_processes, cpu_flag="--use_cpu true")
     set_seed(cfg.seed)
 
-    texts = build_texts(cfg)
-    tokenizer = build_tokenizer(cfg, texts)
+    if cfg.task == "chat_arithmetic":  # the tokenizer's chat template renders the corpus
+        tokenizer = build_tokenizer(cfg, [])
+        texts = build_texts(cfg, tokenizer)
+    else:
+        texts = build_texts(cfg)
+        tokenizer = build_tokenizer(cfg, texts)
     model = build_model(cfg, tokenizer)
     rows = encode_texts(tokenizer, texts, cfg.max_length)
     n_eval = max(1, int(len(rows) * cfg.eval_fraction))

@@ -1,0 +1,127 @@
+"""``rlhf-pg demo --task chat-arithmetic`` wired end to end at tiny sizes (a few SFT steps,
+one step of each estimator): a Qwen2 SFT model with the ChatML template, GRPO / RLOO / PPO
+rewarded by the answer column, the report; and its bad-input cases. Whether RL learns is
+measured in docs/benchmarks.md, not here."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+from transformers import AutoConfig, AutoTokenizer
+
+from rlhf_pg.cli import main as cli_main
+from rlhf_pg.demo.pipeline import DemoConfig, rl_args, sft_args
+from rlhf_pg.tasks import chat_arithmetic as ca
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+TINY_RL = {
+    "max_steps": 1,
+    "batch_size": 4,
+    "num_prompts": 16,
+    "num_eval_prompts": 6,
+    "eval_samples": 2,
+    "eval_every": 1,
+}
+TINY_CHAT_DEMO = {
+    "task": "chat-arithmetic",
+    "num_threads": 1,
+    "progress": False,
+    "sft": {
+        "corpus_size": 300, "n_layer": 1, "n_head": 2, "n_embd": 32, "max_steps": 4,
+        "warmup_steps": 1, "batch_size": 16,
+    },
+    "grpo": TINY_RL,
+    "rloo": TINY_RL,
+    "ppo": {**TINY_RL, "samples_per_prompt": 1},
+}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_chat_demo_runs_sft_then_each_estimator_on_the_answer_column(tmp_path):
+    config = tmp_path / "demo.yaml"
+    config.write_text(yaml.safe_dump(TINY_CHAT_DEMO))
+    out, cache = tmp_path / "demo", tmp_path / "cache"
+    argv = ["demo", "--config", str(config), "--out", str(out), "--cache-dir", str(cache)]
+    assert cli_main(argv) == 0
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["estimators"]) == {"grpo", "rloo", "ppo"}
+    sft_path = Path(summary["stages"]["grpo"]["model_name_or_path"])
+    assert sft_path.parent == cache  # the SFT model went to the cache
+    assert AutoConfig.from_pretrained(sft_path).model_type == "qwen2"
+    tokenizer = AutoTokenizer.from_pretrained(sft_path)
+    held_out = ca.problem_rows("held_out", limit=6)
+    rendered = {ca.render_prompt(tokenizer, r["prompt"]): r["answer"] for r in held_out}
+    assert all(p.startswith("<|im_start|>user\n") for p in rendered)
+
+    for name in ("grpo", "rloo", "ppo"):
+        results = json.loads((out / name / "ppo_results.json").read_text())
+        assert results["args"]["estimator"] == name
+        assert results["args"]["model_name_or_path"] == str(sft_path)
+        (step,) = results["history"]
+        # the answer-column exact match is the whole reward
+        assert step["score/mean"] == pytest.approx(step["reward/answer_exact_match"])
+        assert [e["step"] for e in results["evals"]] == [0, 1]
+        for e in results["evals"]:
+            # held-out conversations, each greedy answer scored against its own answer
+            for row in e["samples"]:
+                right = ca.parse_answer(row["completion"]) == rendered[row["prompt"]]
+                assert row["correct"] == right
+            # the reward on the sampled held-out answers is their exact-match accuracy
+            assert e["proxy"] == pytest.approx(e["accuracy_sampled"])
+        assert (out / name / "policy" / "config.json").is_file()
+
+    report = (out / "report.md").read_text()
+    for name in ("grpo", "rloo", "ppo"):
+        assert f"| {name} | 1 x " in report
+    assert Image.open(out / "accuracy.png").format == "PNG"
+
+
+def test_chat_demo_stages_are_the_recipe_yamls_plus_run_level_settings(tmp_path):
+    cfg = DemoConfig(task="chat-arithmetic", out=str(tmp_path / "d"), seed=4)
+    configs = RECIPES / "configs"
+    sft = sft_args(cfg)
+    for key, value in yaml.safe_load((configs / "sft_chat_arithmetic.yaml").read_text()).items():
+        assert getattr(sft, key) == (4 if key == "seed" else value), key
+    for name in ("grpo", "rloo", "ppo"):
+        args, config = rl_args(cfg, name, Path("sft-dir"))
+        run_level = {
+            "model_name_or_path": "sft-dir",
+            "seed": 4,
+            "output_dir": str(tmp_path / "d" / name),
+        }
+        path = configs / f"{name}_chat_arithmetic.yaml"
+        for key, value in yaml.safe_load(path.read_text()).items():
+            got = getattr(args, key) if hasattr(args, key) else getattr(config, key)
+            assert got == run_level.get(key, value), (name, key)
+        assert args.task == "chat_arithmetic" and args.reward_fn == "answer_exact_match"
+        assert config.estimator == name
+
+
+def test_chat_demo_rejects_bad_input_in_one_line_before_any_stage(tmp_path, capsys, monkeypatch):
+    import rlhf_pg.demo.pipeline
+
+    monkeypatch.setattr(rlhf_pg.demo.pipeline, "run_demo", lambda cfg: pytest.fail("demo ran"))
+    bad = tmp_path / "demo.yaml"
+    cases = [
+        ("reward_model: {n_prompts: 3}\n", "task 'chat-arithmetic' has no reward_model stage"),
+        ("estimators: [grpo, dpo]\n", "estimators=['grpo', 'dpo'] must be distinct names"),
+        ("grpo: {samples_per_prompt: 1}\n", "needs samples_per_prompt >= 2"),
+        ("sft: {carry_slip: 1.5}\n", "carry_slip=1.5 must be in [0, 1]"),
+    ]
+    for text, message in cases:
+        bad.write_text(text)
+        argv = ["demo", "--task", "chat-arithmetic", "--config", str(bad)]
+        assert cli_main(argv + ["--out", str(tmp_path / "o")]) == 2, text
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("rlhf-pg: error: ") and message in line, (text, line)
+    # the sentiment demo has no grpo stage
+    bad.write_text("grpo: {max_steps: 1}\n")
+    assert cli_main(["demo", "--config", str(bad)]) == 2
+    assert "task 'sentiment' has no grpo stage" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["demo", "--task", "chat_arithmetic"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'chat_arithmetic'" in capsys.readouterr().err
