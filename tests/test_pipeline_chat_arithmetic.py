@@ -4,6 +4,7 @@ rewarded by the answer column, the report; and its bad-input cases. Whether RL l
 measured in docs/benchmarks.md, not here."""
 
 import json
+import runpy
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,18 @@ def test_chat_demo_runs_sft_then_each_estimator_on_the_answer_column(tmp_path):
             # the reward on the sampled held-out answers is their exact-match accuracy
             assert e["proxy"] == pytest.approx(e["accuracy_sampled"])
         assert (out / name / "policy" / "config.json").is_file()
+
+    # the evaluate recipe on a trained policy: the same held-out questions, the same greedy
+    # answers as the PPO stage's last evaluation
+    evaluate = runpy.run_path(str(RECIPES / "evaluate.py"))["main"]
+    config = str(RECIPES / "configs" / "eval_chat_arithmetic.yaml")
+    policy, result_file = out / "rloo" / "policy", tmp_path / "eval.json"
+    argv = ["--config", config, "--model_path", str(policy), "--n_prompts", "6"]
+    assert evaluate(argv + ["--output_file", str(result_file)]) == 0
+    evaluated = json.loads(result_file.read_text())
+    last = json.loads((out / "rloo" / "ppo_results.json").read_text())["evals"][-1]
+    assert evaluated["accuracy"] == last["accuracy"]
+    assert evaluated["samples"] == last["samples"]
 
     report = (out / "report.md").read_text()
     for name in ("grpo", "rloo", "ppo"):

@@ -197,12 +197,16 @@ def render_chat_markdown(runs: dict[str, dict], facts: dict, plots: list[str]) -
     lines += ["## Greedy answers to fixed held-out questions", ""]
     lines += ["| prompt | SFT model | " + " | ".join(names) + " |"]
     lines += ["|---|---|" + "---|" * len(names)]
+
+    def show(row: dict) -> str:  # the greedy answer, marked right or wrong
+        return _cell(row["completion"]) + (" ✓" if row.get("correct") else " ✗")
+
     first_run = runs[names[0]]["evals"][0]["samples"]
     for i, row in enumerate(first_run):
-        cells = [_cell(row["prompt"]), _cell(row["completion"])]
+        cells = [_cell(row["prompt"]), show(row)]
         for name in names:
             after = runs[name]["evals"][-1]["samples"]
-            cells.append(_cell(after[i]["completion"]) if i < len(after) else "")
+            cells.append(show(after[i]) if i < len(after) else "")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Plots", ""]
     lines += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]

@@ -41,6 +41,7 @@ from ..hf.tokens import encode_prompts, left_pad
 from ..lm.rewards import CombinedReward, RewardSpec
 from ..lm.rollout import Rollout, response_forward
 from ..tasks.arithmetic import arithmetic_prompts, exact_match_reward
+from ..tasks import chat_arithmetic
 from ..tasks.chat_arithmetic import answer_exact_match
 from ..tasks.gold import fraction_positive, gold_reward
 from ..tasks.reviews import sentiment_prompts
@@ -54,7 +55,7 @@ TASKS = ("sentiment", "arithmetic", "chat_arithmetic", "dataset")
 class EvalArgs:
     """What to evaluate and on which prompts (recipe YAML keys and CLI flags)."""
 
-    task: Literal["sentiment", "arithmetic"] = "sentiment"
+    task: Literal["sentiment", "arithmetic", "chat_arithmetic"] = "sentiment"
     model_path: str = ""
     reference_path: str | None = None  # for the KL; None: no KL
     reward_model_path: str | None = None  # proxy reward; None: not reported
@@ -280,14 +281,22 @@ def evaluate_policy(
     return result
 
 
-def eval_prompts(args: EvalArgs) -> list[str]:
-    """The held-out prompts an :class:`EvalArgs` names."""
+def eval_prompts(args: EvalArgs, tokenizer=None) -> tuple[list[str], list[int] | None]:
+    """The held-out prompts an :class:`EvalArgs` names, and their answers (chat task only;
+    its conversations are rendered with ``tokenizer``'s chat template)."""
+    if args.task == "chat_arithmetic":
+        rows = chat_arithmetic.problem_rows(
+            "held_out", args.max_operand, args.held_out_fraction, args.split_seed, args.n_prompts
+        )
+        prompts = [chat_arithmetic.render_prompt(tokenizer, r["prompt"]) for r in rows]
+        return prompts, [r["answer"] for r in rows]
     if args.task == "arithmetic":
         held = arithmetic_prompts(
             "held_out", args.max_operand, args.held_out_fraction, args.split_seed
         )
-        return held[: args.n_prompts]
-    return sentiment_prompts(args.n_prompts, seed=args.prompt_seed, n_words=args.prompt_words)
+        return held[: args.n_prompts], None
+    prompts = sentiment_prompts(args.n_prompts, seed=args.prompt_seed, n_words=args.prompt_words)
+    return prompts, None
 
 
 def run_evaluation(args: EvalArgs) -> dict:
@@ -304,10 +313,11 @@ def run_evaluation(args: EvalArgs) -> dict:
     reward = None
     if args.reward_model_path:
         reward = RewardModel.from_pretrained(args.reward_model_path)
+    prompts, answers = eval_prompts(args, tokenizer)
     metrics = evaluate_policy(
         policy,
         tokenizer,
-        eval_prompts(args),
+        prompts,
         task=args.task,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
@@ -315,6 +325,7 @@ def run_evaluation(args: EvalArgs) -> dict:
         seed=args.seed,
         reward=reward,
         reference=reference,
+        answers=answers,
         n_samples_shown=args.n_samples_shown,
     )
     result = {"model_path": args.model_path, "task": args.task, **metrics}
