@@ -40,8 +40,8 @@ from ..hf.scoring import RewardModel
 from ..hf.tokens import encode_prompts, left_pad
 from ..lm.rewards import CombinedReward, RewardSpec
 from ..lm.rollout import Rollout, response_forward
-from ..tasks.arithmetic import arithmetic_prompts, exact_match_reward
 from ..tasks import chat_arithmetic
+from ..tasks.arithmetic import arithmetic_prompts, exact_match_reward
 from ..tasks.chat_arithmetic import answer_exact_match
 from ..tasks.gold import fraction_positive, gold_reward
 from ..tasks.reviews import sentiment_prompts
