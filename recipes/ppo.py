@@ -1,6 +1,10 @@
 """PPO (or REINFORCE / RLOO / GRPO with ``--estimator``) on a causal LM against a reward model,
-a built-in reward callable, or a weighted sum of both.
+a reward function (built-in or your own), or a weighted sum of both.
 
+    # your own prompt dataset (a prompt column of strings or conversations) and reward function
+    python recipes/ppo.py --task dataset --model_name_or_path path/to/chat-model \
+        --dataset_name data/ --dataset_test_split test --reward_fn my_rewards.py:correct \
+        --estimator grpo --samples_per_prompt 4 --output_dir runs/my_grpo
     python recipes/ppo.py --config recipes/configs/ppo_sentiment.yaml
     python recipes/ppo.py --config recipes/configs/grpo_arithmetic.yaml --seed 1
     python recipes/ppo.py --config recipes/configs/ppo_sentiment.yaml --save_every 10
@@ -13,7 +17,10 @@ Every YAML key is a field of ``PPORecipeArgs`` (rlhf_pg/stages/ppo_args.py) or o
 ``PPOConfig`` (rlhf_pg/lm/config.py); any of them can be overridden as ``--key value``.
 A config error exits with status 2 and one line before any model is loaded. The run's
 history and held-out evaluations go to ``<output_dir>/ppo_results.json``, the per-step
-metrics to ``<output_dir>/metrics.jsonl``, checkpoints to ``<output_dir>/checkpoint-*``.
+metrics to ``<output_dir>/metrics.jsonl``, checkpoints to ``<output_dir>/checkpoint-*``, the
+evaluations' completions to ``<output_dir>/completions.jsonl``. Bad data (a missing column,
+a wrong prompt type, conversations without a chat template, a reward function that does not
+import or needs a missing column) is also one line with status 2, before any model loads.
 """
 
 from __future__ import annotations

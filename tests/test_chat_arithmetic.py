@@ -9,7 +9,6 @@ from collections import Counter
 import pytest
 
 from rlhf_pg.stages.evaluate import arithmetic_accuracy
-from rlhf_pg.stages.ppo import bind_answers
 from rlhf_pg.tasks import chat_arithmetic as ca
 from rlhf_pg.tasks.arithmetic import split_problems
 
@@ -116,13 +115,6 @@ def test_prompts_and_sft_texts_are_chatml_as_written_out_by_hand():
     assert tokenizer.convert_ids_to_tokens(text_ids[-2:]) == ["1", "2"]
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
     assert tokenizer.pad_token_id != tokenizer.eos_token_id
-
-
-def test_bind_answers_gives_each_prompt_its_answer():
-    answers = {"p1": 3, "p2": 10}
-    (weight, bound), (_, plain) = bind_answers([(2.0, ca.answer_exact_match), (1.0, len)], answers)
-    assert weight == 2.0 and bound.__name__ == "answer_exact_match" and plain is len
-    assert bound(["p2", "p1", "p2"], ["10", "3", "3"]) == [1.0, 1.0, 0.0]
 
 
 def test_accuracy_against_an_answer_column():

@@ -73,3 +73,10 @@ def test_recipe_save_every_writes_checkpoints_and_resumes(tiny_arithmetic_sft, t
     for key in ("score/mean", "kl/seq", "loss/policy"):
         assert second["history"][0][key] == pytest.approx(first["history"][1][key]), key
     assert second["evals"][-1]["accuracy"] == first["evals"][-1]["accuracy"]
+    # resumed in its own folder, a run keeps one completions table per evaluated step
+    table = (tmp_path / "a" / "completions.jsonl").read_text().splitlines()
+    _run(tiny_arithmetic_sft, tmp_path / "a", "--resume_from_checkpoint", resume)
+    again = (tmp_path / "a" / "completions.jsonl").read_text().splitlines()
+    n = 6 * json.loads((tmp_path / "a" / "ppo_results.json").read_text())["args"]["eval_samples"]
+    assert [json.loads(line)["step"] for line in again] == [0] * n + [1] * n + [2] * n
+    assert again == table  # the evaluations are seeded: the same rows again

@@ -53,9 +53,8 @@ def test_chat_demo_runs_sft_then_each_estimator_on_the_answer_column(tmp_path):
     assert sft_path.parent == cache  # the SFT model went to the cache
     assert AutoConfig.from_pretrained(sft_path).model_type == "qwen2"
     tokenizer = AutoTokenizer.from_pretrained(sft_path)
-    held_out = ca.problem_rows("held_out", limit=6)
-    rendered = {ca.render_prompt(tokenizer, r["prompt"]): r["answer"] for r in held_out}
-    assert all(p.startswith("<|im_start|>user\n") for p in rendered)
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.chat_template
+    held_out = {r["prompt"][0]["content"]: r["answer"] for r in ca.problem_rows("held_out")[:6]}
 
     for name in ("grpo", "rloo", "ppo"):
         results = json.loads((out / name / "ppo_results.json").read_text())
@@ -68,7 +67,8 @@ def test_chat_demo_runs_sft_then_each_estimator_on_the_answer_column(tmp_path):
         for e in results["evals"]:
             # held-out conversations, each greedy answer scored against its own answer
             for row in e["samples"]:
-                right = ca.parse_answer(row["completion"]) == rendered[row["prompt"]]
+                (user,) = row["prompt"]  # the conversation, as the dataset holds it
+                right = ca.parse_answer(row["completion"]) == held_out[user["content"]]
                 assert row["correct"] == right
             # the reward on the sampled held-out answers is their exact-match accuracy
             assert e["proxy"] == pytest.approx(e["accuracy_sampled"])

@@ -107,7 +107,10 @@ def test_recipe_reports_every_metric_writes_the_file_and_leaves_the_rng_alone(to
     assert -1.0 <= result["gold_mean"] <= 1.0 and 0.0 <= result["gold_positive"] <= 1.0
     assert result["kl_seq"] > 0 and 1 <= result["response_length"] <= 5
     assert isinstance(result["proxy"], float)
-    assert [set(r) for r in result["samples"]] == [{"prompt", "completion", "gold", "proxy"}] * 3
+    rm = "reward/RewardModel(GPT2ForSequenceClassification)"  # the one reward component
+    assert result[rm] == result["proxy"] and 0.0 <= result["eos_rate"] <= 1.0
+    keys = {"prompt", "completion", "gold", "proxy", "kl", rm}
+    assert [set(r) for r in result["samples"]] == [keys] * 3
     assert len({r["prompt"] for r in result["samples"]}) == 3  # one row per distinct prompt
     assert json.loads((tmp_path / "eval.json").read_text()) == result
     # the same seed gives the same samples; the reference given as the policy gives KL 0

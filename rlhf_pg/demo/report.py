@@ -195,7 +195,7 @@ def render_chat_markdown(runs: dict[str, dict], facts: dict, plots: list[str]) -
     lines += [f"| {k} | {_fmt(v)} |" for k, v in facts.items()] + [""]
     names = list(runs)
     lines += ["## Greedy answers to fixed held-out questions", ""]
-    lines += ["| prompt | SFT model | " + " | ".join(names) + " |"]
+    lines += ["| question | SFT model | " + " | ".join(names) + " |"]
     lines += ["|---|---|" + "---|" * len(names)]
 
     def show(row: dict) -> str:  # the greedy answer, marked right or wrong
@@ -203,7 +203,8 @@ def render_chat_markdown(runs: dict[str, dict], facts: dict, plots: list[str]) -
 
     first_run = runs[names[0]]["evals"][0]["samples"]
     for i, row in enumerate(first_run):
-        cells = [_cell(row["prompt"]), show(row)]
+        prompt = row["prompt"]  # a conversation: show its last (user) message
+        cells = [_cell(prompt if isinstance(prompt, str) else prompt[-1]["content"]), show(row)]
         for name in names:
             after = runs[name]["evals"][-1]["samples"]
             cells.append(show(after[i]) if i < len(after) else "")

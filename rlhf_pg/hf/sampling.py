@@ -112,9 +112,11 @@ def generate_completions(
     generator: torch.Generator | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    add_special_tokens: bool = True,
 ) -> tuple[list[str], list[list[int]]]:
     """One completion per text prompt: its text (special tokens dropped) and its token ids
-    (up to and including EOS where it stopped). Prompts are encoded like the PPO rollout's."""
+    (up to and including EOS where it stopped). Prompts are encoded like the PPO rollout's
+    (``add_special_tokens=False`` for chat-templated text)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -123,7 +125,12 @@ def generate_completions(
     tokens: list[list[int]] = []
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="generate", disable=not progress, leave=False):
-        encoded = encode_prompts(tokenizer, prompts[start : start + batch_size], max_length=10**9)
+        encoded = encode_prompts(
+            tokenizer,
+            prompts[start : start + batch_size],
+            max_length=10**9,
+            add_special_tokens=add_special_tokens,
+        )
         query_ids, query_mask = left_pad(encoded, pad)
         raw = sample_tokens(
             model,

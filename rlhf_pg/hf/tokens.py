@@ -40,8 +40,11 @@ def encode_prompts(
     *,
     max_length: int,
     truncation: str = "error",
+    add_special_tokens: bool = True,
 ) -> list[list[int]]:
-    """Token ids of each prompt, checked: non-empty list of non-empty strings within the limit."""
+    """Token ids of each prompt, checked: non-empty list of non-empty strings within the limit.
+
+    ``add_special_tokens=False`` for text a chat template rendered: it already holds them."""
     if isinstance(prompts, str) or not isinstance(prompts, Sequence):
         raise TypeError(f"prompts must be a list of strings, got {type(prompts).__name__}")
     if len(prompts) == 0:
@@ -49,7 +52,7 @@ def encode_prompts(
     for i, p in enumerate(prompts):
         if not isinstance(p, str):
             raise TypeError(f"prompt {i} is {type(p).__name__}, expected str: {p!r}")
-    encoded = tokenizer(list(prompts))["input_ids"]
+    encoded = tokenizer(list(prompts), add_special_tokens=add_special_tokens)["input_ids"]
     out = []
     for i, ids in enumerate(encoded):
         if len(ids) == 0:

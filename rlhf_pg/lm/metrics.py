@@ -21,6 +21,15 @@ def global_mean(accelerator, x: Tensor, mask: Tensor | None = None) -> float:
     return float(masked_mean(x, mask, distributed=True))
 
 
+def global_nanmean(accelerator, x: Tensor) -> float:
+    """Mean of the non-NaN entries of ``x`` across every process (a reward component is NaN
+    where it does not apply); NaN when no process has one."""
+    applies = ~torch.isnan(x)
+    both = torch.stack([x.float().nan_to_num(0.0).sum(), applies.sum().float()])
+    total, count = accelerator.reduce(both.to(accelerator.device), "sum").tolist()
+    return total / count if count else math.nan
+
+
 def gather_valid(accelerator, x: Tensor, mask: Tensor) -> Tensor:
     """Valid entries of x from every process, concatenated (uneven sizes allowed)."""
     flat = x[mask].float()

@@ -7,7 +7,7 @@ the last R + 1 logits of the concatenation, shifted by one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import Tensor
@@ -29,10 +29,12 @@ class Rollout:
     query_mask: Tensor  # (B, P) bool
     response_ids: Tensor  # (B, R) long, right-padded after the first stop token
     response_mask: Tensor  # (B, R) bool, True up to and including the stop token
-    prompts: list[str]
+    prompts: list[str]  # as the policy saw them (a conversation rendered by the chat template)
     completions: list[str]
     has_stop: Tensor  # (B,) bool, the response ended with a stop token
     group_size: int = 1
+    conversations: list[list[dict[str, str]]] | None = None  # conversational prompts, else None
+    columns: dict[str, list] = field(default_factory=dict)  # the prompt rows' other columns
     logprobs: Tensor | None = None  # (B, R) policy log-probs under logits / T
     ref_logprobs: Tensor | None = None  # (B, R) reference log-probs under logits / T
     values: Tensor | None = None  # (B, R) V(prompt + response[:t])
@@ -48,6 +50,16 @@ class Rollout:
     def response_lengths(self) -> Tensor:
         return self.response_mask.sum(dim=1)
 
+    @property
+    def completion_messages(self) -> list[list[dict[str, str]]]:
+        """Each completion as a one-message conversation ``[{"role": "assistant", ...}]``."""
+        return [[{"role": "assistant", "content": c}] for c in self.completions]
+
+    def completion_ids(self) -> list[list[int]]:
+        """The valid response tokens of each row (the stop token included where it stopped)."""
+        ids, mask = self.response_ids.cpu(), self.response_mask.cpu()
+        return [row[valid].tolist() for row, valid in zip(ids, mask)]
+
     def select(self, rows: Tensor) -> Rollout:
         """The sub-rollout of the given row indices (tensors and lists alike)."""
         idx = rows.tolist()
@@ -58,6 +70,8 @@ class Rollout:
                 out[f.name] = v[rows.to(v.device)]
             elif isinstance(v, list):
                 out[f.name] = [v[i] for i in idx]
+            elif isinstance(v, dict):  # columns
+                out[f.name] = {name: [col[i] for i in idx] for name, col in v.items()}
             else:
                 out[f.name] = v
         return replace(self, **out)

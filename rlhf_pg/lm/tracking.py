@@ -64,7 +64,7 @@ def tracker_names(log_with: str) -> list[str]:
 
 
 # what a run writes into output_dir: any of these makes the folder "used"
-RUN_OUTPUTS = ("metrics.jsonl", "checkpoint-*")
+RUN_OUTPUTS = ("metrics.jsonl", "checkpoint-*", "completions.jsonl")  # the last: PPO stage evals
 # leftovers of killed saves, deleted with the outputs when a new run overwrites them
 RUN_LEFTOVERS = (".checkpoint-*.partial", ".checkpoint-*.old", ".metrics.jsonl.*.tmp")
 

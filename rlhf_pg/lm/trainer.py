@@ -31,9 +31,9 @@ from ..utils.run_folder import check_process_group
 from .advantages import compute_advantages, last_valid_index, update_batch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PPOConfig
-from .metrics import global_mean, rollout_metrics, timing_metrics, update_metrics
+from .metrics import global_mean, global_nanmean, rollout_metrics, timing_metrics, update_metrics
 from .models import build_policy
-from .prompts import TrainerState, next_prompts, prompt_limit
+from .prompts import PromptRows, TrainerState, as_prompt_rows, next_prompts, prompt_limit
 from .rewards import CombinedReward, RewardSpec, validate_scores
 from .rollout import Rollout, check_rollout, evaluate_rollout
 from .tracking import MetricsWriter, TrainerCallback, as_callback, tracker_names
@@ -52,13 +52,18 @@ class PPOTrainer:
             :class:`PolicyWithValueHead`.
         tokenizer: its tokenizer; a pad token distinct from EOS is added if missing
             (the embeddings grow by one row).
-        reward: a callable ``(prompts, completions) -> list[float]``, a
-            :class:`~rlhf_pg.hf.RewardModel`, or a list of them / ``(weight, fn)`` pairs.
-            Needed by :meth:`train` and :meth:`score`, not by :meth:`step` given scores.
+        reward: a callable ``(prompts, completions, **kwargs) -> list[float | None]``
+            (kwargs: the prompt rows' other columns and ``completion_ids``, as its signature
+            asks; see :mod:`rlhf_pg.lm.rewards`), a :class:`~rlhf_pg.hf.RewardModel`, or a
+            list of them / ``(weight, fn)`` pairs. Needed by :meth:`train` and
+            :meth:`score`, not by :meth:`step` given scores.
         ref_model: frozen reference; default a frozen copy of the policy (or,
             with LoRA, the policy with its adapters disabled).
         critic_model: separate value backbone (e.g. a copy of the reward model).
-        prompts: training prompts for :meth:`train`.
+        prompts: training prompts for :meth:`train`: a list of strings, or a prompt
+            dataset (a ``datasets.Dataset`` or a list of row dicts) whose ``prompt`` column
+            holds strings or conversations (:mod:`rlhf_pg.lm.prompts`); checked here,
+            before any model work.
         accelerator: an ``Accelerator``; by default one is built from the config.
         callbacks: :class:`TrainerCallback` objects or ``fn(step, metrics)`` hooks.
         peft_config: a ``peft.LoraConfig`` to train adapters with (instead of the config's
@@ -75,7 +80,7 @@ class PPOTrainer:
         reward: RewardSpec | None = None,
         ref_model=None,
         critic_model=None,
-        prompts: Sequence[str] | None = None,
+        prompts: Sequence[str] | PromptRows | Sequence[dict] | None = None,
         accelerator: Accelerator | None = None,
         callbacks: Sequence[TrainerCallback | Callable] = (),
         peft_config=None,
@@ -94,7 +99,9 @@ class PPOTrainer:
         set_seed(cfg.seed)
         self.tokenizer = tokenizer
         self.reward = CombinedReward(reward) if reward is not None else None
-        self.prompts = list(prompts) if prompts is not None else None
+        self.prompts = as_prompt_rows(prompts, tokenizer) if prompts is not None else None
+        if self.reward is not None and self.prompts is not None:
+            self.reward.check_arguments(list(self.prompts.columns))
         self.writer = MetricsWriter(self.accelerator, cfg)  # claims output_dir before any work
         reward_models = self.reward.models() if self.reward else []
         policy, self.ref_model = build_policy(
@@ -142,12 +149,13 @@ class PPOTrainer:
         return global_mean(self.accelerator, x, mask)
 
     # ------------------------------------------------------------------ rollout
-    def _encode(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
+    def _encode(self, prompts: PromptRows) -> tuple[Tensor, Tensor]:
         ids = encode_prompts(
             self.tokenizer,
-            prompts,
+            prompts.texts,
             max_length=self.max_prompt_length,
             truncation=self.config.prompt_truncation,
+            add_special_tokens=prompts.add_special_tokens,
         )
         query_ids, query_mask = left_pad(ids, self.tokenizer.pad_token_id)
         return query_ids.to(self.device), query_mask.to(self.device)
@@ -175,21 +183,24 @@ class PPOTrainer:
         return truncate_at_stop(raw, self.stop_ids, self.tokenizer.pad_token_id)
 
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str]) -> Rollout:
-        """Sample ``samples_per_prompt`` completions per prompt and evaluate them."""
+    def generate(self, prompts: Sequence[str] | PromptRows) -> Rollout:
+        """Sample ``samples_per_prompt`` completions per prompt and evaluate them.
+        ``prompts``: strings, conversations, or rows of a prompt dataset."""
         k = self.config.samples_per_prompt
-        repeated = [p for p in prompts for _ in range(k)]
-        query_ids, query_mask = self._encode(repeated)
+        rows = as_prompt_rows(prompts, self.tokenizer).repeat(k)
+        query_ids, query_mask = self._encode(rows)
+        texts = rows.texts
         if self.config.prompt_truncation == "left":  # rewards see the prompt the policy saw
             cut = query_mask.sum(dim=1) >= self.max_prompt_length
             seen = decode_rows(self.tokenizer, query_ids, query_mask)
-            repeated = [s if c else p for p, s, c in zip(repeated, seen, cut.tolist())]
+            texts = [s if c else p for p, s, c in zip(texts, seen, cut.tolist())]
         start = time.perf_counter()
         response_ids, response_mask, has_stop = self._sample(query_ids, query_mask)
         seconds = time.perf_counter() - start
         rollout = self.rollout_from_tokens(
-            query_ids, query_mask, response_ids, response_mask, prompts=repeated, group_size=k
-        )
+            query_ids, query_mask, response_ids, response_mask, prompts=texts, group_size=k,
+            conversations=rows.conversations, columns=rows.columns,
+        )  # fmt: skip
         rollout.has_stop = has_stop
         rollout.generate_seconds = seconds
         return rollout
@@ -197,7 +208,7 @@ class PPOTrainer:
     @torch.no_grad()
     def complete(
         self,
-        prompts: Sequence[str],
+        prompts: Sequence[str] | PromptRows,
         *,
         greedy: bool = False,
         temperature: float | None = None,
@@ -216,7 +227,8 @@ class PPOTrainer:
             settings["temperature"] = 0.0 if greedy else temperature
         if max_new_tokens is not None:
             settings["max_new_tokens"] = max_new_tokens
-        ids, mask, _ = self._sample(*self._encode(prompts), **settings)
+        rows = as_prompt_rows(prompts, self.tokenizer)
+        ids, mask, _ = self._sample(*self._encode(rows), **settings)
         return decode_rows(self.tokenizer, ids, mask)
 
     @torch.no_grad()
@@ -229,9 +241,12 @@ class PPOTrainer:
         *,
         prompts: list[str] | None = None,
         group_size: int = 1,
+        conversations: list[list[dict[str, str]]] | None = None,
+        columns: dict[str, list] | None = None,
     ) -> Rollout:
         """Build and evaluate a rollout from given tokens (left-padded prompts,
-        right-padded responses): policy and reference log-probs, values, entropy."""
+        right-padded responses): policy and reference log-probs, values, entropy.
+        ``conversations`` and ``columns`` (one entry per row) go to the reward functions."""
         dev = self.device
         query_ids, query_mask = query_ids.to(dev), query_mask.to(dev).bool()
         response_ids, response_mask = response_ids.to(dev), response_mask.to(dev).bool()
@@ -243,7 +258,7 @@ class PPOTrainer:
         has_stop = torch.isin(last_tokens, torch.as_tensor(self.stop_ids, device=dev))
         rollout = Rollout(
             query_ids, query_mask, response_ids, response_mask, list(prompts), texts, has_stop,
-            group_size=group_size,
+            group_size=group_size, conversations=conversations, columns=dict(columns or {}),
         )  # fmt: skip
         self._evaluate(rollout)
         return rollout
@@ -322,7 +337,9 @@ class PPOTrainer:
         """Run until ``config.max_steps`` steps are done (or ``num_steps`` more)."""
         cfg, acc = self.config, self.accelerator
         if not self.prompts:
-            raise ValueError("train() needs prompts: PPOTrainer(..., prompts=[...])")
+            raise ValueError(
+                "train() needs prompts: PPOTrainer(..., prompts=[...] or a prompt dataset)"
+            )
         if self.reward is None:
             raise ValueError("train() needs a reward: PPOTrainer(..., reward=fn or RewardModel)")
         self._encode(self.prompts)  # every prompt checked before the first step
@@ -352,17 +369,19 @@ class PPOTrainer:
             cb.on_train_end(self)
         return history
 
-    def next_prompts(self) -> list[str]:
-        """This process's share of the next global batch of training prompts."""
+    def next_prompts(self) -> PromptRows:
+        """This process's share of the next global batch of training prompt rows."""
         acc = self.accelerator
-        return next_prompts(
-            self.prompts, self.state, batch_size=self.config.batch_size,
+        rows = next_prompts(
+            range(len(self.prompts)), self.state, batch_size=self.config.batch_size,
             rank=acc.process_index, num_processes=acc.num_processes, seed=self.config.seed,
         )  # fmt: skip
+        return self.prompts.select(rows)
 
     def _rollout_extras(self, rollout: Rollout, parts: dict[str, Tensor]) -> dict[str, float]:
         """Each reward component's mean and the callbacks' rollout metrics, over processes."""
-        extra = {f"reward/{name}": self.global_mean(part) for name, part in parts.items()}
+        # a component's mean over the rows it applies to (NaN marks "does not apply")
+        extra = {f"reward/{name}": global_nanmean(self.accelerator, p) for name, p in parts.items()}
         for cb in self.callbacks:
             for name, value in (cb.on_rollout(self, rollout) or {}).items():
                 extra[name] = self.global_mean(torch.tensor(float(value)))

@@ -10,10 +10,18 @@ stage every ``eval_every`` steps, benchmarks):
 ``proxy``            mean reward (reward model and/or callables), if a reward is given
 ``kl_seq``           mean per-sequence k1 KL to the reference, if a reference is given
 ``response_length``  mean completion length in tokens (stop token included)
+``eos_rate``         share of completions that ended with EOS (not cut at the length limit)
+``reward/<name>``    each reward component's mean over the completions it applies to
 ``accuracy``         arithmetic tasks: exact-match accuracy of greedy answers
 ``accuracy_sampled`` arithmetic tasks: exact-match accuracy of the samples
 ``samples``          a few rows ``{prompt, completion, ...}``, one per distinct prompt
+``completions``      with ``with_table=True``: every sample's row ``{prompt, completion,
+                     proxy, reward/<name>, kl, ...}`` (None: that reward does not apply)
 ==================== ===========================================================
+
+``prompts`` are strings or a prompt dataset (:func:`rlhf_pg.lm.prompts.as_prompt_rows`):
+conversations are sampled after their chat template, as in training, and the rewards get the
+rows' other columns, as in training.
 
 Sampling goes through :mod:`rlhf_pg.hf.sampling` with a ``torch.Generator`` seeded from
 ``seed``: the same seed gives the same samples, and the global RNG (CPU and CUDA) that
@@ -25,6 +33,7 @@ forward pass the trainer's own rollout uses.
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,11 +47,11 @@ from ..core import kl_k1
 from ..hf.sampling import generate_completions
 from ..hf.scoring import RewardModel
 from ..hf.tokens import encode_prompts, left_pad
+from ..lm.prompts import PromptRows, as_prompt_rows
 from ..lm.rewards import CombinedReward, RewardSpec
 from ..lm.rollout import Rollout, response_forward
 from ..tasks import chat_arithmetic
 from ..tasks.arithmetic import arithmetic_prompts, exact_match_reward
-from ..tasks.chat_arithmetic import answer_exact_match
 from ..tasks.gold import fraction_positive, gold_reward
 from ..tasks.reviews import sentiment_prompts
 from ..utils.config import check_types, require, require_model_path
@@ -124,14 +133,18 @@ def eval_mode(*models) -> Iterator[None]:
 
 
 def token_batch(
-    tokenizer, prompts: Sequence[str], completion_tokens: Sequence[Sequence[int]]
+    tokenizer,
+    prompts: Sequence[str],
+    completion_tokens: Sequence[Sequence[int]],
+    add_special_tokens: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Left-padded prompts and right-padded responses, in the rollout's layout, from the
     token ids :func:`~rlhf_pg.hf.sampling.generate_completions` returns (prompts encoded the
     same way it encodes them)."""
-    query_ids, query_mask = left_pad(
-        encode_prompts(tokenizer, list(prompts), max_length=10**9), tokenizer.pad_token_id
+    encoded = encode_prompts(
+        tokenizer, list(prompts), max_length=10**9, add_special_tokens=add_special_tokens
     )
+    query_ids, query_mask = left_pad(encoded, tokenizer.pad_token_id)
     width = max(1, max(len(c) for c in completion_tokens))
     response_ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
     response_mask = torch.zeros((len(prompts), width), dtype=torch.bool)
@@ -151,6 +164,7 @@ def sequence_kl(
     completion_tokens: Sequence[Sequence[int]],
     temperature: float = 1.0,
     batch_size: int = 64,
+    add_special_tokens: bool = True,
 ) -> list[float]:
     """Per-sequence k1 KL estimate, the sum over completion tokens of log pi - log pi_ref,
     both under logits / temperature (1 for greedy). ``completion_tokens`` are token ids
@@ -161,7 +175,9 @@ def sequence_kl(
     with eval_mode(policy, reference):
         for start in range(0, len(prompts), batch_size):
             chunk = slice(start, start + batch_size)
-            tensors = token_batch(tokenizer, prompts[chunk], completion_tokens[chunk])
+            tensors = token_batch(
+                tokenizer, prompts[chunk], completion_tokens[chunk], add_special_tokens
+            )
             tensors = tuple(x.to(device) for x in tensors)
             logprobs, _, _ = response_forward(policy, *tensors, temperature=t)
             ref_logprobs, _, _ = response_forward(reference, *tensors, temperature=t)
@@ -172,22 +188,36 @@ def sequence_kl(
 def proxy_scores(
     reward: RewardSpec,
     tokenizer,
-    prompts: list[str],
+    prompts: Sequence[str] | PromptRows,
     completions: list[str],
     completion_tokens: Sequence[Sequence[int]],
-) -> list[float]:
-    """The reward of sampled completions, scored as the trainer scores a rollout (a reward
-    model sharing the policy's vocabulary reads the tokens, anything else the text)."""
+) -> tuple[list[float], dict[str, list[float | None]]]:
+    """The reward of sampled completions and each component's scores (None where it does
+    not apply), scored as the trainer scores a rollout: a reward model sharing the policy's
+    vocabulary reads the tokens, anything else the text, with the rows' other columns."""
     scorer = reward if isinstance(reward, CombinedReward) else CombinedReward(reward)
-    ids = token_batch(tokenizer, prompts, completion_tokens)
+    rows = as_prompt_rows(prompts, tokenizer)
+    ids = token_batch(tokenizer, rows.texts, completion_tokens, rows.add_special_tokens)
     eos = tokenizer.eos_token_id
     has_stop = torch.tensor([len(t) > 0 and t[-1] == eos for t in completion_tokens])
-    scores, _ = scorer(Rollout(*ids, prompts, completions, has_stop), tokenizer)
-    return scores.tolist()
+    rollout = Rollout(
+        *ids, rows.texts, completions, has_stop,
+        conversations=rows.conversations, columns=rows.columns,
+    )  # fmt: skip
+    scores, parts = scorer(rollout, tokenizer)
+    components = {
+        name: [None if math.isnan(v) else v for v in part.tolist()] for name, part in parts.items()
+    }
+    return scores.tolist(), components
+
+
+def _applicable_mean(values: list[float | None]) -> float | None:
+    scored = [v for v in values if v is not None]
+    return statistics.fmean(scored) if scored else None
 
 
 def arithmetic_accuracy(
-    prompts: list[str],
+    prompts: list,
     greedy: list[str],
     sampled: list[str],
     k: int,
@@ -195,17 +225,19 @@ def arithmetic_accuracy(
     answers: Sequence | None = None,
 ) -> dict:
     """Exact-match accuracy of the greedy answers and of the ``k`` samples per prompt; the
-    rows shown are the greedy answers. With ``answers`` (one per prompt, the chat task's
-    answer column) a completion must state that answer; without, the sum solved from an
+    rows shown are the greedy answers. With ``answers`` (one per prompt: the chat task's
+    answer column) a reply must state that answer; without, the sum solved from an
     ``"a+b="`` prompt."""
     repeated = [p for p in prompts for _ in range(k)]
     if answers is None:
         correct = exact_match_reward(prompts, greedy)
         correct_sampled = exact_match_reward(repeated, sampled)
     else:
-        correct = answer_exact_match(prompts, greedy, answer=list(answers))
+        correct = chat_arithmetic.answer_exact_match(prompts, greedy, answer=list(answers))
         repeated_answers = [a for a in answers for _ in range(k)]
-        correct_sampled = answer_exact_match(repeated, sampled, answer=repeated_answers)
+        correct_sampled = chat_arithmetic.answer_exact_match(
+            repeated, sampled, answer=repeated_answers
+        )
     rows = [
         {"prompt": p, "completion": c, "correct": bool(r)}
         for p, c, r in zip(prompts, greedy, correct)
@@ -221,7 +253,7 @@ def arithmetic_accuracy(
 def evaluate_policy(
     policy,
     tokenizer,
-    prompts: Sequence[str],
+    prompts: Sequence[str] | PromptRows,
     *,
     task: str,
     max_new_tokens: int,
@@ -230,73 +262,84 @@ def evaluate_policy(
     seed: int = 0,
     reward: RewardSpec | None = None,
     reference=None,
-    answers: Sequence | None = None,
     n_samples_shown: int = 6,
     batch_size: int = 64,
+    with_table: bool = False,
 ) -> dict:
     """Metrics of ``policy`` (a causal LM) on held-out ``prompts`` (keys in the module doc).
 
     ``samples_per_prompt`` completions per prompt are drawn at ``temperature`` from a
     generator seeded with ``seed``. ``reward`` (anything :class:`rlhf_pg.lm.PPOTrainer`
     takes) gives ``proxy``; ``reference`` (a causal LM, or :class:`PeftReference`) gives
-    ``kl_seq``. ``answers`` (task ``chat_arithmetic``, one per prompt) are what the
-    accuracy checks completions against. Neither the global RNG nor the policy's
-    train/eval mode is changed.
+    ``kl_seq``. Neither the global RNG nor the policy's train/eval mode is changed.
     """
     if task not in TASKS:
         raise ValueError(f"task={task!r} is not valid; choose one of {', '.join(TASKS)}")
-    if task == "chat_arithmetic" and (answers is None or len(answers) != len(prompts)):
-        n = None if answers is None else len(answers)
+    data, k = as_prompt_rows(prompts, tokenizer), samples_per_prompt
+    if task == "chat_arithmetic" and "answer" not in data.columns:
         raise ValueError(
-            f"task chat_arithmetic needs one answer per prompt: {len(prompts)} prompts, answers={n}"
+            f"task chat_arithmetic scores replies against an 'answer' column; the prompt rows "
+            f"have {sorted(data.columns)}"
         )
-    prompts, k = list(prompts), samples_per_prompt
-    repeated = [p for p in prompts for _ in range(k)]
-    kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    prompts, special = data.texts, data.add_special_tokens
+    repeated_rows = data.repeat(k)
+    repeated = repeated_rows.texts
+    kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, add_special_tokens=special)
     gen = torch.Generator().manual_seed(seed)
     completions, tokens = generate_completions(
         policy, tokenizer, repeated, temperature=temperature, generator=gen, **kw
     )
-    result: dict = {"response_length": statistics.fmean(len(t) for t in tokens)}
-    rows = [{"prompt": p, "completion": c} for p, c in zip(repeated, completions)]
+    eos = tokenizer.eos_token_id
+    result: dict = {
+        "response_length": statistics.fmean(len(t) for t in tokens),
+        "eos_rate": statistics.fmean(float(len(t) > 0 and t[-1] == eos) for t in tokens),
+    }
+    shown = repeated_rows.conversations or repeated  # a conversation is shown as one
+    rows = [{"prompt": p, "completion": c} for p, c in zip(shown, completions)]
     if reward is not None:
-        scores = proxy_scores(reward, tokenizer, repeated, completions, tokens)
+        scores, components = proxy_scores(reward, tokenizer, repeated_rows, completions, tokens)
         result["proxy"] = statistics.fmean(scores)
         for row, s in zip(rows, scores):
             row["proxy"] = s
+        for name, values in components.items():
+            result[f"reward/{name}"] = _applicable_mean(values)
+            for row, v in zip(rows, values):
+                row[f"reward/{name}"] = v
     if reference is not None:
-        kls = sequence_kl(policy, reference, tokenizer, repeated, tokens, temperature, batch_size)
+        kls = sequence_kl(
+            policy, reference, tokenizer, repeated, tokens, temperature, batch_size, special
+        )
         result["kl_seq"] = statistics.fmean(kls)
+        for row, kl in zip(rows, kls):
+            row["kl"] = kl
     if task == "sentiment":
         gold = gold_reward(repeated, completions)
         result.update(gold_mean=statistics.fmean(gold), gold_positive=fraction_positive(gold))
         for row, g in zip(rows, gold):
             row["gold"] = g
     result["samples"] = rows[::k][:n_samples_shown]  # one row per distinct prompt
+    if with_table:
+        result["completions"] = rows
     if task in ("arithmetic", "chat_arithmetic"):
         greedy, _ = generate_completions(policy, tokenizer, prompts, temperature=0.0, **kw)
-        result.update(
-            arithmetic_accuracy(prompts, greedy, completions, k, n_samples_shown, answers)
-        )
+        answers = data.columns.get("answer") if task == "chat_arithmetic" else None
+        shown = data.conversations or prompts
+        result.update(arithmetic_accuracy(shown, greedy, completions, k, n_samples_shown, answers))
     return result
 
 
-def eval_prompts(args: EvalArgs, tokenizer=None) -> tuple[list[str], list[int] | None]:
-    """The held-out prompts an :class:`EvalArgs` names, and their answers (chat task only;
-    its conversations are rendered with ``tokenizer``'s chat template)."""
+def eval_prompts(args: EvalArgs) -> list:
+    """The held-out prompts an :class:`EvalArgs` names (for the chat task, rows of a
+    conversation and its answer)."""
     if args.task == "chat_arithmetic":
-        rows = chat_arithmetic.problem_rows(
-            "held_out", args.max_operand, args.held_out_fraction, args.split_seed, args.n_prompts
-        )
-        prompts = [chat_arithmetic.render_prompt(tokenizer, r["prompt"]) for r in rows]
-        return prompts, [r["answer"] for r in rows]
+        split = (args.max_operand, args.held_out_fraction, args.split_seed)
+        return chat_arithmetic.problem_rows("held_out", *split, limit=args.n_prompts)
     if args.task == "arithmetic":
         held = arithmetic_prompts(
             "held_out", args.max_operand, args.held_out_fraction, args.split_seed
         )
-        return held[: args.n_prompts], None
-    prompts = sentiment_prompts(args.n_prompts, seed=args.prompt_seed, n_words=args.prompt_words)
-    return prompts, None
+        return held[: args.n_prompts]
+    return sentiment_prompts(args.n_prompts, seed=args.prompt_seed, n_words=args.prompt_words)
 
 
 def run_evaluation(args: EvalArgs) -> dict:
@@ -313,11 +356,10 @@ def run_evaluation(args: EvalArgs) -> dict:
     reward = None
     if args.reward_model_path:
         reward = RewardModel.from_pretrained(args.reward_model_path)
-    prompts, answers = eval_prompts(args, tokenizer)
     metrics = evaluate_policy(
         policy,
         tokenizer,
-        prompts,
+        eval_prompts(args),
         task=args.task,
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
@@ -325,7 +367,6 @@ def run_evaluation(args: EvalArgs) -> dict:
         seed=args.seed,
         reward=reward,
         reference=reference,
-        answers=answers,
         n_samples_shown=args.n_samples_shown,
     )
     result = {"model_path": args.model_path, "task": args.task, **metrics}

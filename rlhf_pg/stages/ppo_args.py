@@ -10,21 +10,32 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ..lm import PPOConfig
-from ..utils.config import check_types, parse_recipe_args, require, require_model_path
+from ..utils.config import (
+    check_types,
+    parse_recipe_args,
+    require,
+    require_model_path,
+    with_aliases,
+)
+from .rewards import REWARD_FN_FORMS, resolve_reward_fn
 
 
+@with_aliases
 @dataclass
 class PPORecipeArgs:
     """What the PPO recipe trains: the policy, its prompts, its reward and how it is evaluated."""
 
+    ALIASES: ClassVar[dict[str, str]] = {"dataset_split": "dataset_train_split"}
+
     task: Literal["sentiment", "arithmetic", "chat_arithmetic", "dataset"] = field(
         default="sentiment",
         metadata={
-            "help": "prompt source: generated reviews, addition problems (plain or as chat "
-            "conversations with an answer column), or a dataset"
+            "help": "prompt source: generated reviews, addition problems (plain, or as "
+            "conversations with an answer column), or a dataset (dataset_name; its "
+            "prompt_column holds strings or conversations)"
         },
     )
     model_name_or_path: str = field(
@@ -44,19 +55,52 @@ class PPORecipeArgs:
         metadata={"help": "classifier with several labels: the label whose logit is the reward"},
     )
     reward_model_weight: float = field(default=1.0, metadata={"help": "weight of the RM"})
-    reward_fn: Literal["none", "exact_match", "answer_exact_match", "vader"] = field(
-        default="none", metadata={"help": "built-in reward callable (added to the RM if both)"}
+    reward_fn: str = field(
+        default="none",
+        metadata={
+            "help": "reward function (added to the RM if both): none, exact_match, "
+            "answer_exact_match, vader, module:function or path/to/file.py:function; it gets "
+            "the dataset's other columns as keyword arguments"
+        },
     )
     reward_fn_weight: float = field(default=1.0, metadata={"help": "weight of reward_fn"})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "allow hub model code for the policy"}
     )
     dataset_name: str | None = field(
-        default=None, metadata={"help": "task dataset: hub name or local folder/file"}
+        default=None,
+        metadata={
+            "help": "task dataset: hub name, a save_to_disk folder, a json/jsonl/csv/parquet "
+            "file, or a folder of them (train.jsonl, test.jsonl)"
+        },
     )
-    dataset_split: str = field(default="train", metadata={"help": "task dataset: split"})
-    text_column: str = field(default="text", metadata={"help": "task dataset: text column"})
-    prompt_words: int = field(default=4, metadata={"help": "prompt = first N words of a text"})
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "task dataset: hub configuration name"}
+    )
+    dataset_train_split: str = field(
+        default="train", metadata={"help": "task dataset: split of the training prompts"}
+    )
+    dataset_test_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "task dataset: split of the evaluation prompts; default: the first "
+            "num_eval_prompts rows of the training split, held out"
+        },
+    )
+    prompt_column: str = field(
+        default="prompt",
+        metadata={"help": "task dataset: column of prompts (strings or conversations)"},
+    )
+    text_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "task dataset without prompts: prompt = the first prompt_words words of "
+            "this text column (instead of prompt_column)"
+        },
+    )
+    prompt_words: int = field(
+        default=4, metadata={"help": "prompt = first N words of a text (sentiment, text_column)"}
+    )
     num_prompts: int = field(default=2048, metadata={"help": "training prompts"})
     num_eval_prompts: int = field(default=128, metadata={"help": "held-out evaluation prompts"})
     eval_every: int = field(default=10, metadata={"help": "evaluate every N steps; 0 = ends"})
@@ -85,8 +129,9 @@ class PPORecipeArgs:
             self.reward_model_path is not None or self.reward_fn != "none",
             self,
             "reward_fn",
-            "with no reward_model_path: give at least one reward",
+            f"with no reward_model_path: give at least one reward ({REWARD_FN_FORMS})",
         )
+        resolve_reward_fn(self.reward_fn)  # a name that does not import: one line, now
         for name in ("prompt_words", "num_prompts", "num_eval_prompts", "eval_samples"):
             require(getattr(self, name) >= 1, self, name, "must be >= 1")
         require(self.eval_every >= 0, self, "eval_every", "must be >= 0")

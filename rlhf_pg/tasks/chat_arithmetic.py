@@ -171,7 +171,7 @@ def answer_exact_match(
 
 
 def chat_tokenizer(vocab_size: int = 320):
-    """The task's Qwen2-style chat tokenizer (:func:`~rlhf_pg.tasks.tokenizer.train_chat_tokenizer`),
+    """The task's Qwen2-style chat tokenizer (:func:`.tokenizer.train_chat_tokenizer`),
     digits split, trained on every phrasing of :data:`QUESTIONS` and the role names; it does
     not depend on the SFT data, so every stage and seed shares one vocabulary."""
     from .tokenizer import train_chat_tokenizer

@@ -39,16 +39,38 @@ def _no_progress_bars() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def load_any_dataset(name: str, split: str = "train") -> Dataset:
-    """A hub dataset name, a folder saved with ``save_to_disk``, or a folder/file of json/parquet."""
+LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def load_any_dataset(name: str, split: str = "train", config: str | None = None) -> Dataset:
+    """One split of a hub dataset (``name``, ``config``), a folder saved with
+    ``save_to_disk`` (a Dataset or a DatasetDict), a json/jsonl/csv/parquet file (split
+    ``train``), or a folder of such files (splits from the file names, e.g. ``train.jsonl``
+    and ``test.jsonl``). A split the dataset lacks is a :class:`ConfigError` naming the ones
+    it has."""
     path = Path(name)
-    if path.is_dir() and (path / "state.json").is_file():
-        return load_from_disk(str(path))
-    if path.is_file():
-        kind = "parquet" if path.suffix == ".parquet" else "json"
-        with _no_progress_bars():  # a local file loads in an instant; keep stderr for errors
-            return load_dataset(kind, data_files=str(path), split=split)
-    return load_dataset(name, split=split)
+    try:
+        with _no_progress_bars() if path.exists() else contextlib.nullcontext():
+            if path.is_dir() and (path / "state.json").is_file():
+                return load_from_disk(str(path))
+            if path.is_dir() and (path / "dataset_dict.json").is_file():
+                splits = load_from_disk(str(path))
+                if split not in splits:
+                    raise ValueError(f"Unknown split {split!r}. Should be one of {list(splits)}.")
+                return splits[split]
+            if path.is_file():
+                kind = LOCAL_FORMATS.get(path.suffix.lower())
+                if kind is None:
+                    raise ConfigError(
+                        f"dataset file {name!r}: unknown format {path.suffix!r}; use one of "
+                        f"{', '.join(LOCAL_FORMATS)} or a folder saved with save_to_disk"
+                    )
+                return load_dataset(kind, data_files=str(path), split=split)
+            return load_dataset(name, config, split=split)
+    except ValueError as err:
+        if "Unknown split" not in str(err):
+            raise
+        raise ConfigError(f"dataset {name!r} has no split {split!r}: {err}") from None
 
 
 def load_texts(name: str, split: str, column: str, max_samples: int | None = None) -> list[str]:

@@ -99,6 +99,16 @@ def safe_torch_load(path: str | os.PathLike, map_location: str | torch.device = 
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+def append_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
+    """Append records as JSON lines in one write: a kill can tear only the last line, which
+    :func:`filter_jsonl` (run on resume) drops; earlier lines are never touched."""
+    if not records:
+        return
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    with open(path, "a") as f:
+        f.write(text)
+
+
 def filter_jsonl(path: str | os.PathLike, keep: Callable[[dict], bool]) -> int:
     """Atomically rewrite a JSON-lines file with only the records ``keep`` accepts; a torn
     last line (a kill mid-append) is dropped too. Returns the number of records dropped."""
