@@ -86,6 +86,25 @@ def test_chat_demo_runs_sft_then_each_estimator_on_the_answer_column(tmp_path):
     assert evaluated["accuracy"] == last["accuracy"]
     assert evaluated["samples"] == last["samples"]
 
+    # the same rows as a user's dataset on disk (task: dataset, the built-in reward by name):
+    # the same run as the built-in task, step for step
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, rows in (("train", ca.problem_rows("train")), ("test", ca.problem_rows("held_out"))):
+        (data / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ppo = runpy.run_path(str(RECIPES / "ppo.py"))["main"]
+    flags = [f"--{k}={v}" for k, v in TINY_RL.items()]
+    argv = ["--config", str(RECIPES / "configs" / "grpo_chat_arithmetic.yaml"), *flags]
+    argv += ["--task", "dataset", "--dataset_name", str(data)]
+    argv += ["--seed", "0", "--model_name_or_path", str(sft_path), "--progress_bar", "false"]
+    argv += ["--output_dir", str(tmp_path / "from_file"), "--save_policy", "false"]
+    assert ppo(argv + ["--dataset_test_split", "test"]) == 0
+    from_file = json.loads((tmp_path / "from_file" / "ppo_results.json").read_text())
+    built_in = json.loads((out / "grpo" / "ppo_results.json").read_text())
+    for key in ("score/mean", "kl/seq", "loss/policy", "reward/answer_exact_match"):
+        assert from_file["history"][0][key] == built_in["history"][0][key], key
+    assert from_file["evals"][-1]["proxy"] == built_in["evals"][-1]["proxy"]
+
     report = (out / "report.md").read_text()
     for name in ("grpo", "rloo", "ppo"):
         assert f"| {name} | 1 x " in report
