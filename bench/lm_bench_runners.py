@@ -59,7 +59,13 @@ def ours_config(name: str, args):
             max_grad_norm=0.0,
             **common,
         )
-    groups = dict(samples_per_prompt=GROUP, batch_size=args.batch_size // GROUP, update_epochs=1)
+    # critic-free: keep the sampling pass's log-probs (TRL reuses its generation pass too)
+    groups = dict(
+        samples_per_prompt=GROUP,
+        batch_size=args.batch_size // GROUP,
+        update_epochs=1,
+        sampling_logprobs=True,
+    )
     if name == "ours-rloo":
         # as TRL 1.16 RLOO: k1 sequence KL in the reward, a sequence-level loss (token sum)
         return PPOConfig(

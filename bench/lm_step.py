@@ -28,8 +28,9 @@ CONFIGS = {
     "ppo": ({"estimator": "ppo"}, 64),
     "ppo-composed-gelu": ({"estimator": "ppo", "fused_gelu": False}, 64),
     "ppo-lora": ({"estimator": "ppo", "use_lora": True, "lora_r": 8, "learning_rate": 1e-3}, 64),
-    "rloo-k4": ({"estimator": "rloo", "samples_per_prompt": 4}, 16),
-    "grpo-k4": ({"estimator": "grpo", "samples_per_prompt": 4}, 16),
+    # critic-free: the sampling pass's log-probs are kept (PPOConfig.sampling_logprobs)
+    "rloo-k4": ({"estimator": "rloo", "samples_per_prompt": 4, "sampling_logprobs": True}, 16),
+    "grpo-k4": ({"estimator": "grpo", "samples_per_prompt": 4, "sampling_logprobs": True}, 16),
 }
 WORDS = [
     "the",

@@ -78,6 +78,25 @@ def actor_critic_params(agent: ActorCritic) -> tuple[list[nn.Parameter], list[nn
     return [p for p in agent.parameters() if id(p) not in ids], critic
 
 
+@torch.no_grad()
+def clip_grad_norm(grads: list[Tensor], max_norm: float) -> Tensor:
+    r"""Scale ``grads`` in place so their global L2 norm is at most ``max_norm`` (0: no
+    clipping); returns the norm before clipping.
+
+    .. math:: g \leftarrow g \cdot \min\Big(1, \frac{c}{\lVert g \rVert_2 + 10^{-6}}\Big)
+
+    The operations of ``torch.nn.utils.clip_grad_norm_`` in the same order (bit-identical
+    results), without its per-call grouping of the tensors by device and dtype: with a
+    4k-parameter network that bookkeeping cost as much as the arithmetic.
+    """
+    if not grads:
+        return torch.zeros(())
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+    if max_norm > 0:
+        torch._foreach_mul_(grads, torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    return norm
+
+
 def unchecked_core() -> contextlib.AbstractContextManager[None]:
     """Skip the core's NaN/inf input scans inside a minibatch loop.
 
@@ -138,12 +157,11 @@ class Algorithm:
         """One optimiser step with global grad-norm clipping; returns the pre-clip norm."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.cfg.max_grad_norm > 0:
-            norm = nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
-        else:
-            norm = nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+        norm = clip_grad_norm(
+            [p.grad for p in self.params if p.grad is not None], self.cfg.max_grad_norm
+        )
         self.optimizer.step()
-        return norm.detach()
+        return norm
 
     def check_losses(self, logs: Tensor) -> None:
         """One scan per update for what the skipped per-minibatch checks would have caught."""

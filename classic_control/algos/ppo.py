@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -24,6 +24,32 @@ _LOGGED = (
 )
 
 
+def flat_steps(b: Batch, adv: Tensor, ret: Tensor) -> dict[str, Tensor]:
+    """Every stored step of the rollout as one row (dim 0) of each tensor."""
+    obs, actions = b.flat()
+    return {
+        "obs": obs,
+        "actions": actions,
+        "old_logp": b.logprobs.reshape(-1),
+        "old_v": b.values.reshape(-1),
+        "adv": adv.reshape(-1),
+        "ret": ret.reshape(-1),
+    }
+
+
+def shuffled_minibatches(
+    d: dict[str, Tensor], perm: Tensor, mb_size: int
+) -> Iterator[dict[str, Tensor]]:
+    """The rows of ``d`` in the order ``perm``, in consecutive minibatches of ``mb_size``.
+
+    One gather per tensor per epoch, then slices (views): the same rows as gathering
+    ``perm[start : start + mb_size]`` for every minibatch, with fewer copies and calls.
+    """
+    shuffled = {k: v[perm] for k, v in d.items()}
+    for start in range(0, len(perm), mb_size):
+        yield {k: v[start : start + mb_size] for k, v in shuffled.items()}
+
+
 class PPO(Algorithm):
     @classmethod
     def check_config(cls, cfg: Config) -> None:
@@ -39,17 +65,7 @@ class PPO(Algorithm):
     def update(self, b: Batch, progress_left: float) -> dict[str, float]:
         cfg = self.cfg
         adv, ret = self.advantages(b)
-        obs, actions = b.flat()
-        n = obs.shape[0]
-        flat = {
-            "obs": obs,
-            "actions": actions,
-            # the core wants (batch, time): a flat minibatch is one row
-            "old_logp": b.logprobs.reshape(1, n),
-            "old_v": b.values.reshape(1, n),
-            "adv": adv.reshape(1, n),
-            "ret": ret.reshape(1, n),
-        }
+        flat = flat_steps(b, adv, ret)
         clip = max(cfg.clip_eps * (progress_left if cfg.anneal_clip else 1.0), 1e-8)
         with unchecked_core():
             logs, epochs = self._epochs(flat, clip)
@@ -69,12 +85,9 @@ class PPO(Algorithm):
 
         logs: list[Tensor] = []
         for epoch in range(cfg.update_epochs):
-            perm = torch.randperm(n)
             epoch_kl = []
-            for start in range(0, n, mb_size):
-                pg, vl, ent_mean, grad_norm = self.minibatch_step(
-                    d, perm[start : start + mb_size], clipped
-                )
+            for mb in shuffled_minibatches(d, torch.randperm(n), mb_size):
+                pg, vl, ent_mean, grad_norm = self.minibatch_step(mb, clipped)
                 logs.append(
                     torch.stack(
                         [pg.loss, vl, ent_mean, pg.approx_kl, pg.clip_fraction, grad_norm]
@@ -86,22 +99,23 @@ class PPO(Algorithm):
         return torch.stack(logs), cfg.update_epochs
 
     def minibatch_step(
-        self, d: dict[str, Tensor], idx: Tensor, policy_loss: Callable
+        self, mb: dict[str, Tensor], policy_loss: Callable
     ) -> tuple[Any, Tensor, Tensor, Tensor]:
-        """One optimizer step on the minibatch ``idx``: ``policy_loss(logp, old_logp, adv)``
-        (clipped surrogate, or the KL-penalty one) + value loss - entropy bonus."""
+        """One optimizer step on the minibatch ``mb`` (rows of :func:`flat_steps`):
+        ``policy_loss(logp, old_logp, adv)`` (clipped surrogate, or the KL-penalty one)
+        + value loss - entropy bonus."""
         cfg, agent = self.cfg, self.agent
-        logp, ent, v = agent.evaluate(
-            d["obs"][idx], d["actions"][idx], entropy_grad=cfg.entropy_coef != 0
-        )
-        adv = d["adv"][:, idx]
-        if cfg.norm_adv and len(idx) > 1:
+        logp, ent, v = agent.evaluate(mb["obs"], mb["actions"], entropy_grad=cfg.entropy_coef != 0)
+
+        def row(x: Tensor) -> Tensor:  # the core wants (batch, time): a minibatch is one row
+            return x.view(1, -1)
+
+        adv = row(mb["adv"])
+        if cfg.norm_adv and adv.shape[1] > 1:
             adv = whiten(adv)
-        pg = policy_loss(logp.view(1, -1), d["old_logp"][:, idx], adv)
+        pg = policy_loss(row(logp), row(mb["old_logp"]), adv)
         vf_clip = cfg.clip_eps_value if cfg.clip_vloss else None
-        vl = value_loss(
-            v.view(1, -1), d["ret"][:, idx], old_values=d["old_v"][:, idx], clip_eps=vf_clip
-        )
+        vl = value_loss(row(v), row(mb["ret"]), old_values=row(mb["old_v"]), clip_eps=vf_clip)
         ent_mean = ent.mean()
         grad_norm = self.step(pg.loss - cfg.entropy_coef * ent_mean + cfg.vf_coef * vl)
         return pg, vl, ent_mean, grad_norm

@@ -23,7 +23,7 @@ from ..config import Config, ConfigError
 from ..networks import ActorCritic
 from ..rollout import Batch
 from .base import unchecked_core
-from .ppo import PPO
+from .ppo import PPO, flat_steps, shuffled_minibatches
 
 _LOGGED = ("loss/policy", "loss/value", "loss/entropy", "loss/kl_penalty", "grad_norm")
 
@@ -49,21 +49,14 @@ class PPOKL(PPO):
     def update(self, b: Batch, progress_left: float) -> dict[str, float]:
         adv, ret = self.advantages(b)
         n = b.steps
-        flat = {
-            "obs": b.obs.reshape(n, -1),
-            "actions": b.actions.reshape(n, *b.actions.shape[2:]),
-            "old_logp": b.logprobs.reshape(1, n),
-            "old_v": b.values.reshape(1, n),
-            "adv": adv.reshape(1, n),
-            "ret": ret.reshape(1, n),
-        }
+        flat = flat_steps(b, adv, ret)
         beta = self.kl_ctl.kl_coef
         with unchecked_core():
             logs = self._penalty_epochs(flat, beta)
         self.check_losses(logs)
         with torch.inference_mode():  # the KL the controller reacts to: old vs updated policy
             new_logp = self.agent.evaluate(flat["obs"], flat["actions"], entropy_grad=False)[0]
-            kl = float(kl_k3(flat["old_logp"].view(-1), new_logp).mean())
+            kl = float(kl_k3(flat["old_logp"], new_logp).mean())
         self.kl_ctl.update(kl, n)
         metrics = dict(zip(_LOGGED, logs.mean(0).tolist()))
         metrics.update(
@@ -85,11 +78,8 @@ class PPOKL(PPO):
 
         logs: list[Tensor] = []
         for _ in range(cfg.update_epochs):
-            perm = torch.randperm(n)
-            for start in range(0, n, mb_size):
-                pg, vl, ent_mean, grad_norm = self.minibatch_step(
-                    d, perm[start : start + mb_size], penalised
-                )
+            for mb in shuffled_minibatches(d, torch.randperm(n), mb_size):
+                pg, vl, ent_mean, grad_norm = self.minibatch_step(mb, penalised)
                 logs.append(
                     torch.stack([pg.surrogate, vl, ent_mean, pg.approx_kl, grad_norm]).detach()
                 )

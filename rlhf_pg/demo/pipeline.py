@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-
 from ..lm import PPOConfig
 from ..stages.ppo import run_ppo, summarize
 from ..stages.ppo_args import PPORecipeArgs, args_to_dict
@@ -43,6 +41,7 @@ from ..utils.config import (
     split_values,
 )
 from ..utils.io import atomic_write_json
+from ..utils.threads import set_torch_threads
 from .report import write_chat_report, write_report
 
 TASKS = ("sentiment", "chat-arithmetic")
@@ -87,7 +86,7 @@ class DemoConfig:
     out: str = "runs/demo"
     seed: int = 0  # of every stage
     cache_dir: str | None = None  # None: $RLHF_PG_CACHE or ~/.cache/rlhf-pg
-    num_threads: int = 2
+    num_threads: int = 0  # 0: $OMP_NUM_THREADS, else the physical cores (utils.threads)
     progress: bool = True
     configs_dir: str | None = None  # None: recipes/configs of this source tree
     estimators: list[str] = field(default_factory=lambda: list(ESTIMATORS))
@@ -213,7 +212,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
 
 
-def _write_report(cfg: DemoConfig, sft_run, rm_run, ppo_config, results, seconds) -> Path:
+def _write_report(
+    cfg: DemoConfig, sft_run, rm_run, ppo_config, results, seconds, threads: tuple[int, str]
+) -> Path:
     (sft_path, sft), (rm_path, rm), (args, config) = sft_run, rm_run, ppo_config
     facts = {
         "SFT model": str(sft_path),
@@ -226,6 +227,7 @@ def _write_report(cfg: DemoConfig, sft_run, rm_run, ppo_config, results, seconds
         "PPO steps x completions": f"{config.max_steps} x {config.batch_size}",
         "KL coefficient": config.kl_coef,
         "seed": cfg.seed,
+        "torch threads": f"{threads[0]} ({threads[1]})",
         **{f"seconds, {k}": round(v, 1) for k, v in seconds.items()},
     }
     intro = (
@@ -242,16 +244,15 @@ def _write_report(cfg: DemoConfig, sft_run, rm_run, ppo_config, results, seconds
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every stage of ``cfg.task`` (reusing cached models) and write the report."""
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
+    threads = set_torch_threads(cfg.num_threads)
     quiet_libraries()
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     if cfg.task == "chat-arithmetic":
-        return run_chat_arithmetic(cfg)
-    return run_sentiment(cfg)
+        return run_chat_arithmetic(cfg, threads)
+    return run_sentiment(cfg, threads)
 
 
-def run_sentiment(cfg: DemoConfig) -> dict:
+def run_sentiment(cfg: DemoConfig, threads: tuple[int, str]) -> dict:
     """SFT -> reward model -> PPO -> report on the sentiment task."""
     out = Path(cfg.out)
     begin, seconds = time.perf_counter(), {}
@@ -281,7 +282,9 @@ def run_sentiment(cfg: DemoConfig) -> dict:
 
     t = _stage(4, "report")
     seconds["before_report"] = time.perf_counter() - begin
-    report = _write_report(cfg, (sft_path, sft), (rm_path, rm), (args, config), results, seconds)
+    report = _write_report(
+        cfg, (sft_path, sft), (rm_path, rm), (args, config), results, seconds, threads
+    )
     seconds["total"] = time.perf_counter() - begin
     summary = {**summary, "rm_accuracy": acc, "seconds": seconds, "report": str(report)}
     stage_settings = {
@@ -295,7 +298,7 @@ def run_sentiment(cfg: DemoConfig) -> dict:
     return summary
 
 
-def run_chat_arithmetic(cfg: DemoConfig) -> dict:
+def run_chat_arithmetic(cfg: DemoConfig, threads: tuple[int, str]) -> dict:
     """SFT on the tutor's conversations, then each estimator from the SFT model against the
     answer-column exact match, then the report."""
     out = Path(cfg.out)
@@ -335,6 +338,7 @@ def run_chat_arithmetic(cfg: DemoConfig) -> dict:
         "SFT held-out loss before / after": f"{sft['eval_loss_before']:.3f} / "
         f"{sft['eval_loss_after']:.3f}",
         "seed": cfg.seed,
+        "torch threads": f"{threads[0]} ({threads[1]})",
         **{f"seconds, {k}": round(v, 1) for k, v in seconds.items()},
     }
     report = write_chat_report(out, {k: v["results"] for k, v in runs.items()}, facts)

@@ -3,7 +3,7 @@ padding, positions, stop truncation), sampling (one function) and reward scoring
 reward model with token and text entry points)."""
 
 from .models import context_length, disable_dropout, fuse_gelu, hidden_size
-from .sampling import generate_completions, sample_tokens
+from .sampling import Samples, generate_completions, sample_tokens, sample_with_logprobs
 from .scoring import ClassifierReward, RewardModel, load_reward_model
 from .tokens import (
     PAD_TOKEN,
@@ -19,6 +19,7 @@ __all__ = [
     "PAD_TOKEN",
     "ClassifierReward",
     "RewardModel",
+    "Samples",
     "context_length",
     "decode_rows",
     "disable_dropout",
@@ -31,5 +32,6 @@ __all__ = [
     "load_reward_model",
     "position_ids",
     "sample_tokens",
+    "sample_with_logprobs",
     "truncate_at_stop",
 ]

@@ -96,7 +96,7 @@ class Advantages:
 
     advantages: Tensor
     returns: Tensor | None  # critic targets (estimator "ppo" only)
-    kl: Tensor  # per-token KL(pi || ref) estimate of the rollout
+    kl: Tensor | None  # per-token KL(pi || ref) estimate; None when not measured (no reference)
     shaped_scores: Tensor  # (B,) scores after the missing-stop penalty, whitening, clipping
 
 
@@ -105,13 +105,18 @@ def compute_advantages(
 ) -> Advantages:
     """KL shaping, then advantages: GAE on per-token rewards for PPO, or one critic-free
     advantage per sequence broadcast to its tokens. ``kl_coef`` (beta) weighs the KL
-    penalty in the reward when ``kl_penalty == "reward"``; otherwise the KL stays out."""
+    penalty in the reward when ``kl_penalty == "reward"``; otherwise the KL stays out. A rollout
+    without reference log-probs (the KL coefficient fixed at 0) has no KL: it would weigh nothing."""
     mask = rollout.response_mask
-    kl = per_token_kl(rollout.logprobs, rollout.ref_logprobs, mask, config.kl_estimator)
+    kl = None
+    if rollout.ref_logprobs is not None:
+        kl = per_token_kl(rollout.logprobs, rollout.ref_logprobs, mask, config.kl_estimator)
+    elif kl_coef != 0:
+        raise ValueError(f"kl_coef={kl_coef} needs the rollout's reference log-probs")
     shaped = shape_scores(scores, rollout.has_stop, config)
-    kl_in_reward = config.kl_penalty == "reward"
+    kl_in_reward = config.kl_penalty == "reward" and kl is not None
     if config.uses_critic:
-        penalty = kl if kl_in_reward else torch.zeros_like(kl)
+        penalty = kl if kl_in_reward else torch.zeros_like(rollout.logprobs)
         rewards = token_rewards(shaped, penalty, mask, kl_coef)
         advantages, returns = ppo_advantages(rewards, rollout.values, mask, config)
     else:
@@ -119,7 +124,7 @@ def compute_advantages(
         seq_adv = sequence_advantages(
             seq_scores, config, accelerator.gather, accelerator.process_index
         )
-        advantages, returns = seq_adv[:, None].expand_as(kl).float(), None
+        advantages, returns = seq_adv[:, None].expand_as(mask).float(), None
     return Advantages(advantages, returns, kl, shaped)
 
 

@@ -109,7 +109,11 @@ class PPOConfig:
     kl_penalty: str = _help("where the KL goes: reward (classic RLHF), loss (GRPO), none", "reward")
     kl_estimator: str = _help("k1, k2 or k3", "k1")
     kl_controller: str = _help("fixed or adaptive KL coefficient", "fixed")
-    kl_coef: float = _help("(initial) KL coefficient beta", 0.05)
+    kl_coef: float = _help(
+        "(initial) KL coefficient beta; 0 with the fixed controller skips the reference pass "
+        "(the KL is then not measured: kl/* metrics NaN)",
+        0.05,
+    )
     kl_target: float = _help("adaptive controller: target KL per sequence (nats)", 6.0)
     kl_horizon: float = _help("adaptive controller: horizon in samples", 10000.0)
 
@@ -129,6 +133,13 @@ class PPOConfig:
         0,
     )
     top_p: float = _help("must stay 1.0 for training, as top_k (complete(top_p=...))", 1.0)
+    sampling_logprobs: bool = _help(
+        "critic-free estimators in float32: keep the sampling pass's log-probs as the "
+        "rollout's old log-probs instead of a second forward pass (faster; equal to it up to "
+        "float rounding, ~1e-6, so the step-0 KL to an identical reference is ~1e-7, not "
+        "exactly 0). Off by default: the default rollout log-probs are bit-exact",
+        False,
+    )
     stop_token_ids: list[int] = _help("tokens that end a response; empty = the EOS token", [])
     max_prompt_length: int = _help("longest prompt in tokens; 0 = context minus max_new_tokens", 0)
     prompt_truncation: str = _help("prompts over the limit: error or left (keep the end)", "error")

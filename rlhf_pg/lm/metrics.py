@@ -50,8 +50,9 @@ def rollout_metrics(
         "score/mean": global_mean(accelerator, scores),
         "score/std": math.sqrt(float(masked_var(scores, distributed=True))),
         "score/shaped_mean": global_mean(accelerator, adv.shaped_scores),
-        "kl/token": global_mean(accelerator, adv.kl, mask),
-        "kl/seq": global_mean(accelerator, adv.kl.sum(dim=1)),
+        # not measured (NaN; null in metrics.jsonl) when the KL coefficient is fixed at 0
+        "kl/token": math.nan if adv.kl is None else global_mean(accelerator, adv.kl, mask),
+        "kl/seq": math.nan if adv.kl is None else global_mean(accelerator, adv.kl.sum(dim=1)),
         "response/length": global_mean(accelerator, rollout.response_lengths),
         "response/eos_rate": global_mean(accelerator, rollout.has_stop),
     }

@@ -58,20 +58,32 @@ def _pad_to(x: Tensor, width: int) -> Tensor:
     return F.pad(x, (0, width - x.shape[1]))
 
 
-def trim_batch(batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Drop prompt columns that are padding in every row and response columns past the
-    longest response: pure padding, so no result changes, only the work."""
-    q_keep = batch["query_mask"].any(dim=0).nonzero()
-    r_len = int(batch["response_mask"].sum(dim=1).max())
+def trim_batch(
+    batch: dict[str, Tensor], query_start: int, response_width: int
+) -> dict[str, Tensor]:
+    """Drop the prompt columns before ``query_start`` and the response columns from
+    ``response_width`` on: padding in every row (see :func:`padding_bounds`), so no result
+    changes, only the work."""
     out = {}
     for key, value in batch.items():
         if value is None:
             out[key] = None
         elif key.startswith("query"):
-            out[key] = value[:, int(q_keep[0]) :]
+            out[key] = value[:, query_start:]
         else:
-            out[key] = value[:, :r_len]
+            out[key] = value[:, :response_width]
     return out
+
+
+def padding_bounds(query_mask: Tensor, response_mask: Tensor) -> tuple[list[int], list[int]]:
+    """Per row, on the host (one transfer per rollout, not one per micro-batch): the first
+    valid prompt column and the number of response columns up to the last valid one. A set
+    of rows may drop the prompt columns before its smallest start and the response columns
+    past its largest width."""
+    first = torch.where(query_mask.any(dim=1), query_mask.int().argmax(dim=1), 0)
+    cols = torch.arange(1, response_mask.shape[1] + 1, device=response_mask.device)
+    width = (response_mask * cols).amax(dim=1)
+    return first.tolist(), width.tolist()
 
 
 def loss_terms(
@@ -79,7 +91,11 @@ def loss_terms(
 ) -> tuple[LossTerms, dict[str, Tensor]]:
     """Forward the policy (and value head) on one micro-batch; returns the loss terms and
     the PPO statistics (clip fraction, approx-KL). ``with_kl``: compute the KL term;
-    ``pad_width``: the response width every micro-batch of the step is aggregated at."""
+    ``pad_width``: the response width every micro-batch of the step is aggregated at.
+
+    With one epoch of one minibatch every micro-batch is evaluated at the parameters that
+    sampled it, so the old log-probs are the new ones detached: the ratio is 1 exactly
+    (the rollout's copy would differ by rounding), and its gradient is the log-prob's."""
     logprobs, values, token_entropy = response_forward(
         model,
         batch["query_ids"],
@@ -97,9 +113,11 @@ def loss_terms(
     def aggregate(x: Tensor) -> Tensor:
         return aggregate_loss(_pad_to(x, width), mask, agg)
 
+    on_policy = config.update_epochs == 1 and config.num_minibatches == 1
+    old_logprobs = logprobs.detach() if on_policy else batch["old_logprobs"]
     pg = ppo_clip_loss(
         _pad_to(logprobs, width),
-        _pad_to(batch["old_logprobs"], width),
+        _pad_to(old_logprobs, width),
         _pad_to(batch["advantages"], width),
         mask,
         clip_eps=config.clip_eps,
@@ -129,4 +147,4 @@ def aggregation_weight(mask: Tensor, config: PPOConfig) -> Tensor:
     normaliser that makes the split exact."""
     if config.loss_aggregation == "token-mean":
         return mask.sum().to(torch.float32)
-    return torch.tensor(float(mask.shape[0]), device=mask.device)
+    return torch.full((), float(mask.shape[0]), device=mask.device)  # a fill, not a host copy

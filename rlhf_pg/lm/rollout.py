@@ -36,7 +36,7 @@ class Rollout:
     conversations: list[list[dict[str, str]]] | None = None  # conversational prompts, else None
     columns: dict[str, list] = field(default_factory=dict)  # the prompt rows' other columns
     logprobs: Tensor | None = None  # (B, R) policy log-probs under logits / T
-    ref_logprobs: Tensor | None = None  # (B, R) reference log-probs under logits / T
+    ref_logprobs: Tensor | None = None  # (B, R) reference log-probs; stays None at kl_coef 0
     values: Tensor | None = None  # (B, R) V(prompt + response[:t])
     entropy: Tensor | None = None  # (B, R) entropy of the sampling distribution
     generate_seconds: float = 0.0
@@ -160,15 +160,19 @@ def evaluate_rollout(
     *,
     temperature: float,
     with_values: bool,
+    with_reference: bool = True,
 ) -> None:
-    """Fill in the rollout's policy log-probs, values and entropy (one pass) and the
-    reference log-probs (``ref_model``, or the policy's base with adapters disabled)."""
+    """Fill in what the rollout lacks: the policy's log-probs, values and entropy (one pass;
+    none when the sampling pass already gave the log-probs and no values are wanted) and,
+    when ``with_reference``, the reference log-probs (``ref_model``, or the policy's base
+    with adapters disabled)."""
     tokens = (rollout.query_ids, rollout.query_mask, rollout.response_ids, rollout.response_mask)
-    logprobs, values, rollout.entropy = response_forward(
-        policy, *tokens, temperature=temperature, with_values=with_values, with_entropy=True
-    )
-    ref = reference_logprobs(policy, ref_model, tokens, temperature)
-    rollout.logprobs, rollout.values, rollout.ref_logprobs = logprobs, values, ref
+    if rollout.logprobs is None or (with_values and rollout.values is None):
+        rollout.logprobs, rollout.values, rollout.entropy = response_forward(
+            policy, *tokens, temperature=temperature, with_values=with_values, with_entropy=True
+        )
+    if with_reference and rollout.ref_logprobs is None:
+        rollout.ref_logprobs = reference_logprobs(policy, ref_model, tokens, temperature)
 
 
 @torch.no_grad()

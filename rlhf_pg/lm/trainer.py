@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..core import AdaptiveKLController, FixedKLController
 from ..hf.models import context_length
-from ..hf.sampling import sample_tokens
+from ..hf.sampling import sample_tokens, sample_with_logprobs
 from ..hf.tokens import decode_rows, encode_prompts, left_pad, truncate_at_stop
 from ..utils.run_folder import check_process_group
 from .advantages import compute_advantages, last_valid_index, update_batch
@@ -120,6 +120,9 @@ class PPOTrainer:
             if cfg.kl_controller == "adaptive"
             else FixedKLController(cfg.kl_coef)
         )
+        # what a rollout's evaluation can leave out (see _evaluate)
+        self.logprobs_from_sampling = sampling_logprobs_are_exact(cfg, policy)
+        self.uses_reference = cfg.kl_coef > 0 or cfg.kl_controller == "adaptive"
         self.state = TrainerState()
         rank = self.accelerator.process_index
         set_seed(cfg.seed + rank)
@@ -160,27 +163,37 @@ class PPOTrainer:
         query_ids, query_mask = left_pad(ids, self.tokenizer.pad_token_id)
         return query_ids.to(self.device), query_mask.to(self.device)
 
-    def _sample(self, query_ids: Tensor, query_mask: Tensor, **settings) -> tuple[Tensor, ...]:
-        """Responses (ids, mask, has_stop) of the policy, from the trainer's own generator."""
+    def _sample(
+        self, query_ids: Tensor, query_mask: Tensor, *, keep_logprobs: bool = False, **settings
+    ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+        """Responses (ids, mask, has_stop) of the policy, from the trainer's own generator,
+        and with ``keep_logprobs`` the sampling pass's (log-probs, entropy) of the response
+        positions (else None)."""
         cfg = self.config
         settings = {
             "max_new_tokens": cfg.max_new_tokens,
             "temperature": cfg.temperature,
             **settings,
         }
+        common = {
+            "stop_ids": self.stop_ids,
+            "pad_id": self.tokenizer.pad_token_id,
+            "generator": self.sample_generator,
+        }
         # eval mode: dropout is off anyway, but gradient checkpointing would disable the KV cache
         self.unwrapped_model.eval()
+        model = self.unwrapped_model.pretrained_model
         with self.accelerator.autocast():
-            raw = sample_tokens(
-                self.unwrapped_model.pretrained_model,
-                query_ids,
-                query_mask,
-                stop_ids=self.stop_ids,
-                pad_id=self.tokenizer.pad_token_id,
-                generator=self.sample_generator,
-                **settings,
-            )
-        return truncate_at_stop(raw, self.stop_ids, self.tokenizer.pad_token_id)
+            if keep_logprobs:
+                raw, logprobs, entropies = sample_with_logprobs(
+                    model, query_ids, query_mask, **common, **settings
+                )
+            else:
+                raw = sample_tokens(model, query_ids, query_mask, **common, **settings)
+        ids, mask, has_stop = truncate_at_stop(raw, self.stop_ids, self.tokenizer.pad_token_id)
+        width = ids.shape[1]
+        sampled = (logprobs[:, :width], entropies[:, :width]) if keep_logprobs else None
+        return ids, mask, has_stop, sampled
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str] | PromptRows) -> Rollout:
@@ -195,14 +208,19 @@ class PPOTrainer:
             seen = decode_rows(self.tokenizer, query_ids, query_mask)
             texts = [s if c else p for p, s, c in zip(texts, seen, cut.tolist())]
         start = time.perf_counter()
-        response_ids, response_mask, has_stop = self._sample(query_ids, query_mask)
+        response_ids, response_mask, has_stop, sampled = self._sample(
+            query_ids, query_mask, keep_logprobs=self.logprobs_from_sampling
+        )
         seconds = time.perf_counter() - start
-        rollout = self.rollout_from_tokens(
+        rollout = self._new_rollout(
             query_ids, query_mask, response_ids, response_mask, prompts=texts, group_size=k,
             conversations=rows.conversations, columns=rows.columns,
         )  # fmt: skip
         rollout.has_stop = has_stop
         rollout.generate_seconds = seconds
+        if sampled is not None:
+            rollout.logprobs, rollout.entropy = sampled
+        self._evaluate(rollout)
         return rollout
 
     @torch.no_grad()
@@ -228,7 +246,7 @@ class PPOTrainer:
         if max_new_tokens is not None:
             settings["max_new_tokens"] = max_new_tokens
         rows = as_prompt_rows(prompts, self.tokenizer)
-        ids, mask, _ = self._sample(*self._encode(rows), **settings)
+        ids, mask, _, _ = self._sample(*self._encode(rows), **settings)
         return decode_rows(self.tokenizer, ids, mask)
 
     @torch.no_grad()
@@ -245,8 +263,28 @@ class PPOTrainer:
         columns: dict[str, list] | None = None,
     ) -> Rollout:
         """Build and evaluate a rollout from given tokens (left-padded prompts,
-        right-padded responses): policy and reference log-probs, values, entropy.
-        ``conversations`` and ``columns`` (one entry per row) go to the reward functions."""
+        right-padded responses): policy and reference log-probs (none at a fixed kl_coef of
+        0), values, entropy. ``conversations`` and ``columns`` (one entry per row) go to the reward functions."""
+        rollout = self._new_rollout(
+            query_ids, query_mask, response_ids, response_mask, prompts=prompts,
+            group_size=group_size, conversations=conversations, columns=columns,
+        )  # fmt: skip
+        self._evaluate(rollout)
+        return rollout
+
+    def _new_rollout(
+        self,
+        query_ids: Tensor,
+        query_mask: Tensor,
+        response_ids: Tensor,
+        response_mask: Tensor,
+        *,
+        prompts: list[str] | None,
+        group_size: int,
+        conversations: list[list[dict[str, str]]] | None = None,
+        columns: dict[str, list] | None = None,
+    ) -> Rollout:
+        """A rollout of the given tokens, texts decoded, nothing evaluated yet."""
         dev = self.device
         query_ids, query_mask = query_ids.to(dev), query_mask.to(dev).bool()
         response_ids, response_mask = response_ids.to(dev), response_mask.to(dev).bool()
@@ -256,14 +294,15 @@ class PPOTrainer:
         rows = torch.arange(len(response_ids), device=dev)
         last_tokens = response_ids[rows, last_valid_index(response_mask)]
         has_stop = torch.isin(last_tokens, torch.as_tensor(self.stop_ids, device=dev))
-        rollout = Rollout(
+        return Rollout(
             query_ids, query_mask, response_ids, response_mask, list(prompts), texts, has_stop,
             group_size=group_size, conversations=conversations, columns=dict(columns or {}),
         )  # fmt: skip
-        self._evaluate(rollout)
-        return rollout
 
     def _evaluate(self, rollout: Rollout) -> None:
+        """The no-grad passes the step needs: the policy's (skipped when the sampling pass
+        gave the log-probs and there is no critic) and the reference's (skipped when the
+        KL coefficient is fixed at 0: the KL then weighs nothing and is not measured)."""
         start = time.perf_counter()
         with self.accelerator.autocast():
             evaluate_rollout(
@@ -272,8 +311,9 @@ class PPOTrainer:
                 rollout,
                 temperature=self.config.temperature,
                 with_values=self.config.uses_critic,
+                with_reference=self.uses_reference,
             )
-        rollout.forward_seconds = time.perf_counter() - start
+        rollout.forward_seconds += time.perf_counter() - start
 
     def score(self, rollout: Rollout) -> tuple[Tensor, dict[str, Tensor]]:
         """Scores (B,) of the rollout's completions from the configured reward(s)."""
@@ -305,8 +345,10 @@ class PPOTrainer:
         # 1. the rollout: this process's rows with the sampling policy's log-probs (and values)
         check_rollout(rollout, cfg)
         rollout = rollout.to(self.device)
-        if rollout.logprobs is None or (cfg.uses_critic and rollout.values is None):
-            self._evaluate(rollout)
+        lacks_values = cfg.uses_critic and rollout.values is None
+        lacks_reference = self.uses_reference and rollout.ref_logprobs is None
+        if rollout.logprobs is None or lacks_values or lacks_reference:
+            self._evaluate(rollout)  # computes only what is missing
         # 2. scores: one number per completion
         if scores is None:
             scores, _ = self.score(rollout)
@@ -415,3 +457,20 @@ class PPOTrainer:
 
     def load_checkpoint(self, path: str) -> None:
         load_checkpoint(self, path)
+
+
+def sampling_logprobs_are_exact(config: PPOConfig, policy: PolicyWithValueHead) -> bool:
+    """Whether a rollout keeps the sampling pass's log-probs instead of a second forward
+    pass: asked for (``config.sampling_logprobs``), the tokens were drawn from the full ``softmax(logits / T)`` (training never
+    truncates, see ``PPOConfig.top_k``), the pass is needed for nothing else (no critic),
+    and everything runs in float32, where the two passes differ by rounding only (about
+    5e-7, ``test_sampling_logprobs_equal_the_recomputation``); bf16 rounds far more."""
+    float32 = all(p.dtype == torch.float32 for p in policy.pretrained_model.parameters())
+    full_softmax = config.top_k == 0 and config.top_p == 1.0 and config.temperature > 0
+    return (
+        config.sampling_logprobs
+        and full_softmax
+        and float32
+        and not config.bf16
+        and not config.uses_critic
+    )

@@ -13,8 +13,16 @@ import contextlib
 import torch
 from torch import Tensor
 
+from ..core import finite_checks
 from .config import PPOConfig
-from .objective import BATCH_KEYS, aggregation_weight, loss_terms, total_loss, trim_batch
+from .objective import (
+    BATCH_KEYS,
+    aggregation_weight,
+    loss_terms,
+    padding_bounds,
+    total_loss,
+    trim_batch,
+)
 
 TERM_METRICS = {
     "policy": "loss/policy",
@@ -38,33 +46,64 @@ def ppo_update(
     Returns the per-minibatch statistics (this process's share of each global value,
     see :func:`minibatch_step`) under their metric names, plus ``ppo/epochs`` (epochs run:
     fewer than ``update_epochs`` when ``target_kl`` stopped the loop).
+
+    Host syncs do not grow with micro-batches: the padding bounds and the NaN/inf scan of the
+    batch before the loop, the scan of the statistics after it (the core's per-call scans
+    are off inside), one copy of the row order per epoch, and with ``target_kl`` one check
+    per epoch.
     """
     n = batch["response_mask"].shape[0]
+    check_batch_finite(batch)
     # seq-mean-token-sum divides by one constant for the whole step on every process:
     # max_new_tokens, or the longest valid response anywhere if given longer ones
     longest = batch["response_mask"].sum(dim=1).max()
     pad_width = max(config.max_new_tokens, int(accelerator.reduce(longest, "max")))
+    bounds = padding_bounds(batch["query_mask"], batch["response_mask"])
     mb_size = n // config.num_minibatches
     stats: dict[str, list[Tensor]] = {}
     model.train()  # dropout is disabled; train mode only switches gradient checkpointing on
     epochs_run = 0
-    for _ in range(config.update_epochs):
-        perm = torch.randperm(n, generator=generator).to(batch["response_mask"].device)
-        epoch_kl = []
-        for m in range(config.num_minibatches):
-            rows = perm[m * mb_size : (m + 1) * mb_size]
-            shares = minibatch_step(
-                model, optimizer, accelerator, batch, rows, config, kl_coef, pad_width
-            )
-            for key, value in shares.items():
-                stats.setdefault(key, []).append(value.detach().float().cpu())
-            epoch_kl.append(accelerator.reduce(shares["policy/approx_kl"], "sum"))
-        epochs_run += 1
-        # one host sync per epoch, only when early stopping is on
-        if config.target_kl > 0 and float(torch.stack(epoch_kl).mean()) > config.target_kl:
-            break
+    with finite_checks(False):
+        for _ in range(config.update_epochs):
+            perm = torch.randperm(n, generator=generator)
+            on_device = perm.to(batch["response_mask"].device)  # one copy per epoch
+            epoch_kl = []
+            for m in range(config.num_minibatches):
+                part = slice(m * mb_size, (m + 1) * mb_size)
+                rows = (perm[part], on_device[part])
+                shares = minibatch_step(
+                    model, optimizer, accelerator, batch, rows, config, kl_coef, pad_width, bounds
+                )
+                for key, value in shares.items():
+                    stats.setdefault(key, []).append(value.detach().float())
+                epoch_kl.append(accelerator.reduce(shares["policy/approx_kl"], "sum"))
+            epochs_run += 1
+            # one host sync per epoch, only when early stopping is on
+            if config.target_kl > 0 and float(torch.stack(epoch_kl).mean()) > config.target_kl:
+                break
+    check_stats_finite(stats)
     stats["ppo/epochs"] = [torch.tensor(float(epochs_run))]
     return stats
+
+
+def check_batch_finite(batch: dict[str, Tensor | None]) -> None:
+    """One scan of every float tensor of the update batch (padding is zeroed already)."""
+    floats = {k: v for k, v in batch.items() if v is not None and v.is_floating_point()}
+    finite = torch.stack([torch.isfinite(v).all() for v in floats.values()]).tolist()
+    for name, ok in zip(floats, finite):
+        if not ok:
+            raise ValueError(f"{name} of the update batch contains NaN or inf at a valid token")
+
+
+def check_stats_finite(stats: dict[str, list[Tensor]]) -> None:
+    """What the skipped per-call scans would have caught: a loss term or gradient norm
+    that became NaN/inf during the update."""
+    finite = torch.stack([torch.isfinite(torch.stack(v)).all() for v in stats.values()]).tolist()
+    for name, ok in zip(stats, finite):
+        if not ok:
+            raise FloatingPointError(
+                f"{name} became NaN/inf during the update; lower learning_rate or check the rewards"
+            )
 
 
 def minibatch_step(
@@ -72,10 +111,11 @@ def minibatch_step(
     optimizer,
     accelerator,
     batch,
-    rows: Tensor,
+    rows: tuple[Tensor, Tensor],
     config: PPOConfig,
     kl_coef: float,
     pad_width: int,
+    bounds: tuple[list[int], list[int]],
 ) -> dict[str, Tensor]:
     """One optimizer step on the minibatch ``rows``, over ``gradient_accumulation_steps``
     micro-batches.
@@ -83,13 +123,18 @@ def minibatch_step(
     Each micro-batch loss is scaled by its share of the minibatch's aggregation weight over
     ALL processes, so the summed (and DDP-averaged) gradient equals the gradient of the loss
     aggregated over the global minibatch. Losses are aggregated over responses padded to
-    ``pad_width``. Returns this process's share of each statistic.
+    ``pad_width``, and trimmed to the ``bounds`` of :func:`padding_bounds`. ``rows`` holds
+    the minibatch's row indices twice, on the host and on the batch's device. Returns this
+    process's share of each statistic.
     """
-    micro_size = len(rows) // config.gradient_accumulation_steps
-    micro = [
-        trim_batch({k: (None if batch[k] is None else batch[k][r]) for k in BATCH_KEYS})
-        for r in rows.split(micro_size)
-    ]
+    host_rows, device_rows = rows
+    micro_size = len(host_rows) // config.gradient_accumulation_steps
+    micro = []
+    for idx, r in zip(host_rows.split(micro_size), device_rows.split(micro_size)):
+        idx = idx.tolist()
+        start, width = min(bounds[0][i] for i in idx), max(bounds[1][i] for i in idx)
+        rows_of = {k: (None if batch[k] is None else batch[k][r]) for k in BATCH_KEYS}
+        micro.append(trim_batch(rows_of, start, width))
     weights = [aggregation_weight(b["response_mask"], config) for b in micro]
     total = accelerator.reduce(torch.stack(weights).sum(), "sum")
     with_kl = config.kl_penalty == "loss" and kl_coef > 0

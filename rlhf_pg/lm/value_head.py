@@ -8,8 +8,10 @@ the policy for generation and ignores them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -98,20 +100,22 @@ class PolicyWithValueHead(nn.Module):
         logits_to_keep: int = 0,
         with_values: bool = True,
     ) -> tuple[Tensor, Tensor | None]:
-        """Logits of the last ``logits_to_keep`` positions (all if 0) and values of every position."""
-        want_hidden = with_values and self.v_head is not None and self.critic_model is None
-        out = self.pretrained_model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            logits_to_keep=logits_to_keep,
-            output_hidden_states=want_hidden,
-            use_cache=False,
-        )
+        """Logits and values of the last ``logits_to_keep`` positions (all if 0)."""
+        on_trunk = with_values and self.v_head is not None and self.critic_model is None
+        captured: list[Tensor] = []
+        head = self.pretrained_model.get_output_embeddings()
+        with lm_head_input(head, captured) if on_trunk else contextlib.nullcontext():
+            out = self.pretrained_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                logits_to_keep=logits_to_keep,
+                use_cache=False,
+            )
         values = None
         if with_values and self.v_head is not None:
             if self.critic_model is None:
-                hidden = out.hidden_states[-1]
+                hidden = captured[0]  # the last hidden state at the kept positions
             else:
                 # the trunk alone: a classifier's pooling would need a pad id and wastes work
                 hidden = self.critic_model.base_model(
@@ -120,6 +124,8 @@ class PolicyWithValueHead(nn.Module):
                     position_ids=position_ids,
                     use_cache=False,
                 ).last_hidden_state
+                if logits_to_keep:
+                    hidden = hidden[:, -logits_to_keep:]
             values = self.v_head(hidden)
         return out.logits, values
 
@@ -195,6 +201,22 @@ class PolicyWithValueHead(nn.Module):
             model.v_head.load_state_dict(load_safetensors(path / HEAD_WEIGHTS))
         disable_dropout(model)
         return model
+
+
+@contextlib.contextmanager
+def lm_head_input(head: nn.Module, captured: list[Tensor]) -> Iterator[None]:
+    """Append the input of ``head`` (the LM head) to ``captured`` during the block.
+
+    A causal LM applies its head to the final (normed) hidden state of exactly the positions
+    it keeps (``logits_to_keep``): what the value head reads. Taking it there instead of
+    asking for ``output_hidden_states`` keeps no other layer's activations alive and puts
+    no work on positions whose values are never used.
+    """
+    handle = head.register_forward_pre_hook(lambda _module, args: captured.append(args[0]))
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def _load_any(path: Path, **kwargs) -> PreTrainedModel:
