@@ -98,7 +98,7 @@ def run_ours(name: str, args, policy: Path, prompts: list[str]) -> list[float]:
     model = AutoModelForCausalLM.from_pretrained(policy)
     base = "ours-ppo" if name == "ours-ppo-lora" else name
     cfg = dataclasses.replace(
-        ours_config(base, bench_args(args)), cpu=args.cpu, bf16=not args.cpu,
+        ours_config(base, bench_args(args)), use_cpu=args.cpu, bf16=not args.cpu,
         use_lora=name.endswith("lora"), lora_r=16,
     )  # fmt: skip
     trainer = PPOTrainer(cfg, model, tok, reward=reward_fn, prompts=prompts)

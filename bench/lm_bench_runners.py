@@ -47,7 +47,7 @@ def ours_config(name: str, args):
         num_minibatches=args.minibatches,
         max_steps=args.steps,
         seed=args.seed,
-        cpu=True,
+        use_cpu=True,
         progress_bar=False,
     )
     if name.startswith("ours-ppo"):

@@ -129,7 +129,7 @@ def run_one(name: str, repeats: int, threads: int) -> dict:
         update_epochs=4,
         num_minibatches=1,
         learning_rate=1e-4,
-        cpu=True,
+        use_cpu=True,
         progress_bar=False,
         max_steps=repeats + 1,
     )

@@ -13,8 +13,11 @@ a reward function (built-in or your own), or a weighted sum of both.
     accelerate launch --config_file recipes/accelerate/cpu_2proc.yaml recipes/ppo.py \
         --config recipes/configs/ppo_sentiment.yaml --output_dir runs/ppo_sentiment_ddp
 
-Every YAML key is a field of ``PPORecipeArgs`` (rlhf_pg/stages/ppo_args.py) or of
-``PPOConfig`` (rlhf_pg/lm/config.py); any of them can be overridden as ``--key value``.
+``--config FILE.yaml`` reads the settings from a file; every key is a field of
+``PPORecipeArgs`` (rlhf_pg/stages/ppo_args.py), of ``PPOConfig`` (rlhf_pg/lm/config.py;
+TRL's GRPOConfig / RLOOConfig names work too: ``num_generations``, ``beta``,
+``loss_type``, ...) or of ``HubArgs`` (``push_to_hub``, ``hub_model_id``); any of them can
+be overridden as ``--key value`` (``--help`` lists them).
 A config error exits with status 2 and one line before any model is loaded. The run's
 history and held-out evaluations go to ``<output_dir>/ppo_results.json``, the per-step
 metrics to ``<output_dir>/metrics.jsonl``, checkpoints to ``<output_dir>/checkpoint-*``, the
@@ -26,15 +29,20 @@ import or needs a missing column) is also one line with status 2, before any mod
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+from rlhf_pg.hf.hub import HubArgs, push_if_asked
+from rlhf_pg.lm import PPOConfig
 from rlhf_pg.stages.ppo import run_ppo, summarize
-from rlhf_pg.stages.ppo_args import parse_ppo_args
-from rlhf_pg.utils.config import ConfigError
+from rlhf_pg.stages.ppo_args import PPORecipeArgs
+from rlhf_pg.utils.config import ConfigError, parse_recipe_args
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args, config = parse_ppo_args(argv)
+        args, config, hub = parse_recipe_args((PPORecipeArgs, PPOConfig, HubArgs), argv)
+        if hub.push_to_hub and not (args.save_policy and config.output_dir):
+            raise ConfigError("push_to_hub needs save_policy true and an output_dir to save to")
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -47,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     print(" ".join(f"{k}={v:.4g}" for k, v in summary.items()))
     if config.output_dir:
         print(f"results: {config.output_dir}/ppo_results.json")
+    from accelerate import PartialState
+
+    if config.output_dir and PartialState().is_main_process:  # one upload, not one per process
+        return push_if_asked(Path(config.output_dir) / "policy", hub, "PPO policy")
     return 0
 
 

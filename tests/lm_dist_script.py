@@ -56,7 +56,7 @@ def run(out_dir: str) -> None:
             update_epochs=2,
             gradient_accumulation_steps=2,
             learning_rate=1e-2,
-            cpu=True,
+            use_cpu=True,
             progress_bar=False,
             output_dir=str(Path(out_dir) / name),
             **extra,

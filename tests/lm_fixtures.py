@@ -85,7 +85,7 @@ def make_trainer(
 
     tokenizer = tokenizer if tokenizer is not None else make_tokenizer()
     model = model if model is not None else make_policy(tokenizer)
-    settings = dict(batch_size=4, max_new_tokens=6, progress_bar=False, cpu=True)
+    settings = dict(batch_size=4, max_new_tokens=6, progress_bar=False, use_cpu=True)
     settings.update(overrides)
     return PPOTrainer(
         PPOConfig(**settings), model, tokenizer, reward=reward, prompts=prompts,

@@ -42,7 +42,8 @@ def test_config_parses_with_hf_argument_parser():
         ({"top_k": 4}, r"top_k=4, top_p=1.0: training rollouts"),
         ({"kl_penalty": "loss"}, r"kl_penalty='loss' with kl_estimator='k1'"),
         ({"batch_size": 3, "num_minibatches": 2}, "3 completions per process cannot be split"),
-        ({"log_with": "mlflow"}, "log_with='mlflow' is not valid"),
+        ({"report_to": "mlflow"}, "report_to='mlflow' is not valid"),
+        ({"report_to": ["tensorboard", "comet"]}, "report_to='comet' is not valid"),
     ],
 )
 def test_bad_config_values_are_named(kwargs, message):
@@ -120,12 +121,12 @@ def test_missing_tracker_package_is_reported_with_the_package_name(monkeypatch):
         importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
     )
     with pytest.raises(ValueError, match="needs the wandb package"):
-        make_trainer(log_with="wandb")
+        make_trainer(report_to="wandb")
 
 
 def test_tensorboard_tracker_writes_event_files(tmp_path):
     trainer = make_trainer(
-        log_with="tensorboard", output_dir=str(tmp_path), reward=lambda p, c: [1.0] * len(c)
+        report_to=["tensorboard"], output_dir=str(tmp_path), reward=lambda p, c: [1.0] * len(c)
     )
     trainer.train(num_steps=1)
     trainer.end_training()
@@ -275,5 +276,5 @@ def test_processes_of_a_launch_that_form_no_group_stop_at_construction(tmp_path,
         make_trainer(output_dir=str(tmp_path / "run"))
     message = str(err.value)
     assert "started 2 processes (WORLD_SIZE=2) but this one sees a group of 1" in message
-    assert "--cpu true" in message and "\n" not in message
+    assert "--use_cpu true" in message and "\n" not in message
     assert list(tmp_path.iterdir()) == []  # stopped before it claimed the folder

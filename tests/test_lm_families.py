@@ -73,7 +73,9 @@ def test_sampler_follows_the_model_alone_not_its_generation_config(family, tmp_p
 @pytest.mark.parametrize("family", FAMILIES)
 def test_rollout_log_probs_equal_an_unpadded_forward_pass(family, tmp_path):
     model, tok = _leaky(family, tmp_path)
-    cfg = PPOConfig(batch_size=4, max_new_tokens=6, progress_bar=False, cpu=True, temperature=0.7)
+    cfg = PPOConfig(
+        batch_size=4, max_new_tokens=6, progress_bar=False, use_cpu=True, temperature=0.7
+    )
     trainer = PPOTrainer(cfg, model, tok, reward=lambda p, c: [0.0] * len(c))
     rollout = trainer.generate(PROMPTS)
     policy = trainer.unwrapped_model.pretrained_model
@@ -100,7 +102,7 @@ def test_rollout_log_probs_equal_an_unpadded_forward_pass(family, tmp_path):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_prompts_are_encoded_the_same_on_every_path(family, tmp_path):
     model, tok = load_family(family, tmp_path)[:2]
-    cfg = PPOConfig(batch_size=4, max_new_tokens=4, progress_bar=False, cpu=True)
+    cfg = PPOConfig(batch_size=4, max_new_tokens=4, progress_bar=False, use_cpu=True)
     trainer = PPOTrainer(cfg, model, tok, reward=lambda p, c: [0.0] * len(c))
     rollout = trainer.generate(PROMPTS)
     from_rollout = [r[m].tolist() for r, m in zip(rollout.query_ids, rollout.query_mask)]
@@ -135,7 +137,7 @@ def test_kl_loss_term_depends_on_the_reference():
     def update(ref_seed: int) -> dict[str, torch.Tensor]:
         tok = make_tokenizer()
         cfg = PPOConfig(
-            batch_size=4, max_new_tokens=5, progress_bar=False, cpu=True, estimator="grpo",
+            batch_size=4, max_new_tokens=5, progress_bar=False, use_cpu=True, estimator="grpo",
             samples_per_prompt=2, kl_penalty="loss", kl_estimator="k2", kl_coef=1.0,
             learning_rate=1e-2, seed=0,
         )  # fmt: skip
@@ -155,7 +157,7 @@ def test_explicit_reference_grows_with_the_pad_token_and_kl_starts_at_zero(famil
     model, tok, path = load_family(family, tmp_path)
     assert tok.pad_token is None
     reference = AutoModelForCausalLM.from_pretrained(path)
-    cfg = PPOConfig(batch_size=4, max_new_tokens=5, progress_bar=False, cpu=True)
+    cfg = PPOConfig(batch_size=4, max_new_tokens=5, progress_bar=False, use_cpu=True)
     trainer = PPOTrainer(cfg, model, tok, ref_model=reference, reward=lambda p, c: [0.0] * len(c))
     assert reference.get_input_embeddings().num_embeddings == len(tok)
     rollout = trainer.generate(PROMPTS)
@@ -169,7 +171,7 @@ def test_dropout_is_off_in_train_mode_for_every_family(family, tmp_path):
         family, {"attention_dropout": 0.1}
     )
     model, tok, _ = load_family(family, tmp_path, **dropout)
-    cfg = PPOConfig(batch_size=4, max_new_tokens=4, progress_bar=False, cpu=True)
+    cfg = PPOConfig(batch_size=4, max_new_tokens=4, progress_bar=False, use_cpu=True)
     trainer = PPOTrainer(cfg, model, tok, reward=lambda p, c: [0.0] * len(c))
     policy = trainer.unwrapped_model.pretrained_model.train()
     ids = torch.tensor([tok("the movie was great")["input_ids"]])

@@ -200,7 +200,7 @@ NOT_A_MODEL = object()  # the errors come before the model is touched
 
 def _build(tokenizer, prompts, reward=None):
     return PPOTrainer(
-        PPOConfig(batch_size=2, progress_bar=False, cpu=True),
+        PPOConfig(batch_size=2, progress_bar=False, use_cpu=True),
         NOT_A_MODEL,
         tokenizer,
         reward=reward or (lambda prompts, completions: [0.0] * len(prompts)),

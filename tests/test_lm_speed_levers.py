@@ -123,7 +123,7 @@ def test_rollout_passes_skipped_only_where_the_result_is_the_same(
 
 def test_sampling_log_probs_are_not_reused_under_bf16():
     tok = make_tokenizer()
-    critic_free = dict(estimator="rloo", samples_per_prompt=2, batch_size=2, cpu=True)
+    critic_free = dict(estimator="rloo", samples_per_prompt=2, batch_size=2, use_cpu=True)
     policy = PolicyWithValueHead(make_policy(tok), with_value_head=False)
     assert not sampling_logprobs_are_exact(PPOConfig(**critic_free), policy)  # opt-in only
     critic_free["sampling_logprobs"] = True
@@ -268,7 +268,7 @@ def test_trainer_config_of_the_bench_uses_the_levers():
     tok = make_tokenizer()
     cfg = PPOConfig(
         estimator="grpo", samples_per_prompt=2, batch_size=2, update_epochs=1, kl_penalty="loss",
-        kl_estimator="k3", max_new_tokens=4, cpu=True, progress_bar=False,
+        kl_estimator="k3", max_new_tokens=4, use_cpu=True, progress_bar=False,
         sampling_logprobs=True,
     )  # fmt: skip
     trainer = PPOTrainer(cfg, make_policy(tok), tok, reward=lambda p, c: [1.0] * len(c))

@@ -315,7 +315,7 @@ def test_separate_critic_must_share_the_policy_vocabulary():
     other = make_tokenizer(vocab_size=280)
     with pytest.raises(ValueError, match="critic_model has a vocabulary of"):
         PPOTrainer(
-            PPOConfig(batch_size=4, progress_bar=False, cpu=True),
+            PPOConfig(batch_size=4, progress_bar=False, use_cpu=True),
             make_policy(tok),
             tok,
             critic_model=make_reward_model(other),

@@ -73,6 +73,8 @@ def test_chat_demo_runs_sft_then_each_estimator_on_the_answer_column(tmp_path):
             # the reward on the sampled held-out answers is their exact-match accuracy
             assert e["proxy"] == pytest.approx(e["accuracy_sampled"])
         assert (out / name / "policy" / "config.json").is_file()
+        card = (out / name / "policy" / "README.md").read_text()  # with the demo's report
+        assert "rlhf-pg demo report: chat arithmetic" in card and f"| {name} | 1 x " in card
 
     # the evaluate recipe on a trained policy: the same held-out questions, the same greedy
     # answers as the PPO stage's last evaluation

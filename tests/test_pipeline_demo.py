@@ -41,7 +41,7 @@ def test_ppo_against_the_gold_trained_reward_model_raises_the_proxy_reward(tiny_
         kl_coef=0.2,
         num_minibatches=2,
         seed=0,
-        cpu=True,
+        use_cpu=True,
         progress_bar=False,
         output_dir=str(tmp_path),
     )
@@ -98,6 +98,10 @@ def test_tiny_demo_writes_the_report_and_plots(tiny_models, tmp_path, capsys):
     logged = (out / "ppo" / "metrics.jsonl").read_text().splitlines()
     assert len(logged) == 4 and "gold/mean" in json.loads(logged[-1])
     assert (out / "ppo" / "checkpoint-000004").is_dir()
+    # every saved model folder has a model card; the policy's holds the demo's report
+    card = (out / "ppo" / "policy" / "README.md").read_text()
+    assert "## Report" in card and "## Held-out results" in card
+    assert f"| kl_seq_after | {summary['kl_seq_after']:.4g} |" in card
     # a second demo into the same folder replaces the PPO stage's outputs, as `make demo` twice does
     assert cli_main([*argv, "--config", str(write_tiny_demo_yaml(tmp_path / "tiny.yaml"))]) == 0
     logged = (out / "ppo" / "metrics.jsonl").read_text().splitlines()

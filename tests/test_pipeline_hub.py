@@ -37,7 +37,7 @@ def test_gpt2_imdb_recipe_runs_one_step_on_local_stand_ins(stand_ins, tmp_path):
         "--reward_model_path", str(stand_ins / "distilbert-imdb"),
         "--max_steps", "1", "--batch_size", "4", "--num_minibatches", "2",
         "--num_prompts", "16", "--num_eval_prompts", "4", "--max_new_tokens", "6",
-        "--bf16", "false", "--cpu", "true", "--progress_bar", "false",
+        "--bf16", "false", "--use_cpu", "true", "--progress_bar", "false",
         "--output_dir", str(out),
     ]) == 0  # fmt: skip
     results = json.loads((out / "ppo_results.json").read_text())
@@ -62,7 +62,7 @@ def test_gpt2_imdb_recipe_needs_the_classifier_label(stand_ins, tmp_path):
         "--model_name_or_path", str(stand_ins / "gpt2"),
         "--dataset_name", str(stand_ins / "imdb"),
         "--reward_model_path", str(stand_ins / "distilbert-imdb"),
-        "--reward_model_label", "LABEL_7", "--cpu", "true", "--bf16", "false",
+        "--reward_model_label", "LABEL_7", "--use_cpu", "true", "--bf16", "false",
     ]  # fmt: skip
     with pytest.raises(ValueError, match=r"'LABEL_7' is not a label .*\['NEGATIVE', 'POSITIVE'\]"):
         main(args)

@@ -164,7 +164,9 @@ def test_missing_text_column_names_the_column(tmp_path):
     data = tmp_path / "reviews.jsonl"
     data.write_text("\n".join(json.dumps({"review": "good film"}) for _ in range(4)))
     cfg = SFTArgs(task="dataset", dataset_name=str(data), output_dir=str(tmp_path / "out"))
-    with pytest.raises(ValueError, match=r"missing column\(s\) \['text'\]; it has \['review'\]"):
+    with pytest.raises(
+        ValueError, match=r"no column 'text' \(text_column\), 'messages'.*it has \['review'\]"
+    ):
         train_sft(cfg)
 
 
@@ -188,4 +190,4 @@ def test_stage_input_errors_are_one_line_with_exit_2(tmp_path, monkeypatch, caps
     argv = ["--task", "dataset", "--dataset_name", str(data), "--output_dir", str(tmp_path / "o")]
     assert sft_main(argv) == 2
     line = _one_error_line(capsys)
-    assert "missing column(s) ['text']" in line and "review" in line
+    assert "no column 'text' (text_column)" in line and "review" in line

@@ -71,7 +71,7 @@ def _args(model, data, reward_fn, out, *extra):
         "--dataset_test_split", "test", "--reward_fn", reward_fn,
         "--estimator", "grpo", "--samples_per_prompt", "2", "--batch_size", "2",
         "--max_steps", "2", "--eval_every", "1", "--eval_samples", "1", "--max_new_tokens", "4",
-        "--cpu", "true", "--progress_bar", "false", "--output_dir", str(out), *extra,
+        "--use_cpu", "true", "--progress_bar", "false", "--output_dir", str(out), *extra,
     ]  # fmt: skip
 
 
@@ -236,7 +236,7 @@ def test_evaluation_goes_to_jsonl_and_to_trackers_that_show_tables(tmp_path):
     acc.init_trackers("test")
     tok = make_tokenizer()
     trainer = PPOTrainer(
-        PPOConfig(batch_size=2, cpu=True, progress_bar=False, output_dir=str(tmp_path / "run")),
+        PPOConfig(batch_size=2, use_cpu=True, progress_bar=False, output_dir=str(tmp_path / "run")),
         make_policy(tok), tok, accelerator=acc,
     )  # fmt: skip
     table = [

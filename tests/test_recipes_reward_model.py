@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 from datasets import Dataset
+from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification
 
 from rlhf_pg.hf.scoring import RewardModel
@@ -84,6 +85,9 @@ def test_reward_model_learns_gold_preferences_well_above_chance(tiny_sft, tmp_pa
     path = train_reward_model(cfg)
     metrics = json.loads((path / "reward_metrics.json").read_text())
     assert metrics["heldout_pairwise_accuracy"] > 0.75, metrics["heldout_pairwise_accuracy"]
+    card = ModelCard.load(path / "README.md")
+    assert "reward-model" in card.data.tags and str(data_dir) in card.text
+    assert f"heldout_pairwise_accuracy | {metrics['heldout_pairwise_accuracy']:.4g} |" in card.text
 
     model = AutoModelForSequenceClassification.from_pretrained(path)
     assert model.config.num_labels == 1 and model.config.pad_token_id is not None

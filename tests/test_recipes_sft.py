@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import rlhf_pg.stages.sft
@@ -35,6 +36,11 @@ def test_sft_lowers_loss_saves_and_caches(tmp_path, monkeypatch):
     metrics = json.loads((path / "sft_metrics.json").read_text())
     assert metrics["eval_loss_after"] < 0.6 * metrics["eval_loss_before"]
     assert path.parent == tmp_path and path.name.startswith("sft-")
+    # the model card: hub metadata, the data, every setting, the metrics of this run
+    card = ModelCard.load(path / "README.md")
+    assert "sft" in card.data.tags and card.data.base_model is None  # trained from scratch
+    assert f"eval_loss_after | {metrics['eval_loss_after']:.4g} |" in card.text
+    assert "learning_rate: 0.005" in card.text and "generated movie reviews" in card.text
 
     model = AutoModelForCausalLM.from_pretrained(path)
     tok = AutoTokenizer.from_pretrained(path)

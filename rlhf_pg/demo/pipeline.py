@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..lm import PPOConfig
-from ..stages.ppo import run_ppo, summarize
+from ..stages.ppo import run_ppo, summarize, write_policy_card
 from ..stages.ppo_args import PPORecipeArgs, args_to_dict
 from ..stages.reward_model import RewardModelArgs, train_reward_model
 from ..stages.sft import SFTArgs, train_sft
@@ -168,7 +168,7 @@ def ppo_args(cfg: DemoConfig, sft_path: Path, rm_path: Path) -> tuple[PPORecipeA
         # the demo is rerun into the same folder: each run replaces the last one's PPO stage
         "overwrite_output_dir": True,
         "progress_bar": cfg.progress,
-        "cpu": True,  # the offline default: a ~1M-parameter model is fastest on the CPU
+        "use_cpu": True,  # the offline default: a ~1M-parameter model is fastest on the CPU
     }
     args, config = _compose(cfg, "ppo", run_level)
     return args, config
@@ -183,7 +183,7 @@ def rl_args(cfg: DemoConfig, name: str, sft_path: Path) -> tuple[PPORecipeArgs, 
         "output_dir": str(Path(cfg.out) / name),
         "overwrite_output_dir": True,  # a rerun replaces the last run's RL stages
         "progress_bar": cfg.progress,
-        "cpu": True,  # a tiny model is fastest on the CPU
+        "use_cpu": True,  # a tiny model is fastest on the CPU
     }
     args, config = _compose(cfg, name, run_level)
     return args, config
@@ -285,6 +285,7 @@ def run_sentiment(cfg: DemoConfig, threads: tuple[int, str]) -> dict:
     report = _write_report(
         cfg, (sft_path, sft), (rm_path, rm), (args, config), results, seconds, threads
     )
+    write_policy_card(Path(config.output_dir) / "policy", args, config, results, report.read_text())
     seconds["total"] = time.perf_counter() - begin
     summary = {**summary, "rm_accuracy": acc, "seconds": seconds, "report": str(report)}
     stage_settings = {
@@ -321,7 +322,7 @@ def run_chat_arithmetic(cfg: DemoConfig, threads: tuple[int, str]) -> dict:
         args, config = rl_args(cfg, name, sft_path)
         results = run_ppo(args, config)
         summary = summarize(results, "chat_arithmetic")
-        runs[name] = {"results": results, "summary": summary, "config": config}
+        runs[name] = {"results": results, "summary": summary, "args": (args, config)}
         stage_settings[name] = args_to_dict(args, config)
         seconds[name] = _done(
             t,
@@ -342,6 +343,10 @@ def run_chat_arithmetic(cfg: DemoConfig, threads: tuple[int, str]) -> dict:
         **{f"seconds, {k}": round(v, 1) for k, v in seconds.items()},
     }
     report = write_chat_report(out, {k: v["results"] for k, v in runs.items()}, facts)
+    for run in runs.values():  # each policy's model card carries the demo's report
+        args, config = run["args"]
+        policy = Path(config.output_dir) / "policy"
+        write_policy_card(policy, args, config, run["results"], report.read_text())
     seconds["total"] = time.perf_counter() - begin
     summary = {
         "estimators": {name: run["summary"] for name, run in runs.items()},

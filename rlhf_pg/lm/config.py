@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from ..core import AGGREGATION_MODES, KL_ESTIMATORS
-from ..utils.config import ConfigError, check_types, config_from_dict, with_aliases
+from ..utils.config import ConfigError, TrlName, check_types, config_from_dict, with_aliases
+from .trl_names import LR_SCHEDULES, TRL_NAMES, TRL_UNSUPPORTED
 
 ESTIMATORS = ("ppo", "reinforce", "rloo", "grpo")
 KL_PENALTY_MODES = ("reward", "loss", "none")
 KL_CONTROLLERS = ("fixed", "adaptive")
-LR_SCHEDULES = ("constant", "linear")
 PROMPT_TRUNCATION = ("error", "left")
-LOG_WITH = ("none", "tensorboard", "wandb", "all")
+TRACKERS = ("tensorboard", "wandb", "trackio")  # what report_to may name, besides none / all
 AT_LEAST_ONE = (
     "samples_per_prompt",
     "batch_size",
@@ -40,9 +40,26 @@ NON_NEGATIVE = (
     "entropy_coef",
     "kl_coef",
     "missing_eos_penalty",
+    "clip_eps_high",
     "score_clip",
     "lora_dropout",
 )
+
+
+def normalize_report_to(value: str | list[str]) -> list[str]:
+    """``report_to`` as transformers reads it: a name or a list; ``"none"`` (or ``[]``) means
+    no tracker, ``"all"`` every installed one (expanded when the trainer starts)."""
+    names = [value] if isinstance(value, str) else list(value)
+    return [n for n in names if n != "none"]
+
+
+def check_report_to(names: list[str], owner: str = "report_to") -> None:
+    """One line naming a tracker we do not support."""
+    for name in names:
+        if name not in (*TRACKERS, "all"):
+            raise ConfigError(
+                f"{owner}={name!r} is not valid; choose from {', '.join(TRACKERS)}, all or none"
+            )
 
 
 def _help(text: str, default: Any) -> Any:
@@ -62,14 +79,20 @@ class PPOConfig:
 
     Names are shared with ``classic_control`` where the meaning is the same
     (``learning_rate``, ``gae_lambda``, ``clip_eps``, ``update_epochs``,
-    ``entropy_coef``); the old names in ``ALIASES`` still work, with a notice.
+    ``entropy_coef``); the old names in ``ALIASES`` still work, with a notice. TRL's
+    names (``TRL_NAMES``: ``num_generations``, ``beta``, ``epsilon``, ``loss_type``, ...)
+    work without one; docs/migrating-from-trl.md maps them.
     """
 
     ALIASES: ClassVar[dict[str, str]] = {
         "lam": "gae_lambda",
         "ppo_epochs": "update_epochs",
         "total_steps": "max_steps",
+        "cpu": "use_cpu",
+        "log_with": "report_to",
     }
+    TRL_NAMES: ClassVar[dict[str, TrlName]] = TRL_NAMES
+    TRL_UNSUPPORTED: ClassVar[dict[str, str]] = TRL_UNSUPPORTED
 
     # --- estimator -------------------------------------------------------
     estimator: str = _help(
@@ -97,6 +120,9 @@ class PPOConfig:
     gamma: float = _help("discount over tokens", 1.0)
     gae_lambda: float = _help("GAE lambda over tokens", 0.95)
     clip_eps: float = _help("PPO ratio clip range", 0.2)
+    clip_eps_high: float = _help(
+        "upper ratio clip (1 + clip_eps_high) when asymmetric (DAPO); 0 = clip_eps", 0.0
+    )
     clip_eps_value: float = _help("value clip range around rollout values; 0 disables", 0.2)
     vf_coef: float = _help("value-loss coefficient", 0.1)
     entropy_coef: float = _help("entropy bonus coefficient", 0.0)
@@ -157,7 +183,7 @@ class PPOConfig:
     )
     gradient_checkpointing: bool = _help("recompute activations in backward", False)
     bf16: bool = _help("bf16 mixed precision via accelerate", False)
-    cpu: bool = _help("force CPU even when a GPU is present", False)
+    use_cpu: bool = _help("force CPU even when a GPU is present", False)
 
     # --- bookkeeping ---------------------------------------------------------
     seed: int = _help("random seed (each process adds its rank)", 0)
@@ -170,13 +196,19 @@ class PPOConfig:
         "without it such a run refuses to start (resume with load_checkpoint instead)",
         False,
     )
-    log_with: str = _help("accelerate tracker: tensorboard, wandb, all or none", "none")
+    report_to: str | list[str] = _help(
+        "trackers (accelerate): tensorboard, wandb, trackio, all or none; several allowed; "
+        "empty = none",
+        [],
+    )
     save_every: int = _help("checkpoint every N steps in train(); 0 = only at the end", 0)
     progress_bar: bool = _help("tqdm progress bar on the main process", True)
 
     def __post_init__(self) -> None:
         self.stop_token_ids = list(self.stop_token_ids)
         self.lora_target_modules = list(self.lora_target_modules)
+        if isinstance(self.report_to, (str, list)):
+            self.report_to = normalize_report_to(self.report_to)
         check_types(self)  # a value of the wrong type: one line naming the field
         for f in fields(self):
             value = getattr(self, f.name)
@@ -194,7 +226,7 @@ class PPOConfig:
         _choice("loss_aggregation", self.loss_aggregation, AGGREGATION_MODES)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("prompt_truncation", self.prompt_truncation, PROMPT_TRUNCATION)
-        _choice("log_with", self.log_with, LOG_WITH)
+        check_report_to(self.report_to)
 
     def _check_ranges(self) -> None:
         for name in AT_LEAST_ONE:

@@ -121,6 +121,7 @@ def loss_terms(
         _pad_to(batch["advantages"], width),
         mask,
         clip_eps=config.clip_eps,
+        clip_eps_high=config.clip_eps_high or None,
         aggregation=agg,
     )
     value_term = entropy_term = kl_term = None

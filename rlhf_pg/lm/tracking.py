@@ -49,16 +49,30 @@ def as_callback(cb: TrainerCallback | Callable) -> TrainerCallback:
     raise TypeError(f"callback must be a TrainerCallback or a callable, got {cb!r}")
 
 
-def tracker_names(log_with: str) -> list[str]:
-    """accelerate tracker names for ``log_with``; raises if the package is missing."""
-    wanted = {"none": [], "tensorboard": ["tensorboard"], "wandb": ["wandb"]}.get(
-        log_with, ["tensorboard", "wandb"]
-    )
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
+
+
+def tracker_names(report_to: list[str]) -> list[str]:
+    """accelerate ``log_with`` names for ``report_to`` (already normalised: no "none").
+
+    "all" means every supported tracker that is installed, as in transformers; a tracker
+    named explicitly must be installed, else one line says which package to add (trackio
+    is the optional extra ``rlhf-pg[trackio]``). The names are accelerate's ``LoggerType``
+    values, so accelerate's own integration does the logging."""
+    if "all" in report_to:
+        return [n for n, pkg in TRACKER_PACKAGES.items() if importlib.util.find_spec(pkg)]
+    wanted = list(dict.fromkeys(report_to))
     for name in wanted:
-        if importlib.util.find_spec(name) is None:
+        if name not in TRACKER_PACKAGES:
             raise ValueError(
-                f"log_with={log_with!r} needs the {name} package, which is not installed "
-                f"(pip install {name}), or use log_with='none'"
+                f"report_to={name!r} is not valid; choose from {', '.join(TRACKER_PACKAGES)}, "
+                "all or none"
+            )
+        if importlib.util.find_spec(TRACKER_PACKAGES[name]) is None:
+            extra = " (or pip install 'rlhf-pg[trackio]')" if name == "trackio" else ""
+            raise ValueError(
+                f"report_to={name!r} needs the {TRACKER_PACKAGES[name]} package, which is not "
+                f"installed: pip install {TRACKER_PACKAGES[name]}{extra}, or use report_to='none'"
             )
     return wanted
 

@@ -24,6 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..core import AdaptiveKLController, FixedKLController
+from ..hf.hub import write_model_card
 from ..hf.models import context_length
 from ..hf.sampling import sample_tokens, sample_with_logprobs
 from ..hf.tokens import decode_rows, encode_prompts, left_pad, truncate_at_stop
@@ -86,14 +87,16 @@ class PPOTrainer:
         peft_config=None,
     ) -> None:
         self.config = cfg = config
-        trackers = tracker_names(cfg.log_with)
+        trackers = tracker_names(cfg.report_to)
         self.accelerator = accelerator or Accelerator(
-            cpu=cfg.cpu,
+            cpu=cfg.use_cpu,
             mixed_precision="bf16" if cfg.bf16 else "no",
             log_with=trackers or None,
             project_dir=cfg.output_dir or None,
         )
-        check_process_group(self.accelerator.num_processes, cpu_flag="--cpu true (cpu=True)")
+        check_process_group(
+            self.accelerator.num_processes, cpu_flag="--use_cpu true (use_cpu=True)"
+        )
         # the same seed on every rank while building (new embedding rows, heads), so the
         # reference copies match the policy that DDP broadcasts from rank 0
         set_seed(cfg.seed)
@@ -449,7 +452,24 @@ class PPOTrainer:
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             self.unwrapped_model.save_pretrained(path, tokenizer=self.tokenizer)
+            self._write_card(path)
         self.accelerator.wait_for_everyone()
+
+    def _write_card(self, path: str) -> None:
+        """A model card for the saved policy (the PPO stage replaces it with a fuller one)."""
+        cfg, base = self.config, self.unwrapped_model.pretrained_model
+        if self.unwrapped_model.is_peft:
+            base = base.get_base_model()
+        write_model_card(
+            path,
+            title=f"{cfg.estimator.upper()} policy",
+            stage=cfg.estimator,
+            base_model=getattr(base.config, "_name_or_path", "") or None,
+            datasets=[],
+            config=cfg.to_dict(),
+            metrics={"steps": self.state.step},
+            library_name="peft" if self.unwrapped_model.is_peft else "transformers",
+        )
 
     def save_checkpoint(self, path: str) -> None:
         """Everything needed for an identical continuation, written atomically."""

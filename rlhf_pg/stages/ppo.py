@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from ..hf.hub import write_model_card
 from ..lm import CombinedReward, PPOConfig, PPOTrainer, TrainerCallback
 from ..lm.prompts import PromptRows, as_prompt_rows
 from ..tasks import chat_arithmetic
@@ -275,7 +276,7 @@ def run_ppo(args: PPORecipeArgs, config: PPOConfig) -> dict:
     policy, ref = load_policy(args)
     from accelerate import PartialState
 
-    reward = build_reward(args, device="cpu" if config.cpu else PartialState().device)
+    reward = build_reward(args, device="cpu" if config.use_cpu else PartialState().device)
     trainer = PPOTrainer(
         config, policy, tokenizer, reward=reward, ref_model=ref, prompts=train_prompts
     )
@@ -310,8 +311,35 @@ def run_ppo(args: PPORecipeArgs, config: PPOConfig) -> dict:
             trainer.save_pretrained(str(out / "policy"))
         if trainer.accelerator.is_main_process:
             atomic_write_json(out / "ppo_results.json", results)
+            if args.save_policy:
+                write_policy_card(out / "policy", args, config, results)
     trainer.end_training()
     return results
+
+
+def write_policy_card(
+    folder: Path, args: PPORecipeArgs, config: PPOConfig, results: dict, report: str | None = None
+) -> Path:
+    """The saved policy's model card: what it started from, its prompts, every setting, the
+    held-out figures before and after training and (the demo) the run's report."""
+    if args.task == "dataset":
+        data = [args.dataset_name]
+    else:
+        data = [f"prompts generated here ({args.task} task, {args.num_prompts} prompts)"]
+    metrics = {**summarize(results, args.task), "steps": config.max_steps}
+    if report is not None:  # images are linked relative to the report, not to this folder
+        report = "\n".join(line for line in report.splitlines() if not line.startswith("!["))
+    return write_model_card(
+        folder,
+        title=f"{config.estimator.upper()} policy ({args.task})",
+        stage=config.estimator,
+        base_model=args.model_name_or_path,
+        datasets=data,
+        config=args_to_dict(args, config),
+        metrics=metrics,
+        report=report,
+        library_name="peft" if config.use_lora else "transformers",
+    )
 
 
 def summarize(results: dict, task: str) -> dict:

@@ -11,67 +11,190 @@ the generated pairs.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
+from ..hf.hub import write_model_card
 from ..hf.sampling import generate_completions
 from ..hf.scoring import RewardModel
+from ..lm.config import check_report_to, normalize_report_to
+from ..lm.tracking import tracker_names
 from ..tasks.gold import score_gold
 from ..tasks.reviews import sentiment_prompts
 from ..utils.cache import atomic_dir, config_hash, default_cache_root, file_digest, is_complete
-from ..utils.config import check_types, require, require_model_path
+from ..utils.config import (
+    TrlName,
+    check_types,
+    require,
+    require_lr_scheduler,
+    require_model_path,
+    with_aliases,
+)
 from ..utils.io import atomic_write_json
 from ..utils.run_folder import check_process_group, ensure_writable_dir
 
-_NOT_IN_KEY = ("output_dir", "cache_dir", "reuse_cache", "num_threads", "progress", "sft_path")
+_NOT_IN_KEY = (
+    "output_dir",
+    "cache_dir",
+    "reuse_cache",
+    "num_threads",
+    "progress",
+    "sft_path",
+    "report_to",
+    "logging_steps",
+)
 
 
+@with_aliases
 @dataclass
 class RewardModelArgs:
-    """Hyperparameters of one reward-model run (recipe YAML keys and CLI flags)."""
+    """Hyperparameters of one reward-model run (recipe YAML keys and CLI flags).
 
-    sft_path: str | None = None  # the SFT model that samples the pairs (and initialises the RM)
-    model_name_or_path: str | None = None  # RM initialisation; None: sft_path
-    preference_dataset: str | None = None  # hub name or local folder; None: generate pairs
-    dataset_split: str = "train"
-    gold: Literal["vader"] = "vader"
-    n_prompts: int = 3000
-    prompt_seed: int = 1  # differs from the SFT corpus seed
-    prompt_words: int = 4
-    max_new_tokens: int = 40
-    temperature: float = 1.0
-    min_gold_margin: float = 0.1  # drop pairs the gold scorer can hardly tell apart
-    eval_fraction: float = 0.15
-    learning_rate: float = 1e-3
-    num_train_epochs: float = 3.0
-    batch_size: int = 32
-    weight_decay: float = 0.0
-    center_rewards_coefficient: float | None = 0.01
-    max_length: int = 128
-    seed: int = 0
-    output_dir: str | None = None  # None: <cache_dir>/rm-<hash of config and SFT weights>
-    cache_dir: str | None = None
-    reuse_cache: bool = True
-    use_cpu: bool = False
-    num_threads: int = 0
-    progress: bool = True
+    The training knobs are TRL's ``RewardConfig`` fields under their TRL names and reach
+    ``RewardConfig`` unchanged (:func:`reward_config`); ``per_device_train_batch_size`` and
+    ``dataset_train_split`` are accepted for ``batch_size`` / ``dataset_split``. The defaults
+    are the offline demo's (fp32, no gradient checkpointing, cosine schedule), not TRL's.
+    """
+
+    TRL_NAMES: ClassVar[dict[str, TrlName]] = {
+        "per_device_train_batch_size": TrlName("batch_size", note="same meaning"),
+        "dataset_train_split": TrlName("dataset_split", note="same meaning"),
+        "activation_checkpointing": TrlName("gradient_checkpointing", note="same meaning"),
+    }
+
+    sft_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "the SFT model that samples the pairs (and initialises the reward model)"
+        },
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "reward-model initialisation; unset: sft_path"}
+    )
+    preference_dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "prompt?/chosen/rejected dataset (hub name or local); unset: generate pairs"
+        },
+    )
+    dataset_config: str | None = field(
+        default=None, metadata={"help": "preference dataset: the hub dataset's configuration"}
+    )
+    dataset_split: str = field(
+        default="train", metadata={"help": "preference dataset: split (TRL: dataset_train_split)"}
+    )
+    gold: Literal["vader"] = field(
+        default="vader", metadata={"help": "the scorer that labels generated pairs"}
+    )
+    n_prompts: int = field(
+        default=3000, metadata={"help": "generated pairs: prompts, two samples each"}
+    )
+    prompt_seed: int = field(
+        default=1,
+        metadata={"help": "generated pairs: prompt seed (differs from the SFT corpus seed)"},
+    )
+    prompt_words: int = field(default=4, metadata={"help": "generated pairs: words per prompt"})
+    max_new_tokens: int = field(default=40, metadata={"help": "generated pairs: completion length"})
+    temperature: float = field(
+        default=1.0, metadata={"help": "generated pairs: sampling temperature"}
+    )
+    min_gold_margin: float = field(
+        default=0.1,
+        metadata={"help": "generated pairs: drop pairs the gold scorer can hardly tell apart"},
+    )
+    eval_fraction: float = field(
+        default=0.15, metadata={"help": "share of pairs held out for the pairwise accuracy"}
+    )
+    learning_rate: float = field(default=1e-3, metadata={"help": "learning rate"})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "passes over the pairs"})
+    max_steps: int = field(
+        default=-1,
+        metadata={"help": "> 0: this many optimizer steps instead of num_train_epochs (as TRL)"},
+    )
+    batch_size: int = field(
+        default=32,
+        metadata={"help": "pairs per process per micro-batch (TRL: per_device_train_batch_size)"},
+    )
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "micro-batches per optimizer step"}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "weight decay"})
+    lr_scheduler_type: str = field(
+        default="cosine", metadata={"help": "transformers learning-rate schedule"}
+    )
+    warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
+    center_rewards_coefficient: float | None = field(
+        default=0.01,
+        metadata={"help": "pull the mean reward toward 0 (TRL's centring term); unset: off"},
+    )
+    max_length: int = field(
+        default=128, metadata={"help": "longest chosen / rejected text in tokens"}
+    )
+    disable_dropout: bool = field(default=True, metadata={"help": "turn dropout off in the model"})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "recompute activations in backward (less memory, slower)"}
+    )
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision"})
+    logging_steps: int = field(default=20, metadata={"help": "log every N steps"})
+    report_to: str | list[str] = field(
+        default_factory=list,
+        metadata={"help": "trackers: tensorboard, wandb, trackio, all or none (several allowed)"},
+    )
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    output_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "where the model is saved; unset: <cache_dir>/rm-<hash of config and SFT weights>"
+        },
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "cache root; unset: $RLHF_PG_CACHE or ~/.cache/rlhf-pg"}
+    )
+    reuse_cache: bool = field(
+        default=True,
+        metadata={"help": "return a finished model of the same config instead of training again"},
+    )
+    use_cpu: bool = field(
+        default=False, metadata={"help": "run on the CPU even when a GPU is present"}
+    )
+    num_threads: int = field(default=0, metadata={"help": "torch threads; 0 keeps torch's default"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:
         check_types(self)
+        self.report_to = normalize_report_to(self.report_to)
+        check_report_to(self.report_to)
         require(
             self.sft_path is not None or self.preference_dataset is not None,
             self,
             "sft_path",
             "must be set unless preference_dataset is given",
         )
-        for name in ("n_prompts", "batch_size", "max_new_tokens", "prompt_words", "max_length"):
+        for name in (
+            "n_prompts",
+            "batch_size",
+            "max_new_tokens",
+            "prompt_words",
+            "max_length",
+            "gradient_accumulation_steps",
+            "logging_steps",
+        ):
             require(getattr(self, name) >= 1, self, name, "must be >= 1")
+        require(self.warmup_steps >= 0, self, "warmup_steps", "must be >= 0")
+        require_lr_scheduler(self)
+        require(
+            self.max_steps == -1 or self.max_steps >= 1, self, "max_steps", "must be -1 or >= 1"
+        )
         require(self.learning_rate > 0, self, "learning_rate", "must be > 0")
         require(self.num_train_epochs > 0, self, "num_train_epochs", "must be > 0")
         require(self.temperature > 0, self, "temperature", "must be > 0")
@@ -145,7 +268,7 @@ def load_preferences(cfg: RewardModelArgs):
     """A user's preference dataset, checked for chosen/rejected columns (prompt optional)."""
     from ..tasks.datasets import load_any_dataset, require_columns
 
-    dataset = load_any_dataset(cfg.preference_dataset, cfg.dataset_split)
+    dataset = load_any_dataset(cfg.preference_dataset, cfg.dataset_split, cfg.dataset_config)
     require_columns(
         dataset, ["chosen", "rejected"], f"preference dataset {cfg.preference_dataset!r}"
     )
@@ -160,35 +283,44 @@ def pairwise_accuracy(scorer, dataset) -> float:
     return sum(c > r for c, r in zip(chosen, rejected)) / max(1, len(chosen))
 
 
-def _reward_config(cfg: RewardModelArgs, output_dir: Path):
+def reward_config(cfg: RewardModelArgs, output_dir: Path):
+    """TRL's ``RewardConfig`` with the user's knobs. Only where and when things are saved is
+    fixed here: the Trainer saves nothing (we write the folder atomically ourselves)."""
     from trl import RewardConfig
 
     return RewardConfig(
         output_dir=str(output_dir),
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         weight_decay=cfg.weight_decay,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_steps,
+        max_grad_norm=cfg.max_grad_norm,
         center_rewards_coefficient=cfg.center_rewards_coefficient,
         max_length=cfg.max_length,
+        disable_dropout=cfg.disable_dropout,
         seed=cfg.seed,
         use_cpu=cfg.use_cpu,
-        report_to="none",
-        bf16=False,  # TRL defaults to bf16 and gradient checkpointing: both slow a tiny CPU model
-        gradient_checkpointing=False,
+        report_to=cfg.report_to or "none",
+        bf16=cfg.bf16,
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5's name
         save_strategy="no",
         eval_strategy="no",
-        logging_steps=20,
+        logging_steps=cfg.logging_steps,
         disable_tqdm=not cfg.progress,
-        lr_scheduler_type="cosine",
-        warmup_steps=20,
         dataloader_pin_memory=False,
     )
 
 
-def save_reward_model(trainer, tokenizer, data, split, out: Path, train_loss, seconds) -> None:
+def save_reward_model(
+    cfg: RewardModelArgs, trainer, tokenizer, data, split, out: Path, train_loss, seconds
+) -> None:
     """Write the trained model atomically, with its normalisation statistics (mean and spread
-    of its scores on the SFT samples), the pairs, and ``reward_metrics.json``."""
+    of its scores on the SFT samples), the pairs, ``reward_metrics.json``, the trackers'
+    logs and a model card."""
     with atomic_dir(out) as tmp:
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -221,6 +353,24 @@ def save_reward_model(trainer, tokenizer, data, split, out: Path, train_loss, se
                 "log_history": trainer.state.log_history,
             },
         )
+        logs = Path(trainer.args.output_dir) / "runs"  # TensorBoard's, when report_to has it
+        if logs.is_dir():
+            shutil.copytree(logs, tmp / "logs")
+        metrics = json.loads((tmp / "reward_metrics.json").read_text())
+        metrics.pop("log_history")
+        data_name = cfg.preference_dataset or (
+            f"preference pairs generated here: {cfg.n_prompts} prompts, two samples of the SFT "
+            f"model each, labelled by the gold scorer ({cfg.gold})"
+        )
+        write_model_card(
+            tmp,
+            title="Reward model",
+            stage="reward-model",
+            base_model=cfg.model_name_or_path or cfg.sft_path,
+            datasets=[data_name],
+            config=dataclasses.asdict(cfg),
+            metrics=metrics,
+        )
 
 
 def train_reward_model(cfg: RewardModelArgs) -> Path:
@@ -228,6 +378,7 @@ def train_reward_model(cfg: RewardModelArgs) -> Path:
     out = rm_output_dir(cfg)
     if cfg.reuse_cache and is_complete(out):
         return out
+    tracker_names(cfg.report_to)  # a tracker that is not installed: one line, now
     ensure_writable_dir(out.parent, "the folder above output_dir")  # before any work
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
@@ -253,7 +404,7 @@ def train_reward_model(cfg: RewardModelArgs) -> Path:
     scratch = tempfile.TemporaryDirectory(prefix="rlhf-pg-rm-")  # Trainer wants an output_dir
     trainer = RewardTrainer(
         model=model,
-        args=_reward_config(cfg, Path(scratch.name)),
+        args=reward_config(cfg, Path(scratch.name)),
         train_dataset=split["train"],
         processing_class=tokenizer,
     )
@@ -263,7 +414,7 @@ def train_reward_model(cfg: RewardModelArgs) -> Path:
 
     if trainer.is_world_process_zero():
         seconds = {"data_seconds": data_seconds, "train_seconds": train_seconds}
-        save_reward_model(trainer, tokenizer, data, split, out, result.training_loss, seconds)
+        save_reward_model(cfg, trainer, tokenizer, data, split, out, result.training_loss, seconds)
     trainer.accelerator.wait_for_everyone()
     scratch.cleanup()
     return out

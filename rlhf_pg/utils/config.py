@@ -9,8 +9,11 @@ demo, classic-control agents) is a dataclass. This module turns user input into 
   (``transformers.HfArgumentParser``) into one or several dataclasses;
 - :func:`check_types` (called from each dataclass's ``__post_init__``) reports the first
   value of the wrong type in one line;
-- :func:`with_aliases` lets a dataclass keep accepting old field names (``ALIASES``) on every
-  path, Python included, each with a one-line deprecation notice.
+- :func:`with_aliases` lets a dataclass accept other spellings of its fields on every path,
+  Python included: its own old names (``ALIASES``: deprecated, each with a one-line
+  ``FutureWarning``) and the names TRL users already write (``TRL_NAMES``: not deprecated,
+  accepted silently, the value converted where TRL's convention differs). Names TRL has and
+  we do not support are in ``TRL_UNSUPPORTED`` and fail with the reason.
 
 Every failure is a :class:`ConfigError`, raised before any model, dataset or env is built.
 """
@@ -23,6 +26,7 @@ import functools
 import types
 import typing
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
@@ -36,16 +40,59 @@ class ConfigError(ValueError):
     """A config with an unknown key, a value of the wrong type, or one out of range."""
 
 
+@dataclasses.dataclass(frozen=True)
+class TrlName:
+    """TRL's name for one of our fields. Not deprecated: it is how TRL users already spell
+    the setting, so it is accepted without a notice. ``convert(value, given)`` turns TRL's
+    value into ours where the conventions differ (``given``: every setting under our names,
+    defaults included, for conversions that depend on another setting); ``note`` says what
+    differs in meaning (docs/migrating-from-trl.md lists them)."""
+
+    field: str
+    convert: Callable[[Any, dict[str, Any]], Any] | None = None
+    note: str = ""
+
+
+def field_defaults(cls: type) -> dict[str, Any]:
+    """``{field: default}`` of a dataclass (fields without a default are left out)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
 def aliases_of(cls: type) -> dict[str, str]:
-    """``{old name: field name}`` a config class still accepts (its ``ALIASES``)."""
+    """``{old name: field name}`` a config class still accepts (its ``ALIASES``, deprecated)."""
     return dict(getattr(cls, "ALIASES", {}))
 
 
+def trl_names_of(cls: type) -> dict[str, TrlName]:
+    """``{TRL name: TrlName}`` a config class accepts silently (its ``TRL_NAMES``)."""
+    return dict(getattr(cls, "TRL_NAMES", {}))
+
+
+def other_names_of(cls: type) -> dict[str, str]:
+    """Every other spelling a class accepts, deprecated or TRL's: ``{name: field name}``."""
+    return {**aliases_of(cls), **{k: v.field for k, v in trl_names_of(cls).items()}}
+
+
 def resolve_aliases(cls: type, values: dict[str, Any], source: str = "") -> dict[str, Any]:
-    """Rename deprecated keys of ``values`` to their field names, with a one-line notice each;
-    giving both the old and the new name is an error."""
+    """Rename the other spellings in ``values`` to their field names.
+
+    Our own old names (``ALIASES``) come with a one-line ``FutureWarning`` each; TRL's names
+    (``TRL_NAMES``) come silently, their values converted to our convention once every key
+    is renamed (a conversion sees every setting, defaults included, as converted so far: it
+    may depend on another). Giving two spellings of one setting, or a TRL name we do not
+    support (``TRL_UNSUPPORTED``), is an error."""
     out = dict(values)
     where = f"{source}: " if source else ""
+    unsupported = getattr(cls, "TRL_UNSUPPORTED", {})
+    for name in out:
+        if name in unsupported:
+            raise ConfigError(f"{where}{name!r} (TRL) is not supported: {unsupported[name]}")
     for old, new in aliases_of(cls).items():
         if old not in out:
             continue
@@ -57,6 +104,23 @@ def resolve_aliases(cls: type, values: dict[str, Any], source: str = "") -> dict
             stacklevel=3,
         )
         out[new] = out.pop(old)
+    converted = []
+    for trl, alias in trl_names_of(cls).items():
+        if trl not in out:
+            continue
+        if alias.field in out:
+            raise ConfigError(
+                f"{where}{trl!r} (TRL's name) and {alias.field!r} are the same setting; give one"
+            )
+        out[alias.field] = out.pop(trl)
+        if alias.convert is not None:
+            converted.append((trl, alias))
+    given = {**field_defaults(cls), **out}  # a conversion may read another setting
+    for trl, alias in converted:
+        try:
+            out[alias.field] = given[alias.field] = alias.convert(out[alias.field], given)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"{where}{trl}={out[alias.field]!r}: {err}") from None
     return out
 
 
@@ -75,6 +139,14 @@ def names_a_local_path(name: str) -> bool:
     )
 
 
+def require_lr_scheduler(obj: Any, name: str = "lr_scheduler_type") -> None:
+    """Raise :class:`ConfigError` when field ``name`` is not a transformers schedule name."""
+    from transformers import SchedulerType
+
+    valid = [t.value for t in SchedulerType]
+    require(getattr(obj, name) in valid, obj, name, f"must be one of {valid}")
+
+
 def require_model_path(obj: Any, name: str, made_by: str) -> None:
     """Raise :class:`ConfigError` when field ``name`` names a local model folder that does not
     exist, saying which stage makes it (``made_by``); hub names pass through."""
@@ -86,7 +158,8 @@ def require_model_path(obj: Any, name: str, made_by: str) -> None:
 
 
 def with_aliases(cls: type[T]) -> type[T]:
-    """Class decorator: the dataclass's ``__init__`` accepts the old names in ``cls.ALIASES``."""
+    """Class decorator: the dataclass's ``__init__`` accepts the old names in ``cls.ALIASES``
+    (with a notice) and TRL's names in ``cls.TRL_NAMES`` (silently, converted)."""
     init = cls.__init__
 
     @functools.wraps(init)
@@ -193,7 +266,8 @@ def _init_fields(cls: type) -> list[str]:
 def check_keys(classes: type | tuple[type, ...], values: dict[str, Any], source: str) -> None:
     """Raise naming any key that is not a field (or alias) of one of ``classes``."""
     classes = classes if isinstance(classes, tuple) else (classes,)
-    valid = {name for cls in classes for name in _init_fields(cls) + list(aliases_of(cls))}
+    valid = {name for cls in classes for name in _init_fields(cls) + list(other_names_of(cls))}
+    valid |= {name for cls in classes for name in getattr(cls, "TRL_UNSUPPORTED", {})}
     unknown = sorted(set(values) - valid)
     if unknown:
         names = " / ".join(cls.__name__ for cls in classes)
@@ -218,7 +292,11 @@ def split_values(
     parts: list[dict[str, Any]] = [{} for _ in classes]
     for key, value in values.items():
         for part, cls in zip(parts, classes):
-            if key in _init_fields(cls) or key in aliases_of(cls):
+            if (
+                key in _init_fields(cls)
+                or key in other_names_of(cls)
+                or key in getattr(cls, "TRL_UNSUPPORTED", {})
+            ):
                 part[key] = value
                 break
     return parts
@@ -239,6 +317,51 @@ def _rename_alias_flags(classes: tuple[type, ...], argv: list[str]) -> list[str]
     return out
 
 
+def _flag_value(text: str) -> Any:
+    """A TRL-named flag's value as a YAML file would hold it: int, float, bool or string
+    (converted and type-checked later by the field's :class:`TrlName`, like a YAML value)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _parse_trl_flags(classes: tuple[type, ...], argv: list[str]) -> tuple[dict[str, Any], list]:
+    """``--trl_name value [value ...]`` flags -> ``{trl_name: value}`` (a list when several
+    values follow), and the remaining arguments. TRL's names are not fields, so
+    ``HfArgumentParser`` does not know them; they go through the same conversion as in a
+    YAML file."""
+    names = {n for c in classes for n in [*trl_names_of(c), *getattr(c, "TRL_UNSUPPORTED", {})]}
+    if not names:
+        return {}, argv
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.error = _raise_config_error  # type: ignore[method-assign]
+    for name in sorted(names):
+        parser.add_argument(f"--{name}", nargs="+", type=_flag_value, default=_UNSET)
+    given, rest = parser.parse_known_args(argv)
+    values = {k: v[0] if len(v) == 1 else v for k, v in vars(given).items() if v is not _UNSET}
+    return values, rest
+
+
+def _override(classes: tuple[type, ...], values: dict[str, Any], flags: dict[str, Any]) -> None:
+    """Flags win over the YAML file, whichever spelling either uses: drop the file's other
+    spellings of each flag's setting, then add the flags."""
+    spelling = {n: f for c in classes for n, f in other_names_of(c).items()}
+    for key in flags:
+        setting = spelling.get(key, key)
+        for other in [k for k in values if spelling.get(k, k) == setting]:
+            del values[other]
+    values.update(flags)
+
+
+def trl_names_help(classes: tuple[type, ...]) -> str:
+    """One line for ``--help``: the TRL names the recipe also accepts."""
+    pairs = [f"{n} (= {a.field})" for c in classes for n, a in trl_names_of(c).items()]
+    return f"TRL's names are accepted too: {', '.join(pairs)}." if pairs else ""
+
+
 def _raise_config_error(message: str) -> None:
     """``ArgumentParser.error`` replacement: one ConfigError line instead of usage + exit."""
     raise ConfigError(f"command line: {message}")
@@ -248,8 +371,9 @@ def parse_recipe_args(cls: type[T] | tuple[type, ...], argv: list[str] | None = 
     """``[--config FILE.yaml] [--field value ...]`` -> a checked ``cls`` instance (or, given a
     tuple of classes, a tuple of instances, each key going to the class that has the field).
 
-    Flags are defined and converted by ``HfArgumentParser``; only the flags actually given
-    override the YAML. Every value, from the file or a flag, then goes through
+    Flags are defined and converted by ``HfArgumentParser``; TRL's names (``TRL_NAMES``) are
+    read as YAML values would be. Only the flags actually given override the YAML, whatever
+    spelling either uses. Every value, from the file or a flag, then goes through
     :func:`config_from_dict`, so any mistake (unknown key, bad flag value, wrong type, out
     of range) is one :class:`ConfigError` line. ``--help`` still prints and exits.
     """
@@ -262,15 +386,21 @@ def parse_recipe_args(cls: type[T] | tuple[type, ...], argv: list[str] | None = 
     pre.add_argument("--config", default=None)
     known, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
     values = load_yaml_config(known.config, classes) if known.config is not None else {}
-    parser = HfArgumentParser(classes)
+    trl_flags, rest = _parse_trl_flags(classes, rest)
+    parser = HfArgumentParser(classes, epilog=trl_names_help(classes) or None)
     parser.error = _raise_config_error  # type: ignore[method-assign]
-    # A non-string sentinel default marks flags not given (argparse would parse a string one).
-    parser.set_defaults(**{f.name: _UNSET for c in classes for f in dataclasses.fields(c)})
+    parser.add_argument(  # read above; here so that --help lists it
+        "--config", default=None, help="YAML file of settings; flags override it"
+    )
+    if not {"-h", "--help"} & set(rest):  # --help shows the real defaults
+        # A non-string sentinel default marks flags not given (argparse would parse a string one).
+        parser.set_defaults(**{f.name: _UNSET for c in classes for f in dataclasses.fields(c)})
     given, unknown = parser.parse_known_args(_rename_alias_flags(classes, rest))
     if unknown:
         names = " / ".join(c.__name__ for c in classes)
         raise ConfigError(f"unknown argument(s) {unknown} for {names}")
-    values.update({k: v for k, v in vars(given).items() if v is not _UNSET})
+    flags = {k: v for k, v in vars(given).items() if v is not _UNSET and k != "config"}
+    _override(classes, values, {**flags, **trl_flags})
     source = known.config or "command line"
     parts = split_values(classes, values, source)
     built = tuple(config_from_dict(c, part, source) for c, part in zip(classes, parts))
