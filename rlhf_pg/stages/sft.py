@@ -10,11 +10,16 @@ returns the cached folder without training. Two paths:
   conversations (``messages``, through the tokenizer's chat template) and prompt/completion
   pairs (loss on the completion only by default, ``completion_only_loss``); ``packing`` and
   ``assistant_only_loss`` pass through;
-- the generated corpora of the offline tasks (``sentiment``, ``arithmetic``) go through our
-  own short accelerate loop (:func:`_train_loop`). Why: the corpus is a list of short plain
+- the generated corpora of the offline tasks (``sentiment``, ``arithmetic``,
+  ``chat_arithmetic``) go through our own short accelerate loop (:func:`_train_loop`). Why: the corpus is a list of short plain
   texts made here, so SFTTrainer's format detection, dataset preprocessing pass and Trainer
   start-up would add seconds to the demo's budget and nothing else, and the loop is 30
   readable lines whose schedule the demo's published figures were measured with.
+
+The chat task's conversations are rendered by the tokenizer's chat template (the prompt with
+the generation prompt, then the reply) and EOS (``<|im_end|>``, the end of the assistant's
+turn) is appended, which is the template's own rendering of the conversation; the loss
+covers every token, as for the other generated corpora.
 
 Both paths build the tokenizer and model and save the folder the same way
 (:mod:`rlhf_pg.stages.sft_build`) and read the same knobs (:class:`SFTArgs`, in
@@ -34,6 +39,7 @@ from pathlib import Path
 import torch
 
 from ..lm.tracking import tracker_names
+from ..tasks import chat_arithmetic
 from ..tasks.arithmetic import build_arithmetic_corpus
 from ..tasks.reviews import build_corpus
 from ..utils.cache import is_complete
@@ -45,8 +51,19 @@ from .sft_datasets import train_with_sft_trainer
 __all__ = ["SFTArgs", "sft_output_dir", "train_sft"]
 
 
-def build_texts(cfg: SFTArgs) -> list[str]:
-    """The generated SFT corpus of an offline task (``sentiment`` or ``arithmetic``)."""
+def build_texts(cfg: SFTArgs, tokenizer=None) -> list[str]:
+    """The generated SFT corpus of an offline task (``sentiment``, ``arithmetic``, or
+    ``chat_arithmetic``, whose conversations ``tokenizer``'s chat template renders)."""
+    if cfg.task == "chat_arithmetic":
+        rows = chat_arithmetic.sft_rows(
+            cfg.corpus_size,
+            cfg.carry_slip,
+            cfg.error_rate,
+            cfg.max_operand,
+            cfg.held_out_fraction,
+            cfg.corpus_seed,
+        )
+        return [chat_arithmetic.render_sft_text(tokenizer, row) for row in rows]
     if cfg.task == "sentiment":
         return build_corpus(cfg.corpus_size, seed=cfg.corpus_seed)
     return build_arithmetic_corpus(
@@ -174,28 +191,44 @@ def train_sft(cfg: SFTArgs) -> Path:
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     if cfg.task == "dataset":
+        from ..lm.engines import check_hf_trainer_launcher
+
+        check_hf_trainer_launcher("the SFT stage with a dataset", cpu=cfg.use_cpu)
         return train_with_sft_trainer(cfg, out)
     return _train_generated_corpus(cfg, out)
 
 
 def _train_generated_corpus(cfg: SFTArgs, out: Path) -> Path:
     """Our loop on the offline task's generated corpus (see the module docstring for why)."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
+
+    from ..lm.engines import build_accelerator, configure_engine, engine_of
 
     scratch = tempfile.TemporaryDirectory(prefix="rlhf-pg-sft-")  # tracker logs until saved
     trackers = tracker_names(cfg.report_to)
-    accelerator = Accelerator(
+    # DeepSpeed / FSDP2 when the launcher asks; a dropped engine is an error, not DDP
+    accelerator = build_accelerator(
         cpu=cfg.use_cpu,
         mixed_precision=cfg.mixed_precision,
         log_with=trackers or None,
         project_dir=scratch.name,
     )
     check_process_group(accelerator.num_processes, cpu_flag="--use_cpu true")
+    # DeepSpeed clips inside its step: max_grad_norm becomes its gradient_clipping
+    configure_engine(
+        accelerator,
+        micro_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=1,
+        max_grad_norm=cfg.max_grad_norm,
+    )
     set_seed(cfg.seed)
 
-    texts = build_texts(cfg)
-    tokenizer = build_tokenizer(cfg, texts)
+    if cfg.task == "chat_arithmetic":  # the tokenizer's chat template renders the corpus
+        tokenizer = build_tokenizer(cfg, [])
+        texts = build_texts(cfg, tokenizer)
+    else:
+        texts = build_texts(cfg)
+        tokenizer = build_tokenizer(cfg, texts)
     model = build_model(cfg, tokenizer)
     if cfg.gradient_checkpointing:
         model.activation_checkpointing_enable()  # transformers 5: the new name
@@ -217,7 +250,9 @@ def _train_generated_corpus(cfg: SFTArgs, out: Path) -> Path:
         model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
     )
     scheduler = make_schedule(cfg, optimizer, steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # the schedule stays outside prepare(): accelerate would step it once per process on every
+    # call, but `steps` already counts each process's optimizer steps
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     if trackers:
         accelerator.init_trackers("sft", config={k: str(v) for k, v in vars(cfg).items()})
 
@@ -229,17 +264,21 @@ def _train_generated_corpus(cfg: SFTArgs, out: Path) -> Path:
 
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    loss_after = mean_loss(unwrapped, eval_rows, tokenizer.pad_token_id)
+    loss_after = mean_loss(unwrapped, eval_rows, tokenizer.pad_token_id)  # every process
+    # sharded engines: the full weights, gathered on every process, for the main one to save
+    state_dict = accelerator.get_state_dict(model) if engine_of(accelerator) else None
     metrics = {
         "eval_loss_before": loss_before,
         "eval_loss_after": loss_after,
         "train_seconds": train_seconds,
-        "num_parameters": sum(p.numel() for p in unwrapped.parameters()),
+        "num_parameters": sum(getattr(p, "ds_numel", p.numel()) for p in unwrapped.parameters()),
         "num_processes": accelerator.num_processes,
         "history": history,
     }
     if accelerator.is_main_process:
-        save_sft_model(cfg, out, unwrapped, tokenizer, metrics, Path(scratch.name))
+        save_sft_model(
+            cfg, out, unwrapped, tokenizer, metrics, Path(scratch.name), state_dict=state_dict
+        )
     accelerator.wait_for_everyone()
     scratch.cleanup()
     return out
