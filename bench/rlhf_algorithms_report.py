@@ -6,7 +6,9 @@
   then the over-optimisation run step by step.
 - ``frontier.png`` gold vs KL, ``gold_vs_time.png`` gold vs training seconds,
   ``overoptimisation.png`` proxy and gold vs step at a low KL coefficient: seed means with a
-  band from the lowest to the highest seed.
+  band from the lowest to the highest seed, on the x range every seed covers (a curve that
+  comes back to an x it passed is read at its first pass), over each seed's measured points
+  (faint dotted lines).
 """
 
 from __future__ import annotations
@@ -134,6 +136,9 @@ def _band(runs: list[dict], x_key: str, y_key: str, n: int = 50):
 def _plot_bands(ax, groups, x_key: str, y_key: str) -> None:
     for i, (name, runs) in enumerate(groups.items()):
         color = f"C{i}"
+        for r in runs:  # each seed's evaluations as measured, faint (the band reads x once)
+            ax.plot([e[x_key] for e in r["evals"]], [e[y_key] for e in r["evals"]],
+                    ".:", color=color, alpha=0.35, linewidth=0.8, markersize=3)  # fmt: skip
         band = _band(runs, x_key, y_key)
         if band is None:  # one evaluation point only (or a degenerate range)
             ax.plot([r["evals"][-1][x_key] for r in runs], [r["evals"][-1][y_key] for r in runs],
