@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= runs/demo
 
-.PHONY: demo test lint format bench-classic bench-lm clean
+.PHONY: demo test test-deepspeed lint format bench-classic bench-lm clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
+
+# The DeepSpeed ZeRO-2/3 tests (2 CPU processes each), which `make test` skips without the
+# optional extra: installs it (no compiled ops; DeepSpeed's CPU accelerator) and fails,
+# instead of skipping, if it is still missing.
+test-deepspeed: $(STAMP)
+	DS_BUILD_OPS=0 $(PY) -m pip install --quiet --disable-pip-version-check \
+		--no-build-isolation -c constraints.txt -e ".[deepspeed]"
+	RLHF_PG_REQUIRE_DEEPSPEED=1 $(PY) -m pytest -q tests/test_lm_sharded.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

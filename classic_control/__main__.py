@@ -12,8 +12,6 @@ import argparse
 import dataclasses
 import signal
 import sys
-import types
-import typing
 import warnings
 from pathlib import Path
 
@@ -22,94 +20,23 @@ from .algos import ALGOS
 from .compare.cli import add_parsers as add_compare_parsers
 from .compare.cli import cmd_compare, cmd_report
 from .config import Config, ConfigError, available_presets
-from .envs import probe_env
+from .envs import EnvSpec, probe_env
+from .flags import (
+    OLD_PREFIX,
+    Parser,
+    add_config_flags,
+    config_flag_help,
+    flag_name,
+    rename_old_flags,
+)
 from .lab.cli import add_parsers as add_lab_parsers
 from .lab.cli import cmd_lab
 from .lifetime import stop_on_sigterm
-from .settings import resolve
-
-_TOP_LEVEL = {"algo", "env_id", "seed", "total_steps"}
-
-
-def _bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _optional(kind: type):
-    """Parser for ``kind | None`` flags: 'none' or 'null' gives None."""
-
-    def parse(text: str):
-        return None if text.lower() in ("none", "null") else kind(text)
-
-    parse.__name__ = kind.__name__  # argparse names the type in its error message
-    return parse
-
-
-_OLD = "deprecated_"  # namespace prefix of the old flag names' values
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _flag_kwargs(hint) -> dict:
-    """How argparse reads a value of a Config field of type ``hint``."""
-    if hint is bool:
-        return {"type": _bool, "metavar": "BOOL"}
-    if hint is int or hint is float or hint is str:
-        return {"type": hint}
-    if typing.get_origin(hint) is list:
-        return {"type": int, "nargs": "+"}
-    if isinstance(hint, types.UnionType):  # float | None, int | None
-        inner = next(a for a in typing.get_args(hint) if a is not type(None))
-        return {"type": _optional(inner), "metavar": f"{inner.__name__.upper()}|none"}
-    return {}
-
-
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per Config field; None means 'keep the preset's value'. The fields' old
-    names (``Config.ALIASES``) still parse, hidden from ``--help``."""
-    group = parser.add_argument_group("hyperparameters (override the preset)")
-    hints = typing.get_type_hints(Config)
-    for f in dataclasses.fields(Config):
-        if f.name not in _TOP_LEVEL:
-            kwargs = _flag_kwargs(hints[f.name])
-            group.add_argument(_flag(f.name), dest=f.name, default=None, **kwargs)
-    for old, new in Config.ALIASES.items():
-        kwargs = {**_flag_kwargs(hints[new]), "help": argparse.SUPPRESS}
-        group.add_argument(_flag(old), dest=_OLD + old, default=None, **kwargs)
-
-
-def _rename_old_flags(args: argparse.Namespace) -> None:
-    """Move the values of deprecated flags to their fields' names, with a notice each."""
-    for old, new in Config.ALIASES.items():
-        value = getattr(args, _OLD + old, None)
-        delattr(args, _OLD + old)
-        if value is None:
-            continue
-        if getattr(args, new) is not None:
-            raise ConfigError(f"{_flag(old)} and {_flag(new)} are the same setting; give only one")
-        warnings.warn(
-            f"flag {_flag(old)} is deprecated; use {_flag(new)}", FutureWarning, stacklevel=2
-        )
-        setattr(args, new, value)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one ``error:`` line (exit code 2) like every other
-    bad input, instead of the usage text and a ``SystemExit`` from inside the parser."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        raise ConfigError(f"{message} (see: {self.prog} --help)")
+from .settings import describe_sources, resolve_with_sources
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="classic_control",
         description="REINFORCE, A2C, A3C, PPO, TRPO, DDPG, TD3 and SAC on gymnasium tasks, "
         "built on rlhf_pg.core.",
@@ -117,27 +44,54 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train an agent (or resume a run)")
-    t.add_argument("--algo", default=None, help=f"one of {', '.join(ALGOS)} (default ppo)")
-    t.add_argument("--env", default=None, dest="env_id", help="gymnasium env id (CartPole-v1)")
-    t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--steps", type=int, default=None, dest="total_steps", help="env-step budget")
-    t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<env>_...)")
-    t.add_argument("--config", type=Path, default=None, help="YAML of config keys (over preset)")
-    t.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a run")
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    t.add_argument("--algo", default=None, help=f"one of {', '.join(ALGOS)} (default: ppo)")
+    t.add_argument(
+        "--env",
+        default=None,
+        dest="env_id",
+        help="gymnasium env id, or module:EnvId to import module (on PYTHONPATH) first, "
+        "which registers your own env (default: CartPole-v1)",
+    )
+    for name, flag in (("seed", "--seed"), ("total_steps", "--steps")):
+        kwargs = {"type": int, "default": None, "dest": name}
+        t.add_argument(flag, help=config_flag_help(fields[name]), **kwargs)
+    t.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run folder (default: runs/<env>_<algo>_s<seed>_<time>)",
+    )
+    t.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML file of settings, over the preset and under the flags (default: none)",
+    )
+    t.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted run with its saved config (default: none, a new run)",
+    )
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    _add_config_flags(t)
+    add_config_flags(t)
 
     e = sub.add_parser("eval", help="evaluate a run's policy deterministically")
-    e.add_argument("run_dir", type=Path)
-    e.add_argument("--episodes", type=int, default=10)
-    e.add_argument("--model", choices=("final", "best"), default="final")
+    e.add_argument("run_dir", type=Path, help="a run folder made by train")
+    e.add_argument("--episodes", type=int, default=10, help="deterministic episodes")
+    e.add_argument(
+        "--model", choices=("final", "best"), default="final", help="which saved model to score"
+    )
     e.add_argument(
         "--video",
         nargs="?",
         const="",
         default=None,
         metavar="PATH",
-        help="record one episode (.gif, or .mp4 if imageio-ffmpeg is installed)",
+        help="record one episode (.gif, or .mp4 if imageio-ffmpeg is installed; "
+        "default: no video, RUN_DIR/video.gif when given without a path)",
     )
 
     sub.add_parser("envs", help="list registered env ids and bundled presets")
@@ -151,15 +105,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _resume(args)
     from .trainer import Trainer
 
-    _rename_old_flags(args)
+    rename_old_flags(args)
     fields = {f.name for f in dataclasses.fields(Config)}
     overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     for key in ("algo", "env_id"):  # given by --algo / --env, never by the config file
         overrides.pop(key, None)
-    cfg, preset = resolve(
+    cfg, preset, sources = resolve_with_sources(
         args.algo or "ppo", args.env_id or "CartPole-v1", overrides, config_file=args.config
     )
-    _check_env(cfg)  # unknown id or spaces the algorithm cannot use: fail before training
+    spec = _check_env(cfg)  # unknown id or spaces the algorithm cannot use: fail before training
     run_dir = args.out or rundir.default_run_dir(cfg)
     with rundir.claim(run_dir):  # a file, an unwritable or a busy --out fails here
         if (run_dir / rundir.CHECKPOINT).exists():
@@ -167,8 +121,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{str(run_dir)!r} already holds a run; continue it with --resume {run_dir} "
                 "or choose another --out"
             )
-        print(f"run dir {run_dir} (preset: {preset or 'none, defaults'})")
-        return _run(Trainer(cfg, run_dir), resume=False, show=not args.no_progress)
+        print(f"run dir {run_dir} (preset: {preset or 'none'})")
+        print("settings:\n" + "\n".join(describe_sources(cfg, sources)))
+        return _run(Trainer(cfg, run_dir, spec), resume=False, show=not args.no_progress)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -177,8 +132,10 @@ def _resume(args: argparse.Namespace) -> int:
     # the saved config is what makes a resumed run equal an uninterrupted one
     names = {f.name: f.name for f in dataclasses.fields(Config)}
     names.update({"total_steps": "steps", "env_id": "env", "out": "out", "config": "config"})
-    names.update({_OLD + old: old for old in Config.ALIASES})
-    given = sorted(_flag(flag) for k, flag in names.items() if getattr(args, k, None) is not None)
+    names.update({OLD_PREFIX + old: old for old in Config.ALIASES})
+    given = sorted(
+        flag_name(flag) for k, flag in names.items() if getattr(args, k, None) is not None
+    )
     if given:
         raise ConfigError(
             f"--resume continues {str(args.resume)!r} with its saved config; drop "
@@ -189,16 +146,19 @@ def _resume(args: argparse.Namespace) -> int:
     with rundir.claim(run_dir):
         # fail early on a missing, unreadable or other run's checkpoint
         rundir.check_checkpoint(run_dir, rundir.load_checkpoint(run_dir), cfg)
-        _check_env(cfg)
-        trainer = Trainer(cfg, run_dir)
+        trainer = Trainer(cfg, run_dir, _check_env(cfg))
         print(f"resuming {run_dir} at {cfg.env_id} / {cfg.algo}")
         return _run(trainer, resume=True, show=not args.no_progress)
 
 
-def _check_env(cfg: Config) -> None:
+def _check_env(cfg: Config) -> EnvSpec:
+    """The env's spaces; one line for an unknown id, a module that does not import, env_kwargs
+    the env does not take, or spaces the algorithm cannot use."""
     from .algos import REGISTRY
 
-    REGISTRY[cfg.algo].check_env(probe_env(cfg.env_id), cfg.env_id)
+    spec = probe_env(cfg.env_id, **cfg.env_options())
+    REGISTRY[cfg.algo].check_env(spec, cfg.env_id)
+    return spec
 
 
 def _run(trainer, *, resume: bool, show: bool) -> int:
@@ -237,12 +197,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         video = rundir.check_writable_file(
             Path(args.video) if args.video else args.run_dir / "video.gif", "--video"
         )
-    spec = probe_env(cfg.env_id)
+    spec = probe_env(cfg.env_id, **cfg.env_options())
     agent = REGISTRY[cfg.algo].build_agent(spec, cfg)
     obs_norm = ObsNormalizer(spec.obs_dim, cfg.norm_obs)
     obs_norm.rms.load_state_dict(rundir.load_model(model, agent))
     with rundir.claim(args.run_dir):  # eval.json is the run's: not while it trains
-        evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed, cfg.max_episode_steps)
+        evaluator = Evaluator(cfg.env_id, spec, args.episodes, cfg.seed, **cfg.env_options())
         result = summary(*evaluator.run(agent, obs_norm))
         evaluator.close()
         # keep what training recorded (env_steps, best_eval_return, train_time_s, ...)
@@ -250,7 +210,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = {**previous, **result}
         result.update(algo=cfg.algo, env_id=cfg.env_id, seed=cfg.seed, model=model.name)
         if video is not None:
-            result["video"] = str(record_video(cfg.env_id, spec, agent, obs_norm, video, cfg.seed))
+            path = record_video(
+                cfg.env_id, spec, agent, obs_norm, video, cfg.seed, **cfg.env_options()
+            )
+            result["video"] = str(path)
         rundir.write_eval(args.run_dir, result)
     print(_format_eval(result))
     return 0
@@ -263,6 +226,7 @@ def cmd_envs(_: argparse.Namespace) -> int:
     print("  " + "\n  ".join(sorted(gym.registry.keys())))
     print("bundled presets (algo_env):")
     print("  " + "\n  ".join(available_presets()))
+    print("an env your own module registers: --env module:EnvId (module on PYTHONPATH)")
     return 0
 
 

@@ -10,15 +10,18 @@ from V(final observation).
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
 import os
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from .config import ConfigError
+from .config import RESERVED_ENV_KWARGS, ConfigError, check_env_kwargs
 
 SUPPORTED_SPACES = "Box (1-D) observations; Discrete or Box (1-D) actions"
 
@@ -33,23 +36,73 @@ class EnvSpec:
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise a ConfigError naming close matches for an unknown env id."""
-    if env_id in gym.registry:
+    """Raise a ConfigError naming close matches for an unknown env id.
+
+    ``module:EnvId`` (gymnasium's form for user-defined envs) imports ``module`` first, so
+    that the registration it runs on import is seen; a module that cannot be imported is
+    one line naming it.
+    """
+    module, _, name = env_id.rpartition(":")
+    if module:
+        _import_env_module(module, env_id)
+    if name in gym.registry:
         return
-    close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(name, list(gym.registry.keys()), n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}? " if close else ""
+    if module:
+        raise ConfigError(
+            f"unknown env id {name!r}: importing {module!r} did not register it; {hint}"
+            f"register it in {module!r} with gymnasium.register(id={name!r}, entry_point=...)"
+        )
     raise ConfigError(
         f"unknown env id {env_id!r}; {hint}list the registered ids with "
-        "`python -m classic_control envs`"
+        "`python -m classic_control envs` (an env registered by your own module: "
+        f"give it as module:{env_id})"
     )
 
 
+def _import_env_module(module: str, env_id: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name is not None and (module == e.name or module.startswith(e.name + ".")):
+            raise ConfigError(
+                f"env id {env_id!r}: cannot import module {module!r}; put its folder on "
+                "PYTHONPATH (or run from that folder)"
+            ) from None
+        raise ConfigError(f"env id {env_id!r}: importing {module!r} failed: {e}") from None
+    except Exception as e:  # the user's module raised while importing
+        raise ConfigError(
+            f"env id {env_id!r}: importing {module!r} failed: {type(e).__name__}: {e}"
+        ) from None
+
+
+def _accepted_kwargs(env_id: str) -> str:
+    """The keyword arguments the env's constructor takes, for an error message ('' if unknown)."""
+    try:
+        creator = gym.spec(env_id.rpartition(":")[2]).entry_point
+        if isinstance(creator, str):
+            creator = gym.envs.registration.load_env_creator(creator)
+        params = inspect.signature(creator).parameters.values()
+    except Exception:  # a C extension or an odd entry point: no hint
+        return ""
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    names = [n for n in names if n not in ("self", *RESERVED_ENV_KWARGS)]
+    return f"; {env_id} accepts: {', '.join(names)}" if names else f"; {env_id} accepts none"
+
+
 def make_env(
-    env_id: str, render_mode: str | None = None, max_episode_steps: int | None = None
+    env_id: str,
+    render_mode: str | None = None,
+    max_episode_steps: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> gym.Env:
-    """``gym.make`` with one-line errors; ``max_episode_steps`` replaces the env's time limit."""
+    """``gym.make(env_id, **env_kwargs)`` with one-line errors; ``max_episode_steps`` replaces
+    the env's time limit."""
     check_env_id(env_id)
-    kwargs: dict = {}
+    env_kwargs = dict(env_kwargs or {})
+    check_env_kwargs(env_kwargs)
+    kwargs: dict = dict(env_kwargs)
     if render_mode is not None:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         kwargs["render_mode"] = render_mode
@@ -63,6 +116,13 @@ def make_env(
         raise ConfigError(f"cannot create env {env_id!r}: {e}") from None
     except ImportError as e:
         raise ConfigError(f"cannot create env {env_id!r}: missing dependency ({e})") from None
+    except (TypeError, ValueError) as e:  # a keyword the env does not take, or a bad value
+        if not env_kwargs:
+            raise
+        raise ConfigError(
+            f"cannot create env {env_id!r} with env_kwargs {env_kwargs}: {_first_line(e)}"
+            f"{_accepted_kwargs(env_id) if isinstance(e, TypeError) else ''}"
+        ) from None
 
 
 def env_spec(env: gym.Env, env_id: str) -> EnvSpec:
@@ -81,12 +141,33 @@ def env_spec(env: gym.Env, env_id: str) -> EnvSpec:
     )
 
 
-def probe_env(env_id: str) -> EnvSpec:
-    env = make_env(env_id)
+def probe_env(
+    env_id: str, max_episode_steps: int | None = None, env_kwargs: dict[str, Any] | None = None
+) -> EnvSpec:
+    """Make the env once to check and describe its spaces (env_kwargs can change them), and
+    take one step, so that a value the env only uses when stepping (``--env-kwargs g=abc``)
+    or a broken user env fails here, in one line, rather than in the middle of training."""
+    env = make_env(env_id, max_episode_steps=max_episode_steps, env_kwargs=env_kwargs)
     try:
-        return env_spec(env, env_id)
+        spec = env_spec(env, env_id)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                env.reset(seed=0)
+                env.step(env.action_space.sample())
+        except Exception as e:
+            with_kwargs = f" with env_kwargs {env_kwargs}" if env_kwargs else ""
+            raise ConfigError(
+                f"env {env_id!r}{with_kwargs} fails on its first step: {_first_line(e)}"
+            ) from None
+        return spec
     finally:
         env.close()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().split(" was raised from the environment creator")[0]
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
 class RunningMeanStd:
@@ -186,10 +267,14 @@ class EpisodeRecorder(gym.Wrapper):
 
 
 def make_vector_env(
-    env_id: str, num_envs: int, max_episode_steps: int | None = None
+    env_id: str,
+    num_envs: int,
+    max_episode_steps: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> SyncVectorEnv:
     def thunk():
-        return EpisodeRecorder(make_env(env_id, max_episode_steps=max_episode_steps))
+        env = make_env(env_id, max_episode_steps=max_episode_steps, env_kwargs=env_kwargs)
+        return EpisodeRecorder(env)
 
     return SyncVectorEnv([thunk] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
 

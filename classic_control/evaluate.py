@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,9 +28,11 @@ class Evaluator:
         episodes: int,
         seed: int,
         max_episode_steps: int | None = None,
+        env_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.spec, self.seed = spec, seed + EVAL_SEED_OFFSET
-        self.envs = [make_env(env_id, max_episode_steps=max_episode_steps) for _ in range(episodes)]
+        options = {"max_episode_steps": max_episode_steps, "env_kwargs": env_kwargs}
+        self.envs = [make_env(env_id, **options) for _ in range(episodes)]
 
     @torch.inference_mode()
     def run(self, agent: ActorCritic, obs_norm: ObsNormalizer) -> tuple[list[float], list[int]]:
@@ -67,12 +70,21 @@ def summary(returns: list[float], lengths: list[int]) -> dict:
 
 @torch.inference_mode()
 def record_video(
-    env_id: str, spec: EnvSpec, agent: ActorCritic, obs_norm: ObsNormalizer, path: Path, seed: int
+    env_id: str,
+    spec: EnvSpec,
+    agent: ActorCritic,
+    obs_norm: ObsNormalizer,
+    path: Path,
+    seed: int,
+    max_episode_steps: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> Path:
     """Render one deterministic episode to MP4 (if imageio-ffmpeg is installed) or GIF."""
     import imageio.v2 as imageio
 
-    env = make_env(env_id, render_mode="rgb_array")
+    env = make_env(
+        env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps, env_kwargs=env_kwargs
+    )
     obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET)
     frames, done = [env.render()], False
     while not done:

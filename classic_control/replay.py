@@ -129,7 +129,7 @@ class ReplayCollector:
 
     def __init__(self, env_id: str, spec: EnvSpec, cfg, algo: Learner) -> None:
         self.cfg, self.spec, self.algo, self.seed = cfg, spec, algo, cfg.seed
-        self.envs = make_vector_env(env_id, cfg.num_envs)
+        self.envs = make_vector_env(env_id, cfg.num_envs, **cfg.env_options())
         self.obs_norm = ObsNormalizer(spec.obs_dim, False)  # identity; evaluation expects one
         self.stats = EpisodeStats(cfg.num_envs)
         self.buffer = ReplayBuffer(cfg.buffer_size, spec.obs_dim, spec.act_dim)

@@ -115,7 +115,7 @@ class VectorCollector:
     def __init__(self, env_id: str, spec: EnvSpec, cfg, agent: ActorCritic) -> None:
         self.spec, self.agent, self.seed = spec, agent, cfg.seed
         n, t = cfg.num_envs, cfg.num_steps
-        self.envs = make_vector_env(env_id, n, cfg.max_episode_steps)
+        self.envs = make_vector_env(env_id, n, **cfg.env_options())
         self.obs_norm = ObsNormalizer(spec.obs_dim, cfg.norm_obs)
         self.reward_scaler = RewardScaler(n, cfg.gamma, cfg.norm_reward)
         self.stats = EpisodeStats(n)
@@ -198,7 +198,7 @@ class EpisodeCollector:
     def __init__(self, env_id: str, spec: EnvSpec, cfg, agent: ActorCritic) -> None:
         self.spec, self.agent, self.seed = spec, agent, cfg.seed
         k = cfg.episodes_per_batch
-        self.envs = [make_env(env_id, max_episode_steps=cfg.max_episode_steps) for _ in range(k)]
+        self.envs = [make_env(env_id, **cfg.env_options()) for _ in range(k)]
         self.obs_norm = ObsNormalizer(spec.obs_dim, cfg.norm_obs)
         self.stats = EpisodeStats(k)
         self.started = False

@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 import tempfile
 import time
 import warnings
@@ -45,7 +46,8 @@ MODEL_FINAL, MODEL_BEST = "model_final.safetensors", "model_best.safetensors"
 
 def default_run_dir(cfg: Config) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.env_id}_{cfg.algo}_s{cfg.seed}_{stamp}"
+    env = re.sub(r"[^A-Za-z0-9_.-]", "_", cfg.env_id)  # module:EnvId, namespace/EnvId
+    return Path("runs") / f"{env}_{cfg.algo}_s{cfg.seed}_{stamp}"
 
 
 def write_config(run_dir: Path, cfg: Config) -> None:

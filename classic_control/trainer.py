@@ -24,6 +24,7 @@ from .envs import EnvSpec, ObsNormalizer, probe_env
 from .evaluate import Evaluator, summary
 from .metrics import ELAPSED, EVAL_RETURN, EVAL_STD, STEPS_PER_S, TRAIN_RETURN
 from .settings import validate
+from .tracking import Trackers, check_trackers
 
 
 class Trainer:
@@ -31,8 +32,9 @@ class Trainer:
 
     def __init__(self, cfg: Config, run_dir: Path, spec: EnvSpec | None = None) -> None:
         validate(cfg)
+        check_trackers(cfg.report_to)  # a missing package: one line before any env is built
         self.cfg, self.run_dir = cfg, Path(run_dir)
-        self.spec = spec or probe_env(cfg.env_id)
+        self.spec = spec or probe_env(cfg.env_id, **cfg.env_options())
         torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
         algo_cls = REGISTRY[cfg.algo]
@@ -40,7 +42,7 @@ class Trainer:
         self.algo: Algorithm = algo_cls(cfg, self.agent)
         self.collector = self.algo.make_collector(cfg.env_id, self.spec)
         self.evaluator = Evaluator(
-            cfg.env_id, self.spec, cfg.eval_episodes, cfg.seed, cfg.max_episode_steps
+            cfg.env_id, self.spec, cfg.eval_episodes, cfg.seed, **cfg.env_options()
         )
         self.progress: dict[str, Any] = {
             "env_steps": 0,
@@ -119,6 +121,7 @@ class Trainer:
         keep = self.load_checkpoint() if resume else 0
         rundir.write_config(self.run_dir, cfg)
         log = rundir.MetricsLog(self.run_dir, keep_rows=keep)
+        trackers = Trackers(self.run_dir, cfg.report_to, self.env_steps if resume else None)
         bar = tqdm(
             total=cfg.total_steps,
             initial=min(self.env_steps, cfg.total_steps),
@@ -137,6 +140,7 @@ class Trainer:
                     return None
                 row = self.update_once()
                 log.log(row)
+                trackers.log(row)
                 session_updates += 1
                 bar.update(min(row["env_steps"], cfg.total_steps) - bar.n)
                 bar.set_postfix_str(_postfix(row, p["best_eval"]), refresh=False)
@@ -149,6 +153,7 @@ class Trainer:
         finally:
             bar.close()
             log.close()
+            trackers.close()
         return self.finish(log.rows)
 
     def _stop(self, metrics_rows: int, *, checkpoint: bool) -> None:

@@ -109,9 +109,9 @@ def test_every_algorithm_builds_its_collector_one_way(tmp_path):
 def _downward_imports() -> list[tuple[str, str]]:
     """(importer, imported) for each import inside classic_control that goes up a layer."""
     order = [
-        "metrics config envs networks evaluate rollout lifetime offpolicy_networks replay",
+        "metrics config envs networks evaluate rollout lifetime offpolicy_networks replay tracking",
         "algos",
-        "settings",
+        "settings flags",
         "rundir",
         "trainer",
         "compare",

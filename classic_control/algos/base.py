@@ -112,6 +112,9 @@ class Algorithm:
 
     # settings that replace Config's defaults for this algorithm (under any preset)
     defaults: ClassVar[dict[str, Any]] = {}
+    # and those for an env with continuous (Box) actions that has no preset for this algorithm
+    # (a --config file and flags still override them)
+    continuous_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, cfg: Config, agent: ActorCritic) -> None:
         self.cfg, self.agent = cfg, agent

@@ -35,8 +35,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="ALGO",
         help=f"any of {', '.join(ALGOS)} (default: all)",
     )
-    c.add_argument("--envs", nargs="+", default=["CartPole-v1"], metavar="ENV")
-    c.add_argument("--seeds", type=int, default=10, help="run seeds 0..N-1 (default 10)")
+    c.add_argument(
+        "--envs",
+        nargs="+",
+        default=["CartPole-v1"],
+        metavar="ENV",
+        help="gymnasium env ids (module:EnvId for your own)",
+    )
+    c.add_argument("--seeds", type=int, default=10, help="run seeds 0..N-1")
     c.add_argument("--steps", type=int, default=200_000, help="env-step budget of every run")
     c.add_argument("--jobs", type=int, default=2, help="CPU cores to use (A3C takes its workers)")
     c.add_argument("--eval-every", type=int, default=5000, help="env steps between evaluations")
@@ -45,14 +51,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--baseline",
         choices=("sb3",),
         default=None,
-        help="also run Stable-Baselines3 (+ sb3-contrib TRPO) under the same protocol",
+        help="also run Stable-Baselines3 (+ sb3-contrib TRPO) under the same protocol "
+        "(default: none)",
     )
     c.add_argument("--out", type=Path, default=Path("results/compare"), help="results folder")
     c.add_argument("--no-progress", action="store_true", help="hide the sweep progress bar")
     c.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
 
     r = sub.add_parser("report", help="rebuild a compare report from the records of a results dir")
-    r.add_argument("results_dir", type=Path)
+    r.add_argument("results_dir", type=Path, help="a results folder made by compare")
     r.add_argument("--out", type=Path, default=None, help="report folder (default RESULTS/report)")
 
 

@@ -58,27 +58,39 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         ("kl-penalty", "PPO with the adaptive KL penalty beside PPO-clip", 3),
     ):
         c = exp.add_parser(name, help=what)
-        c.add_argument("--out", type=Path, default=Path("results/lab") / name.replace("-", "_"))
-        c.add_argument("--seeds", type=int, default=seeds, help=f"seeds 0..N-1 (default {seeds})")
+        out = Path("results/lab") / name.replace("-", "_")
+        c.add_argument("--out", type=Path, default=out, help="results folder")
+        c.add_argument("--seeds", type=int, default=seeds, help="seeds 0..N-1")
         c.add_argument(
             "--steps",
             type=int,
             nargs="+",
             default=None,
             metavar="N",
-            help="env-step budget per env, in the order of the defaults",
+            help="env-step budget per env, in the order of the defaults (default: the "
+            "experiment's own)",
         )
         c.add_argument("--jobs", type=int, default=1, help="processes (the machine may be shared)")
-        c.add_argument("--eval-every", type=int, default=None, help="env steps between evals")
+        c.add_argument(
+            "--eval-every",
+            type=int,
+            default=None,
+            help="env steps between evals (default: the experiment's own)",
+        )
         c.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
 
 
 def _common(p: argparse.ArgumentParser, name: str) -> None:
-    p.add_argument("--out", type=Path, default=Path("results/lab") / name)
-    p.add_argument("--env", default="CartPole-v1", dest="env_id")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ppo-steps", type=int, default=None, help="PPO run budget (preset's)")
-    p.add_argument("--gamma", type=float, default=0.99)
+    p.add_argument("--out", type=Path, default=Path("results/lab") / name, help="results folder")
+    p.add_argument("--env", default="CartPole-v1", dest="env_id", help="gymnasium env id")
+    p.add_argument("--seed", type=int, default=0, help="seed of the PPO run and the sampling")
+    p.add_argument(
+        "--ppo-steps",
+        type=int,
+        default=None,
+        help="budget of the PPO run the policies come from (default: its preset's)",
+    )
+    p.add_argument("--gamma", type=float, default=0.99, help="discount of the estimators")
 
 
 def _at_least(args: argparse.Namespace, minimum: int, *names: str) -> None:

@@ -8,6 +8,13 @@ Layout of ``checkpoint-XXXXXX/``::
     rng_state_<rank>.pt       each process's torch / python / numpy RNG states
     trainer_config.json       the PPOConfig
 
+Under a sharded engine (DeepSpeed ZeRO-2/3, FSDP2) the weights and optimizer state are
+shards, written and read by the engine through ``accelerator.save_state`` / ``load_state``
+into ``accelerate_state/`` instead of ``trainable.safetensors`` and the ``optimizer`` entry
+(``policy/`` still holds the gathered full weights). Those formats are the engines' own
+(DeepSpeed's and torch.distributed.checkpoint's files are pickles): resume only from
+checkpoints you wrote.
+
 The directory is assembled under ``.<name>.partial`` and then takes the place of the
 previous version with :func:`~rlhf_pg.utils.io.replace_dir`, so a reader always finds the
 previous checkpoint or the complete new one; a kill mid-replacement is completed by the
@@ -41,7 +48,6 @@ from ..utils.io import (
 from ..utils.rng import rng_state, set_rng_state
 
 STATE_KEYS = (
-    "optimizer",
     "scheduler",
     "kl_controller",
     "trainer_state",
@@ -49,6 +55,7 @@ STATE_KEYS = (
     "num_processes",
 )
 RNG_KEYS = ("torch", "python", "numpy", "sample_generator")
+ENGINE_STATE = "accelerate_state"  # accelerator.save_state folder of a sharded run
 
 
 class CheckpointError(ConfigError):
@@ -71,8 +78,12 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def _engine_name(trainer) -> str:
+    return trainer.engine or "none"
+
+
 def save_checkpoint(trainer, path: str | Path) -> Path:
-    acc = trainer.accelerator
+    acc, sharded = trainer.accelerator, trainer.engine is not None
     final = Path(path)
     tmp = partial_dir(final)
     trainer.writer.start_run()
@@ -86,11 +97,15 @@ def save_checkpoint(trainer, path: str | Path) -> Path:
     acc.wait_for_everyone()
     rng = {**rng_state(), "sample_generator": trainer.sample_generator.get_state()}
     atomic_torch_save(rng, tmp / f"rng_state_{acc.process_index}.pt")
+    trainer.save_pretrained(str(tmp / "policy"))  # every process: sharded weights are gathered
+    if sharded:  # every process writes its shards of the weights and optimizer state
+        acc.save_state(str(tmp / ENGINE_STATE))
     if acc.is_main_process:
-        trainer.unwrapped_model.save_pretrained(tmp / "policy", tokenizer=trainer.tokenizer)
-        atomic_save_safetensors(_trainable(trainer), tmp / "trainable.safetensors")
+        if not sharded:
+            atomic_save_safetensors(_trainable(trainer), tmp / "trainable.safetensors")
         state = {
-            "optimizer": trainer.optimizer.state_dict(),
+            "optimizer": None if sharded else trainer.optimizer.state_dict(),
+            "engine": _engine_name(trainer),
             "scheduler": trainer.scheduler.state_dict(),
             "kl_controller": trainer.kl_controller.state_dict(),
             "trainer_state": asdict(trainer.state),
@@ -133,10 +148,21 @@ def _check_state(trainer, file: Path, state: Any) -> None:
             f"{file} was written by {n} process(es); resuming with {here} would change the "
             f"batch and the RNG streams"
         )
-    groups = [len(g["params"]) for g in state["optimizer"].get("param_groups", [])]
-    want = [len(g["params"]) for g in trainer.optimizer.param_groups]
-    if groups != want:
-        raise CheckpointError(f"{file}: optimizer groups hold {groups} tensors, this one {want}")
+    written, mine = state.get("engine", "none"), _engine_name(trainer)
+    if written != mine:
+        raise CheckpointError(
+            f"{file} was written under engine={written}; this trainer runs engine={mine} "
+            "(the weights and optimizer state are stored differently)"
+        )
+    if mine == "none":
+        if not isinstance(state.get("optimizer"), dict):
+            raise CheckpointError(f"{file} has no optimizer entry")
+        groups = [len(g["params"]) for g in state["optimizer"].get("param_groups", [])]
+        want = [len(g["params"]) for g in trainer.optimizer.param_groups]
+        if groups != want:
+            raise CheckpointError(
+                f"{file}: optimizer groups hold {groups} tensors, this one {want}"
+            )
     for key, obj in (("scheduler", trainer.scheduler), ("kl_controller", trainer.kl_controller)):
         lacking = sorted(set(obj.state_dict()) - set(state[key] or {}))
         if lacking:
@@ -187,10 +213,14 @@ def read_checkpoint(trainer, path: str | Path) -> dict[str, Any]:
             f"{folder / 'trainer_config.json'}: written with estimator={theirs!r}, this "
             f"trainer runs estimator={mine!r}"
         )
-    weights = _read(folder / "trainable.safetensors", load_safetensors)
-    _check_weights(trainer, folder / "trainable.safetensors", weights)
+    weights = None
+    if trainer.engine is None:
+        weights = _read(folder / "trainable.safetensors", load_safetensors)
+        _check_weights(trainer, folder / "trainable.safetensors", weights)
     state = _read(folder / "trainer_state.pt", safe_torch_load)
     _check_state(trainer, folder / "trainer_state.pt", state)
+    if trainer.engine is not None and not any((folder / ENGINE_STATE).glob("*")):
+        raise CheckpointError(f"checkpoint folder {folder / ENGINE_STATE} is missing or empty")
     acc = trainer.accelerator
     for rank in range(acc.num_processes):  # every rank's file, so all ranks agree
         if not (folder / f"rng_state_{rank}.pt").is_file():
@@ -200,7 +230,7 @@ def read_checkpoint(trainer, path: str | Path) -> dict[str, Any]:
     lacking = [k for k in RNG_KEYS if not isinstance(rng, dict) or k not in rng]
     if lacking:
         raise CheckpointError(f"{rng_file} has no {', '.join(lacking)} state")
-    return {"state": state, "weights": weights, "rng": rng}
+    return {"state": state, "weights": weights, "rng": rng, "folder": folder}
 
 
 def load_checkpoint(trainer, path: str | Path) -> None:
@@ -213,10 +243,13 @@ def load_checkpoint(trainer, path: str | Path) -> None:
     if acc.is_main_process and _own_folder(trainer, path.parent):
         recover_replaced_dir(path)  # finish a replacement a kill interrupted
         remove_stale_temporaries(path.parent)
-    with torch.no_grad():
-        for name, p in _trainable(trainer).items():
-            p.copy_(ckpt["weights"][name].to(p.device, p.dtype))
-    trainer.optimizer.load_state_dict(state["optimizer"])
+    if ckpt["weights"] is None:  # sharded: the engine reads its own shards (all processes)
+        acc.load_state(str(ckpt["folder"] / ENGINE_STATE))
+    else:
+        with torch.no_grad():
+            for name, p in _trainable(trainer).items():
+                p.copy_(ckpt["weights"][name].to(p.device, p.dtype))
+        trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
     trainer.kl_controller.load_state_dict(state["kl_controller"])
     for key, value in state["trainer_state"].items():

@@ -32,6 +32,14 @@ from ..utils.run_folder import check_process_group
 from .advantages import compute_advantages, last_valid_index, update_batch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PPOConfig
+from .engines import (
+    build_accelerator,
+    check_engine,
+    configure_engine,
+    engine_of,
+    full_weights,
+    prepare_reference,
+)
 from .metrics import global_mean, global_nanmean, rollout_metrics, timing_metrics, update_metrics
 from .models import build_policy
 from .prompts import PromptRows, TrainerState, as_prompt_rows, next_prompts, prompt_limit
@@ -88,12 +96,16 @@ class PPOTrainer:
     ) -> None:
         self.config = cfg = config
         trackers = tracker_names(cfg.report_to)
-        self.accelerator = accelerator or Accelerator(
-            cpu=cfg.use_cpu,
-            mixed_precision="bf16" if cfg.bf16 else "no",
-            log_with=trackers or None,
-            project_dir=cfg.output_dir or None,
-        )
+        if accelerator is None:  # DeepSpeed / FSDP2 when the launcher asks (engines.py)
+            accelerator = build_accelerator(
+                cpu=cfg.use_cpu,
+                mixed_precision="bf16" if cfg.bf16 else "no",
+                log_with=trackers or None,
+                project_dir=cfg.output_dir or None,
+            )
+        else:
+            check_engine(accelerator)
+        self.accelerator = accelerator
         check_process_group(
             self.accelerator.num_processes, cpu_flag="--use_cpu true (use_cpu=True)"
         )
@@ -114,10 +126,18 @@ class PPOTrainer:
         self.stop_ids = cfg.stop_token_ids or [tokenizer.eos_token_id]
         self.max_prompt_length = prompt_limit(context_length(policy.pretrained_model), cfg)
         optimizer, self.scheduler = optimizer_and_schedule(policy, cfg)
+        rows = cfg.batch_size * cfg.samples_per_prompt
+        configure_engine(
+            self.accelerator,
+            micro_batch_size=rows // (cfg.num_minibatches * cfg.gradient_accumulation_steps),
+            gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+            max_grad_norm=cfg.max_grad_norm,
+        )
         self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)
-        for frozen in [self.ref_model, *reward_models]:
-            if frozen is not None:
-                frozen.to(self.device)
+        if self.ref_model is not None:  # sharded like the policy under ZeRO-3 / FSDP2
+            self.ref_model = prepare_reference(self.accelerator, self.ref_model)
+        for frozen in reward_models:  # replicated on every process
+            frozen.to(self.device)
         self.kl_controller = (
             AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
             if cfg.kl_controller == "adaptive"
@@ -145,6 +165,11 @@ class PPOTrainer:
     @property
     def device(self) -> torch.device:
         return self.accelerator.device
+
+    @property
+    def engine(self) -> str | None:
+        """The sharded engine (``deepspeed``, ``fsdp``) or None (one process or DDP)."""
+        return engine_of(self.accelerator)
 
     @property
     def kl_coef(self) -> float:
@@ -186,7 +211,8 @@ class PPOTrainer:
         # eval mode: dropout is off anyway, but gradient checkpointing would disable the KV cache
         self.unwrapped_model.eval()
         model = self.unwrapped_model.pretrained_model
-        with self.accelerator.autocast():
+        # sharded engines: full weights for the whole decode (every process calls this)
+        with full_weights(self.accelerator, self.model), self.accelerator.autocast():
             if keep_logprobs:
                 raw, logprobs, entropies = sample_with_logprobs(
                     model, query_ids, query_mask, **common, **settings
@@ -239,7 +265,8 @@ class PPOTrainer:
     ) -> list[str]:
         """Completions only, for evaluation (no log-probs; one sample per prompt).
 
-        ``greedy`` (or ``temperature=0``) takes the most likely token at every step;
+        Under a sharded engine (ZeRO-3, FSDP2) every process must call it (the weights are
+        gathered). ``greedy`` (or ``temperature=0``) takes the most likely token at every step;
         otherwise sampling uses ``temperature`` (default: the training temperature),
         optionally truncated to the ``top_k`` tokens / the ``top_p`` nucleus.
         """
@@ -307,7 +334,7 @@ class PPOTrainer:
         gave the log-probs and there is no critic) and the reference's (skipped when the
         KL coefficient is fixed at 0: the KL then weighs nothing and is not measured)."""
         start = time.perf_counter()
-        with self.accelerator.autocast():
+        with full_weights(self.accelerator, self.model), self.accelerator.autocast():
             evaluate_rollout(
                 self.unwrapped_model.eval(),
                 self.ref_model,
@@ -448,12 +475,17 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, path: str) -> None:
-        """Policy (full model or adapters), value head and tokenizer, on the main process."""
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            self.unwrapped_model.save_pretrained(path, tokenizer=self.tokenizer)
+        """Policy (full model or adapters), value head, tokenizer and a model card, on the
+        main process (every process calls it: sharded engines gather the full weights first)."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        state_dict = acc.get_state_dict(self.model) if self.engine else None
+        if acc.is_main_process:
+            self.unwrapped_model.save_pretrained(
+                path, tokenizer=self.tokenizer, state_dict=state_dict
+            )
             self._write_card(path)
-        self.accelerator.wait_for_everyone()
+        acc.wait_for_everyone()
 
     def _write_card(self, path: str) -> None:
         """A model card for the saved policy (the PPO stage replaces it with a fuller one)."""

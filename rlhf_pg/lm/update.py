@@ -8,13 +8,12 @@ learning-rate schedule and the logging.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import Tensor
 
 from ..core import finite_checks
 from .config import PPOConfig
+from .engines import grad_norm_value
 from .objective import (
     BATCH_KEYS,
     aggregation_weight,
@@ -126,6 +125,12 @@ def minibatch_step(
     ``pad_width``, and trimmed to the ``bounds`` of :func:`padding_bounds`. ``rows`` holds
     the minibatch's row indices twice, on the host and on the batch's device. Returns this
     process's share of each statistic.
+
+    Accumulation and clipping go through accelerate, so every engine does its own part:
+    ``accumulate`` skips the gradient all-reduce before the last micro-batch under DDP and
+    FSDP2 (not under ZeRO-2/3, which reduce their partitions), DeepSpeed's engine steps and
+    clips (``gradient_clipping`` = ``max_grad_norm``) inside the last ``backward``, and then
+    ``clip_grad_norm_`` reports its norm while ``optimizer.step`` does nothing.
     """
     host_rows, device_rows = rows
     micro_size = len(host_rows) // config.gradient_accumulation_steps
@@ -139,18 +144,25 @@ def minibatch_step(
     total = accelerator.reduce(torch.stack(weights).sum(), "sum")
     with_kl = config.kl_penalty == "loss" and kl_coef > 0
     shares: dict[str, Tensor] = {}
+    # backward() divides by the accumulation steps (accelerate, or DeepSpeed's engine): undo
+    scale = accelerator.num_processes * accelerator.gradient_accumulation_steps
     for j, b in enumerate(micro):
         share = weights[j] / total
-        last = j == len(micro) - 1
-        with contextlib.nullcontext() if last else accelerator.no_sync(model):
+        with accelerator.accumulate(model):  # syncs gradients on the last micro-batch only
             terms, ppo_stats = loss_terms(model, b, config, with_kl=with_kl, pad_width=pad_width)
             loss = total_loss(terms, config, kl_coef)
-            accelerator.backward(loss * (share * accelerator.num_processes))
+            accelerator.backward(loss * (share * scale))
         named = {TERM_METRICS[k]: v for k, v in terms._asdict().items() if v is not None}
         for key, value in {**named, **ppo_stats}.items():
             shares[key] = shares.get(key, 0.0) + value.detach() * share
+    if not accelerator.sync_gradients:  # accelerate's micro-batch counter is off our loop
+        raise RuntimeError(
+            f"the last of {len(micro)} micro-batches did not synchronise gradients: the "
+            f"accelerator accumulates over {accelerator.gradient_accumulation_steps} steps and "
+            "was used for accumulation elsewhere"
+        )
     max_norm = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
-    shares["grad_norm"] = torch.as_tensor(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+    shares["grad_norm"] = grad_norm_value(accelerator.clip_grad_norm_(model.parameters(), max_norm))
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return shares

@@ -91,6 +91,14 @@ class PolicyWithValueHead(nn.Module):
     def is_peft(self) -> bool:
         return _is_peft(self.pretrained_model)
 
+    @property
+    def _no_split_modules(self) -> list[str]:
+        """The transformer blocks of the policy (and critic): FSDP2's wrapping units."""
+        names: list[str] = []
+        for model in (self.pretrained_model, self.critic_model):
+            names += list(getattr(model, "_no_split_modules", None) or [])
+        return sorted(set(names))
+
     def forward(
         self,
         input_ids: Tensor,
@@ -133,10 +141,20 @@ class PolicyWithValueHead(nn.Module):
         return self.pretrained_model.generate(*args, **kwargs)
 
     # ----------------------------------------------------------------- saving
-    def save_pretrained(self, save_directory: str | os.PathLike, *, tokenizer=None) -> None:
-        """Write the policy (full model, or peft adapters) plus the head and critic."""
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        tokenizer=None,
+        state_dict: dict[str, Tensor] | None = None,
+    ) -> None:
+        """Write the policy (full model, or peft adapters) plus the head and critic.
+
+        ``state_dict``: this wrapper's full weights by name, when its own parameters are
+        shards (DeepSpeed ZeRO-3, FSDP2: ``accelerator.get_state_dict(model)``)."""
         path = Path(save_directory)
         path.mkdir(parents=True, exist_ok=True)
+        parts = _split_state_dict(state_dict)
         if self.is_peft:
             # adapters only, plus the embeddings when the trainer grew them (a pad token),
             # so they load back onto the original base
@@ -144,9 +162,12 @@ class PolicyWithValueHead(nn.Module):
                 str(path),
                 selected_adapters=[self.pretrained_model.active_adapter],
                 save_embedding_layers=self.resized_embeddings,
+                state_dict=parts.get("pretrained_model"),
             )
         else:
-            self.pretrained_model.save_pretrained(str(path))
+            self.pretrained_model.save_pretrained(
+                str(path), state_dict=parts.get("pretrained_model")
+            )
         if tokenizer is not None:
             tokenizer.save_pretrained(str(path))
         meta = {
@@ -156,10 +177,15 @@ class PolicyWithValueHead(nn.Module):
             "vocab_size": self.pretrained_model.get_input_embeddings().num_embeddings,
         }
         if self.v_head is not None:
-            atomic_save_safetensors(self.v_head.state_dict(), path / HEAD_WEIGHTS)
+            head = parts.get("v_head") or self.v_head.state_dict()
+            atomic_save_safetensors(
+                {k: v.contiguous() for k, v in head.items()}, path / HEAD_WEIGHTS
+            )
         if self.critic_model is not None:
             meta["separate_critic"] = True
-            self.critic_model.save_pretrained(str(path / CRITIC_DIR))
+            self.critic_model.save_pretrained(
+                str(path / CRITIC_DIR), state_dict=parts.get("critic_model")
+            )
         atomic_write_json(path / HEAD_CONFIG, meta)
 
     @classmethod
@@ -201,6 +227,15 @@ class PolicyWithValueHead(nn.Module):
             model.v_head.load_state_dict(load_safetensors(path / HEAD_WEIGHTS))
         disable_dropout(model)
         return model
+
+
+def _split_state_dict(state_dict: dict[str, Tensor] | None) -> dict[str, dict[str, Tensor]]:
+    """``{"pretrained_model": {...}, "v_head": {...}, "critic_model": {...}}`` by prefix."""
+    parts: dict[str, dict[str, Tensor]] = {}
+    for name, tensor in (state_dict or {}).items():
+        child, _, rest = name.partition(".")
+        parts.setdefault(child, {})[rest] = tensor
+    return parts
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ import contextlib
 import math
 import statistics
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,23 +63,39 @@ TASKS = ("sentiment", "arithmetic", "dataset")
 class EvalArgs:
     """What to evaluate and on which prompts (recipe YAML keys and CLI flags)."""
 
-    task: Literal["sentiment", "arithmetic"] = "sentiment"
-    model_path: str = ""
-    reference_path: str | None = None  # for the KL; None: no KL
-    reward_model_path: str | None = None  # proxy reward; None: not reported
-    n_prompts: int = 256
-    samples_per_prompt: int = 1
-    prompt_seed: int = 123  # differs from the SFT corpus and RM prompt seeds
-    prompt_words: int = 4
-    max_new_tokens: int = 40
-    temperature: float = 1.0  # 0: greedy
-    max_operand: int = 49
-    held_out_fraction: float = 0.2
-    split_seed: int = 0  # the arithmetic corpus seed, which fixes the held-out split
-    n_samples_shown: int = 8
-    seed: int = 0
-    output_file: str | None = None
-    num_threads: int = 0
+    task: Literal["sentiment", "arithmetic"] = field(
+        default="sentiment", metadata={"help": "which held-out prompts and metrics"}
+    )
+    model_path: str = field(default="", metadata={"help": "the policy to evaluate (a folder)"})
+    reference_path: str | None = field(
+        default=None, metadata={"help": "reference model for the KL (none: no KL)"}
+    )
+    reward_model_path: str | None = field(
+        default=None, metadata={"help": "reward model for the proxy reward (none: not reported)"}
+    )
+    n_prompts: int = field(default=256, metadata={"help": "held-out prompts"})
+    samples_per_prompt: int = field(default=1, metadata={"help": "completions per prompt"})
+    prompt_seed: int = field(
+        default=123,
+        metadata={"help": "seed of the generated prompts (differs from the SFT and RM seeds)"},
+    )
+    prompt_words: int = field(default=4, metadata={"help": "sentiment: first N words of a review"})
+    max_new_tokens: int = field(default=40, metadata={"help": "completion length limit"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (0: greedy)"})
+    max_operand: int = field(default=49, metadata={"help": "arithmetic: as in the SFT corpus"})
+    held_out_fraction: float = field(
+        default=0.2, metadata={"help": "arithmetic: held-out share of the sums, as in SFT"}
+    )
+    split_seed: int = field(
+        default=0,
+        metadata={"help": "arithmetic: the SFT corpus seed, which fixes the held-out split"},
+    )
+    n_samples_shown: int = field(default=8, metadata={"help": "completions shown in the result"})
+    seed: int = field(default=0, metadata={"help": "sampling seed"})
+    output_file: str | None = field(
+        default=None, metadata={"help": "also write the result as JSON here (none: only print)"}
+    )
+    num_threads: int = field(default=0, metadata={"help": "torch threads; 0 keeps the default"})
 
     def __post_init__(self) -> None:
         check_types(self)

@@ -31,6 +31,7 @@ import torch
 
 from ..hf.hub import write_model_card
 from ..lm import CombinedReward, PPOConfig, PPOTrainer, TrainerCallback
+from ..lm.engines import check_launcher, full_weights
 from ..lm.prompts import PromptRows, as_prompt_rows
 from ..tasks.arithmetic import arithmetic_prompts
 from ..tasks.gold import fraction_positive, gold_reward
@@ -226,7 +227,8 @@ def evaluate_trainer(
         trainer.ref_model if trainer.ref_model is not None else PeftReference(model, adapter)
     )
     cfg = trainer.config
-    with trainer.accelerator.autocast():
+    # sharded engines (ZeRO-3, FSDP2): the full policy for the whole evaluation, every process
+    with full_weights(trainer.accelerator, trainer.model), trainer.accelerator.autocast():
         metrics = evaluate_policy(
             model,
             trainer.tokenizer,
@@ -250,6 +252,7 @@ def run_ppo(args: PPORecipeArgs, config: PPOConfig) -> dict:
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     start = time.perf_counter()
+    check_launcher(cpu=config.use_cpu)  # an engine that cannot run here (FSDP on CPU): one line
     # 1. data and reward function checked before any model is loaded
     tokenizer = load_tokenizer(args)
     train_prompts, eval_prompts = build_prompts(args, tokenizer)

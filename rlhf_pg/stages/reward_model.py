@@ -384,6 +384,10 @@ def train_reward_model(cfg: RewardModelArgs) -> Path:
         torch.set_num_threads(cfg.num_threads)
     from accelerate import PartialState
 
+    from ..lm.engines import check_engine, check_hf_trainer_launcher, refuse_sharded_weights
+
+    refuse_sharded_weights("the reward-model stage")  # before any work
+    check_hf_trainer_launcher("the reward-model stage", cpu=cfg.use_cpu)
     check_process_group(PartialState(cpu=cfg.use_cpu).num_processes, cpu_flag="--use_cpu true")
     start = time.perf_counter()
     data = load_preferences(cfg) if cfg.preference_dataset else generate_preferences(cfg)
@@ -408,6 +412,7 @@ def train_reward_model(cfg: RewardModelArgs) -> Path:
         train_dataset=split["train"],
         processing_class=tokenizer,
     )
+    check_engine(trainer.accelerator)  # transformers' Trainer got the engine it was asked for
     start = time.perf_counter()
     result = trainer.train()
     train_seconds = time.perf_counter() - start

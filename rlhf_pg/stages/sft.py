@@ -174,24 +174,36 @@ def train_sft(cfg: SFTArgs) -> Path:
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
     if cfg.task == "dataset":
+        from ..lm.engines import check_hf_trainer_launcher
+
+        check_hf_trainer_launcher("the SFT stage with a dataset", cpu=cfg.use_cpu)
         return train_with_sft_trainer(cfg, out)
     return _train_generated_corpus(cfg, out)
 
 
 def _train_generated_corpus(cfg: SFTArgs, out: Path) -> Path:
     """Our loop on the offline task's generated corpus (see the module docstring for why)."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
+
+    from ..lm.engines import build_accelerator, configure_engine, engine_of
 
     scratch = tempfile.TemporaryDirectory(prefix="rlhf-pg-sft-")  # tracker logs until saved
     trackers = tracker_names(cfg.report_to)
-    accelerator = Accelerator(
+    # DeepSpeed / FSDP2 when the launcher asks; a dropped engine is an error, not DDP
+    accelerator = build_accelerator(
         cpu=cfg.use_cpu,
         mixed_precision=cfg.mixed_precision,
         log_with=trackers or None,
         project_dir=scratch.name,
     )
     check_process_group(accelerator.num_processes, cpu_flag="--use_cpu true")
+    # DeepSpeed clips inside its step: max_grad_norm becomes its gradient_clipping
+    configure_engine(
+        accelerator,
+        micro_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=1,
+        max_grad_norm=cfg.max_grad_norm,
+    )
     set_seed(cfg.seed)
 
     texts = build_texts(cfg)
@@ -229,17 +241,21 @@ def _train_generated_corpus(cfg: SFTArgs, out: Path) -> Path:
 
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    loss_after = mean_loss(unwrapped, eval_rows, tokenizer.pad_token_id)
+    loss_after = mean_loss(unwrapped, eval_rows, tokenizer.pad_token_id)  # every process
+    # sharded engines: the full weights, gathered on every process, for the main one to save
+    state_dict = accelerator.get_state_dict(model) if engine_of(accelerator) else None
     metrics = {
         "eval_loss_before": loss_before,
         "eval_loss_after": loss_after,
         "train_seconds": train_seconds,
-        "num_parameters": sum(p.numel() for p in unwrapped.parameters()),
+        "num_parameters": sum(getattr(p, "ds_numel", p.numel()) for p in unwrapped.parameters()),
         "num_processes": accelerator.num_processes,
         "history": history,
     }
     if accelerator.is_main_process:
-        save_sft_model(cfg, out, unwrapped, tokenizer, metrics, Path(scratch.name))
+        save_sft_model(
+            cfg, out, unwrapped, tokenizer, metrics, Path(scratch.name), state_dict=state_dict
+        )
     accelerator.wait_for_everyone()
     scratch.cleanup()
     return out

@@ -54,11 +54,18 @@ def build_model(cfg: SFTArgs, tokenizer):
 
 
 def save_sft_model(
-    cfg: SFTArgs, out: Path, model, tokenizer, metrics: dict, logs: Path | None
+    cfg: SFTArgs,
+    out: Path,
+    model,
+    tokenizer,
+    metrics: dict,
+    logs: Path | None,
+    state_dict: dict | None = None,
 ) -> None:
-    """The model folder, atomically: weights, tokenizer, metrics, tracker logs, model card."""
+    """The model folder, atomically: weights, tokenizer, metrics, tracker logs, model card.
+    ``state_dict``: the full weights when ``model``'s own are shards (ZeRO-3, FSDP2)."""
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / "sft_metrics.json", metrics)
         if logs is not None and logs.is_dir() and any(logs.iterdir()):

@@ -145,6 +145,9 @@ def train_with_sft_trainer(cfg: SFTArgs, out: Path) -> Path:
         eval_dataset=split["test"],
         processing_class=tokenizer,
     )
+    from ..lm.engines import check_engine, engine_of
+
+    check_engine(trainer.accelerator)  # transformers' Trainer got the engine it was asked for
     loss_before = trainer.evaluate()["eval_loss"]
     start = time.perf_counter()
     result = trainer.train()
@@ -155,16 +158,22 @@ def train_with_sft_trainer(cfg: SFTArgs, out: Path) -> Path:
         "eval_loss_after": loss_after,
         "train_loss": result.training_loss,
         "train_seconds": train_seconds,
-        "num_parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "num_parameters": sum(
+            getattr(p, "ds_numel", p.numel()) for p in trainer.model.parameters()
+        ),
         "num_processes": trainer.accelerator.num_processes,
         "dataset_format": fmt,
         "history": trainer_history(trainer.state.log_history),
     }
+    # sharded engines (ZeRO-3, FSDP2): the full weights, gathered on every process
+    acc = trainer.accelerator
+    state_dict = acc.get_state_dict(trainer.model_wrapped) if engine_of(acc) else None
     if trainer.is_world_process_zero():
         unwrapped = trainer.accelerator.unwrap_model(trainer.model)
         save_sft_model(
-            cfg, out, unwrapped, trainer.processing_class, metrics, Path(scratch.name) / "runs"
-        )
+            cfg, out, unwrapped, trainer.processing_class, metrics, Path(scratch.name) / "runs",
+            state_dict=state_dict,
+        )  # fmt: skip
     trainer.accelerator.wait_for_everyone()
     scratch.cleanup()
     return out

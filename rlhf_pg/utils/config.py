@@ -362,6 +362,24 @@ def trl_names_help(classes: tuple[type, ...]) -> str:
     return f"TRL's names are accepted too: {', '.join(pairs)}." if pairs else ""
 
 
+def describe_recipe_flags(parser: argparse.ArgumentParser) -> None:
+    """What a recipe's ``--help`` shows besides the fields' own help (``metadata["help"]``):
+    ``--config`` (read before the other flags), and for each ``--no_x`` flag
+    (``HfArgumentParser``'s complement of a bool field that defaults to true) what it turns
+    off."""
+    for action in parser._actions:
+        flag = action.option_strings[0] if action.option_strings else ""
+        if flag.startswith("--no_") and action.const is False:
+            action.help = f"set {action.dest} to false"
+            action.default = argparse.SUPPRESS  # the field's flag shows the default
+    config = parser.add_argument(
+        "--config", default=argparse.SUPPRESS, help="YAML file of settings; flags override it"
+    )
+    for actions in (parser._actions, parser._optionals._group_actions):  # listed after --help
+        actions.remove(config)
+        actions.insert(1, config)
+
+
 def _raise_config_error(message: str) -> None:
     """``ArgumentParser.error`` replacement: one ConfigError line instead of usage + exit."""
     raise ConfigError(f"command line: {message}")
@@ -389,12 +407,11 @@ def parse_recipe_args(cls: type[T] | tuple[type, ...], argv: list[str] | None = 
     trl_flags, rest = _parse_trl_flags(classes, rest)
     parser = HfArgumentParser(classes, epilog=trl_names_help(classes) or None)
     parser.error = _raise_config_error  # type: ignore[method-assign]
-    parser.add_argument(  # read above; here so that --help lists it
-        "--config", default=None, help="YAML file of settings; flags override it"
-    )
-    if not {"-h", "--help"} & set(rest):  # --help shows the real defaults
-        # A non-string sentinel default marks flags not given (argparse would parse a string one).
-        parser.set_defaults(**{f.name: _UNSET for c in classes for f in dataclasses.fields(c)})
+    describe_recipe_flags(parser)
+    if {"-h", "--help"} & set(rest):  # before the not-given marker replaces the defaults
+        parser.parse_args(["--help"])  # prints, exits
+    # A non-string sentinel default marks flags not given (argparse would parse a string one).
+    parser.set_defaults(**{f.name: _UNSET for c in classes for f in dataclasses.fields(c)})
     given, unknown = parser.parse_known_args(_rename_alias_flags(classes, rest))
     if unknown:
         names = " / ".join(c.__name__ for c in classes)
