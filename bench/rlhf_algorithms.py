@@ -21,7 +21,8 @@ evaluated on held-out prompts by rlhf_pg.stages.evaluate.evaluate_policy: proxy 
 gold score and KL to the SFT reference. Training seconds exclude the evaluations.
 A long run at a low KL coefficient (``--overopt-*``) shows reward over-optimisation.
 
-    python bench/rlhf_algorithms.py                 # everything (about 40-50 min, 2 cores)
+    python bench/rlhf_algorithms.py --threads 1     # everything: ~46 min measured-and-extrapolated
+                                                    # on the loaded 2-core machine (docs/benchmarks.md)
     python bench/rlhf_algorithms.py --quick         # tiny models and budget: a smoke run
     python bench/rlhf_algorithms.py --report        # table + plots from the saved runs
 
@@ -287,7 +288,7 @@ class Run:
 # --- one runner per family ----------------------------------------------------------------
 
 
-def ours_ppo_config(run: Run, budget: Budget):
+def ours_trainer_config(run: Run, budget: Budget):
     """Ours: the TRL-matched settings of bench/lm_bench_runners.py, plus REINFORCE (RLOO's
     layout with the batch-mean baseline) and Dr. GRPO (GRPO without std scaling, token sum)."""
     from lm_bench_runners import ours_config
@@ -321,7 +322,7 @@ def run_ours(run: Run, setup: Setup, budget: Budget, evaluate: Evaluator) -> dic
 
     from rlhf_pg.lm import PPOTrainer
 
-    cfg = ours_ppo_config(run, budget)
+    cfg = ours_trainer_config(run, budget)
     policy = AutoModelForCausalLM.from_pretrained(setup.policy)
     critic = None
     if run.algorithm == "ppo-critic":  # TRL 1.12's layout: a critic initialised from the RM
