@@ -4,7 +4,8 @@
 # the other 12 cores, one torch thread each, pinned with taskset so they don't share cores
 # with the GPU check. Results land in $OUT (at most 8 files come back).
 #
-# From the repo root, with the wheels the image lacks in .whl/ (trl, datasets, dill,
+# From the repo root (run it as the device command; the GPU part alone is `python
+# bench/gpu_check.py`), with the wheels the image lacks in .whl/ (trl, datasets, dill,
 # multiprocess, gymnasium, Farama-Notifications, pyarrow; see docs/benchmarks.md):
 #   OUT=/tmp/out bash bench/device_run.sh
 set -u
@@ -49,13 +50,25 @@ done
 elapsed "started 12 Pendulum runs"
 
 # 3. The GPU check on cores 0-3.
-OMP_NUM_THREADS=4 pin 0-3 timeout 420 python3 bench/gpu_check.py --steps 4 \
-    --timeout 110 --out "$OUT/gpu_check.json"
+OMP_NUM_THREADS=4 pin 0-3 timeout 300 python3 bench/gpu_check.py --steps 4 \
+    --timeout 100 --out "$OUT/gpu_check.json"
 elapsed "gpu check done"
+# 4. The speed levers on a device (exactness, host syncs, step times; issue 16).
+OMP_NUM_THREADS=4 pin 0-3 timeout 120 python3 bench/lm_levers_check.py \
+    --out "$OUT/lm_levers_check.json"
+elapsed "levers check done"
+# 5. One-GPU runs of the accelerate paths: FSDP2 and plain bf16 (issue 12, item 11).
+for cfg in fsdp2 gpu_1; do
+    n=$([ $cfg = fsdp2 ] && echo "--num_processes 1")
+    OMP_NUM_THREADS=4 pin 0-3 timeout 75 python3 -m accelerate.commands.launch \
+        --config_file recipes/accelerate/$cfg.yaml $n \
+        bench/gpu_sharded_check.py --steps 2 >> "$OUT/gpu_sharded_check.jsonl"
+    elapsed "sharded check $cfg: exit $?"
+done
 wait
 elapsed "Pendulum runs done"
 
-# 4. Pack: the run folders without checkpoints; checkpoints only of unfinished runs.
+# 6. Pack: the run folders without checkpoints; checkpoints only of unfinished runs.
 for d in runs_dev/pendulum/*/; do
     [ -f "$d/eval.json" ] || echo "unfinished: $d"
 done

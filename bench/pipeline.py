@@ -8,8 +8,13 @@ sequence, reward-model held-out pairwise accuracy.
 Arithmetic: one SFT model (recipes/configs/sft_arithmetic.yaml, cached), then the PPO,
 RLOO and GRPO recipes per seed; held-out exact-match accuracy (greedy) before / after.
 
+Chat arithmetic: the whole ``rlhf-pg demo --task chat-arithmetic`` per seed from a COLD
+cache in a fresh process, timed wall-clock (SFT of its own Qwen2, then GRPO, RLOO and PPO);
+from its summary: held-out exact match (greedy and sampled) before / after each estimator.
+
     python bench/pipeline.py --part sentiment --seeds 0 1 2 --out results/pipeline
     python bench/pipeline.py --part arithmetic --seeds 0 1 2 --out results/pipeline
+    python bench/pipeline.py --part chat-arithmetic --seeds 0 1 2 --out results/pipeline
 
 Every finished run is added to ``<out>/results.json`` at once (atomic write), so a killed
 benchmark keeps what it measured and ``--resume`` skips it. ``--markdown`` prints the
@@ -57,7 +62,10 @@ def run_timed(cmd: list[str], log: Path, env: dict | None = None) -> tuple[float
 
 def load(out: Path) -> dict:
     path = out / "results.json"
-    return json.loads(path.read_text()) if path.exists() else {"sentiment": {}, "arithmetic": {}}
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for part in ("sentiment", "arithmetic", "chat-arithmetic"):
+        results.setdefault(part, {})
+    return results
 
 
 def save(out: Path, results: dict) -> None:
@@ -79,6 +87,33 @@ def sentiment_run(seed: int, out: Path, threads: int) -> dict:
         "cpu_seconds": cpu,
         "load_average_at_start": load_before,
         **{k: v for k, v in summary.items() if k not in ("config", "stages", "report")},
+    }
+
+
+def chat_arithmetic_run(seed: int, out: Path, threads: int) -> dict:
+    """The chat-arithmetic demo from an empty cache, in a fresh process."""
+    run_dir = out / f"chat_demo_seed{seed}"
+    with tempfile.TemporaryDirectory(prefix="rlhf-pg-cold-cache-") as cache:
+        cmd = [str(Path(sys.executable).parent / "rlhf-pg"), "demo", "--task", "chat-arithmetic"]
+        cmd += ["--out", str(run_dir), "--seed", str(seed), "--cache-dir", cache, "--no-progress"]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        load_before = os.getloadavg()[0]
+        wall, cpu = run_timed(cmd, out / f"chat_demo_seed{seed}.log", env)
+        load_after = os.getloadavg()[0]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    runs = {}
+    for est, figures in summary["estimators"].items():
+        results = json.loads((run_dir / est / "ppo_results.json").read_text())
+        curve = [(e["step"], e["accuracy"], e["accuracy_sampled"]) for e in results["evals"]]
+        runs[est] = {**figures, "accuracy_curve": curve}
+    return {
+        "command": " ".join(cmd[:-5] + ["--seed", str(seed), "--cache-dir", "<empty dir>"]),
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "load_average_at_start": load_before,
+        "load_average_at_end": load_after,
+        "seconds": summary["seconds"],
+        "estimators": runs,
     }
 
 
@@ -185,12 +220,43 @@ def markdown(results: dict) -> str:
                 f"{_spread(after, '{:.1f}')} | {_spread(gain, '{:+.1f}')} |"
             )
         lines.append("")
+    chat = results["chat-arithmetic"]
+    if chat:
+        seeds = sorted(chat, key=int)
+        lines += [f"Chat arithmetic, held-out exact match, %, seeds {seeds}:", ""]
+        lines += [
+            "| estimator | greedy: SFT -> after (per seed) | gain | sampled: SFT -> after "
+            "(per seed) | gain | gain, mean [min, max] (greedy / sampled) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for est in ("grpo", "rloo", "ppo"):
+            runs = [chat[s]["estimators"][est] for s in seeds if est in chat[s]["estimators"]]
+            if not runs:
+                continue
+            cells, gains = [], {}
+            for kind, key in (("greedy", "accuracy"), ("sampled", "accuracy_sampled")):
+                pairs = [(100 * r[f"{key}_before"], 100 * r[f"{key}_after"]) for r in runs]
+                gains[kind] = [a - b for b, a in pairs]
+                cells.append(" / ".join(f"{b:.1f} -> {a:.1f}" for b, a in pairs))
+                cells.append(" / ".join(f"{g:+.1f}" for g in gains[kind]))
+            spread = " / ".join(
+                f"{statistics.fmean(g):+.1f} [{min(g):+.1f}, {max(g):+.1f}]" for g in gains.values()
+            )
+            lines.append(f"| {est} | " + " | ".join(cells) + f" | {spread} |")
+        walls = " / ".join(f"{chat[s]['wall_seconds']:.0f}" for s in seeds)
+        loads = " / ".join(
+            f"{chat[s]['load_average_at_start']:.1f}-{chat[s].get('load_average_at_end', 0):.1f}"
+            for s in seeds
+        )
+        lines += ["", f"Wall-clock per seed, s: {walls} (load average at start-end: {loads})", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("sentiment", "arithmetic", "all"), default="all")
+    parser.add_argument(
+        "--part", choices=("sentiment", "arithmetic", "chat-arithmetic", "all"), default="all"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--estimators", nargs="+", choices=ESTIMATORS, default=list(ESTIMATORS))
     parser.add_argument("--out", default="results/pipeline")
@@ -223,6 +289,13 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"arithmetic {est}, seed {seed} ...", flush=True)
                 results["arithmetic"][key] = arithmetic_run(est, seed, sft, out, ns.threads)
                 save(out, results)
+    if ns.part in ("chat-arithmetic", "all"):
+        for seed in ns.seeds:
+            if ns.resume and str(seed) in results["chat-arithmetic"]:
+                continue
+            print(f"chat-arithmetic demo, seed {seed} ...", flush=True)
+            results["chat-arithmetic"][str(seed)] = chat_arithmetic_run(seed, out, ns.threads)
+            save(out, results)
     print(markdown(results))
 
 

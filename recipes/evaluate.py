@@ -3,6 +3,7 @@
     python recipes/evaluate.py --config recipes/configs/eval_sentiment.yaml \
         --model_path DIR --reference_path SFT_DIR --reward_model_path RM_DIR
     python recipes/evaluate.py --config recipes/configs/eval_arithmetic.yaml --model_path DIR
+    python recipes/evaluate.py --config recipes/configs/eval_chat_arithmetic.yaml --model_path DIR
 
 Every key of the YAML is a field of ``rlhf_pg.stages.evaluate.EvalArgs``; flags override the
 YAML. The metrics are those the PPO stage reports during training (the same function).

@@ -1,11 +1,14 @@
 """The ``rlhf-pg`` command.
 
-    rlhf-pg demo [--out runs/demo] [--seed 0] [--config demo.yaml] [--threads N]
+    rlhf-pg demo [--task sentiment|chat-arithmetic] [--out runs/demo] [--seed 0]
+                 [--config demo.yaml] [--threads N]
 
-``demo`` runs the offline sentiment pipeline end to end (SFT -> reward model -> PPO ->
-report) and prints where the report is. Its stages take their settings from the recipe
-configs (``recipes/configs/{sft,rm,ppo}_sentiment.yaml``). ``--config`` takes a YAML file
-of :class:`rlhf_pg.demo.DemoConfig` fields: run-level settings and per-stage overrides,
+``demo`` runs an offline pipeline end to end and prints where the report is: ``sentiment``
+(the default: SFT -> reward model -> PPO -> report, settings from
+``recipes/configs/{sft,rm,ppo}_sentiment.yaml``) or ``chat-arithmetic`` (SFT of a tiny Qwen2
+on conversations -> GRPO, RLOO and PPO with an exact-match reward on the dataset's answer
+column -> report, settings from ``recipes/configs/*_chat_arithmetic.yaml``). ``--config``
+takes a YAML file of :class:`rlhf_pg.demo.DemoConfig` fields: run-level settings and per-stage overrides,
 e.g. ``ppo: {max_steps: 20}``; flags win over it. A bad config exits with status 2 and
 one line before any stage runs.
 
@@ -27,7 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",
-        help="run the offline sentiment pipeline end to end (SFT, reward model, PPO, report)",
+        help="run an offline pipeline end to end (sentiment: SFT, reward model, PPO, report; "
+        "chat-arithmetic: SFT, GRPO, RLOO, PPO with a verifiable reward, report)",
+    )
+    demo.add_argument(
+        "--task",
+        choices=["sentiment", "chat-arithmetic"],
+        default=None,
+        help="offline task (default sentiment)",
     )
     demo.add_argument("--out", default=None, help="output folder (default runs/demo)")
     demo.add_argument("--seed", type=int, default=None, help="seed of every stage (default 0)")
@@ -59,7 +69,8 @@ def demo_config(ns: argparse.Namespace):
     from .utils.threads import resolve_threads
 
     values = load_yaml_config(ns.config, DemoConfig) if ns.config else {}
-    for key, value in (("out", ns.out), ("seed", ns.seed), ("cache_dir", ns.cache_dir)):
+    flags = (("task", ns.task), ("out", ns.out), ("seed", ns.seed), ("cache_dir", ns.cache_dir))
+    for key, value in flags:
         if value is not None:
             values[key] = value
     if ns.no_progress:

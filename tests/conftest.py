@@ -23,6 +23,6 @@ def stage_outputs(tmp_path, monkeypatch):
     """A working folder holding the earlier stages' outputs the shipped recipe configs name
     (``runs/sft_sentiment`` ...), so that the configs parse as they do after those stages."""
     monkeypatch.chdir(tmp_path)
-    for stage in ("sft_sentiment", "rm_sentiment", "sft_arithmetic"):
+    for stage in ("sft_sentiment", "rm_sentiment", "sft_arithmetic", "sft_chat_arithmetic"):
         (tmp_path / "runs" / stage).mkdir(parents=True)
     return tmp_path

@@ -5,7 +5,9 @@
 - ``llama``: a BOS token added to every encoding, a chat template, rotary positions;
 - ``qwen2``: no BOS, ``<|im_end|>`` as EOS, a ChatML template, rotary positions.
 
-Tokenizers are trained on the fly on a few sentences. Use :func:`load_family`.
+Tokenizers are trained on the fly on a few sentences. Use :func:`load_family`. The ChatML
+template and the Qwen2 builder are the library's (``rlhf_pg.tasks.tokenizer.CHATML_TEMPLATE``,
+``rlhf_pg.hf.models.tiny_qwen2``), which the chat-arithmetic task uses too.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedTokenizerFast,
-    Qwen2Config,
-    Qwen2ForCausalLM,
 )
+
+from rlhf_pg.hf.models import tiny_qwen2
+from rlhf_pg.tasks.tokenizer import CHATML_TEMPLATE as QWEN_TEMPLATE
 
 FAMILIES = ("gpt2", "llama", "qwen2")
 SENTENCES = [
@@ -39,10 +42,6 @@ LLAMA_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}"
     "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
     "{% if add_generation_prompt %}[assistant] {% endif %}"
-)
-QWEN_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 SPECIALS = {
     "gpt2": ["<|endoftext|>"],
@@ -100,7 +99,7 @@ def make_model(family: str, tokenizer, seed: int = 0, **overrides):
         return LlamaForCausalLM(
             LlamaConfig(bos_token_id=tokenizer.bos_token_id, **small, **overrides)
         )
-    return Qwen2ForCausalLM(Qwen2Config(pad_token_id=tokenizer.pad_token_id, **small, **overrides))
+    return tiny_qwen2(tokenizer, seed=seed, **overrides)  # the sizes of ``small``
 
 
 def save_family(family: str, path: Path, seed: int = 0, **overrides) -> Path:

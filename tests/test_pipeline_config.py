@@ -45,6 +45,9 @@ def test_ppo_configs_ship_for_every_task_and_estimator():
         "ppo_arithmetic",
         "rloo_arithmetic",
         "grpo_arithmetic",
+        "ppo_chat_arithmetic",
+        "rloo_chat_arithmetic",
+        "grpo_chat_arithmetic",
         "ppo_gpt2_imdb",
     }
 

@@ -72,7 +72,7 @@ def test_sft_num_steps_is_a_deprecated_alias_of_max_steps(tmp_path):
         ("learning_rate: fast\n", "learning_rate='fast' is invalid; expected a float"),
         (
             "task: poetry\n",
-            "task='poetry' is invalid; expected one of \\['sentiment', 'arithmetic', 'dataset'\\]",
+            "task='poetry' is invalid; expected one of \\['sentiment', 'arithmetic', 'chat_arithmetic', 'dataset'\\]",
         ),
         ("max_steps: 0\n", "max_steps=0 must be >= 1"),
         ("use_cpu: [1]\n", "use_cpu=\\[1\\] is invalid; expected a bool"),

@@ -1,13 +1,19 @@
-"""``rlhf-pg demo``: the whole InstructGPT-style pipeline on the offline sentiment task.
+"""``rlhf-pg demo``: a whole RLHF pipeline on an offline task, chosen by ``task``.
 
-corpus -> BPE tokenizer -> SFT GPT-2 (cached) -> preference pairs labelled by the gold
-scorer -> reward model (TRL RewardTrainer, cached) -> PPO against the reward model with a
-KL penalty to the SFT reference -> ``<out>/report.md`` with plots. Nothing loads from a hub.
+``sentiment`` (the default), the InstructGPT-style pipeline: corpus -> BPE tokenizer -> SFT
+GPT-2 (cached) -> preference pairs labelled by the gold scorer -> reward model (TRL
+RewardTrainer, cached) -> PPO against the reward model with a KL penalty to the SFT
+reference -> ``<out>/report.md`` with plots.
 
-The stages are the recipes': their settings come from ``recipes/configs/sft_sentiment.yaml``,
-``rm_sentiment.yaml`` and ``ppo_sentiment.yaml`` (so the demo and the recipes cannot drift
-apart), under the demo's run-level settings (seed, cache, output folder) and the per-stage
-overrides of :class:`DemoConfig`. PPO runs through the PPO stage, i.e. ``PPOTrainer.train``.
+``chat-arithmetic``, a verifiable reward in chat format: conversations (a user asks a sum)
+-> ChatML tokenizer -> SFT Qwen2 on a sloppy tutor's answers (cached) -> GRPO, RLOO and PPO
+from that SFT model, each rewarded by exact match against the dataset's ``answer`` column
+-> ``<out>/report.md`` with the held-out exact match of each. Nothing loads from a hub.
+
+The stages are the recipes': their settings come from ``recipes/configs/*_<task>.yaml``
+(``RECIPE_CONFIGS``; so the demo and the recipes cannot drift apart), under the demo's
+run-level settings (seed, cache, output folder) and the per-stage overrides of
+:class:`DemoConfig`. RL runs through the PPO stage, i.e. ``PPOTrainer.train``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..lm import PPOConfig
 from ..stages.ppo import run_ppo, summarize, write_policy_card
@@ -36,19 +42,30 @@ from ..utils.config import (
 )
 from ..utils.io import atomic_write_json
 from ..utils.threads import set_torch_threads
-from .report import write_report
+from .report import write_chat_report, write_report
 
-STAGES = ("SFT model", "reward model", "PPO", "report")
-# the recipe configs the demo composes, by stage
+TASKS = ("sentiment", "chat-arithmetic")
+STAGES = ("SFT model", "reward model", "PPO", "report")  # of the sentiment task
+ESTIMATORS = ("grpo", "rloo", "ppo")  # the RL runs of chat-arithmetic, in the order they run
+# the recipe configs the demo composes, by task and stage
 RECIPE_CONFIGS = {
-    "sft": "sft_sentiment.yaml",
-    "reward_model": "rm_sentiment.yaml",
-    "ppo": "ppo_sentiment.yaml",
+    "sentiment": {
+        "sft": "sft_sentiment.yaml",
+        "reward_model": "rm_sentiment.yaml",
+        "ppo": "ppo_sentiment.yaml",
+    },
+    "chat-arithmetic": {
+        "sft": "sft_chat_arithmetic.yaml",
+        **{name: f"{name}_chat_arithmetic.yaml" for name in ESTIMATORS},
+    },
 }
+RL_CLASSES = (PPORecipeArgs, PPOConfig)
 STAGE_CLASSES: dict[str, tuple[type, ...]] = {
     "sft": (SFTArgs,),
     "reward_model": (RewardModelArgs,),
-    "ppo": (PPORecipeArgs, PPOConfig),
+    "ppo": RL_CLASSES,
+    "grpo": RL_CLASSES,
+    "rloo": RL_CLASSES,
 }
 # rlhf_pg/demo/pipeline.py -> the repository root, which holds recipes/configs
 DEFAULT_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "recipes" / "configs"
@@ -60,40 +77,63 @@ class DemoConfig:
 
     ``sft``, ``reward_model`` and ``ppo`` map field names of :class:`SFTArgs`,
     :class:`RewardModelArgs` and :class:`PPORecipeArgs` / :class:`PPOConfig` to values that
-    replace those of the stage's recipe YAML (e.g. ``ppo: {max_steps: 20}``).
+    replace those of the stage's recipe YAML (e.g. ``ppo: {max_steps: 20}``). For
+    ``task: chat-arithmetic`` the stages are ``sft`` and one RL run per name in
+    ``estimators``, each overridden by the field of its name (``grpo``, ``rloo``, ``ppo``).
     """
 
+    task: Literal["sentiment", "chat-arithmetic"] = "sentiment"
     out: str = "runs/demo"
     seed: int = 0  # of every stage
     cache_dir: str | None = None  # None: $RLHF_PG_CACHE or ~/.cache/rlhf-pg
     num_threads: int = 0  # 0: $OMP_NUM_THREADS, else the physical cores (utils.threads)
     progress: bool = True
     configs_dir: str | None = None  # None: recipes/configs of this source tree
+    estimators: list[str] = field(default_factory=lambda: list(ESTIMATORS))
     sft: dict[str, Any] = field(default_factory=dict)
     reward_model: dict[str, Any] = field(default_factory=dict)
     ppo: dict[str, Any] = field(default_factory=dict)
+    grpo: dict[str, Any] = field(default_factory=dict)
+    rloo: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_types(self)
         require(self.num_threads >= 0, self, "num_threads", "must be >= 0")
+        bad = [e for e in self.estimators if e not in ESTIMATORS]
+        require(
+            not bad and len(set(self.estimators)) == len(self.estimators) >= 1,
+            self,
+            "estimators",
+            f"must be distinct names among {list(ESTIMATORS)}",
+        )
+        stages = RECIPE_CONFIGS[self.task]
         for stage, classes in STAGE_CLASSES.items():
+            if getattr(self, stage) and stage not in stages:
+                raise ConfigError(
+                    f"DemoConfig.{stage}: task {self.task!r} has no {stage} stage; "
+                    f"its stages are {list(stages)}"
+                )
             check_keys(classes, getattr(self, stage), f"DemoConfig.{stage}")
         # build every stage's arguments now (stand-in model paths), so a bad value in a
         # YAML or an override fails here, in one line, before any stage has run
         sft_args(self)
-        rm_args(self, Path("<SFT model>"))
-        ppo_args(self, Path("<SFT model>"), Path("<reward model>"))
+        if self.task == "sentiment":
+            rm_args(self, Path("<SFT model>"))
+            ppo_args(self, Path("<SFT model>"), Path("<reward model>"))
+        else:
+            for name in self.estimators:
+                rl_args(self, name, Path("<SFT model>"))
 
 
 def recipe_values(cfg: DemoConfig, stage: str) -> tuple[dict[str, Any], str]:
     """The stage's recipe YAML as a dict (keys checked), and its path for messages."""
     root = Path(cfg.configs_dir) if cfg.configs_dir else DEFAULT_CONFIGS_DIR
-    path = root / RECIPE_CONFIGS[stage]
+    path = root / RECIPE_CONFIGS[cfg.task][stage]
     if not path.is_file():
         raise ConfigError(
             f"the demo's recipe config {path} is missing; the demo composes "
-            f"{sorted(RECIPE_CONFIGS.values())} of a source checkout (pip install -e .) "
-            "or of DemoConfig.configs_dir"
+            f"{sorted(RECIPE_CONFIGS[cfg.task].values())} of a source checkout "
+            "(pip install -e .) or of DemoConfig.configs_dir"
         )
     return load_yaml_config(path, STAGE_CLASSES[stage]), str(path)
 
@@ -131,6 +171,21 @@ def ppo_args(cfg: DemoConfig, sft_path: Path, rm_path: Path) -> tuple[PPORecipeA
         "use_cpu": True,  # the offline default: a ~1M-parameter model is fastest on the CPU
     }
     args, config = _compose(cfg, "ppo", run_level)
+    return args, config
+
+
+def rl_args(cfg: DemoConfig, name: str, sft_path: Path) -> tuple[PPORecipeArgs, PPOConfig]:
+    """The chat task's RL run ``name`` (``grpo``, ``rloo`` or ``ppo``) from the SFT model."""
+    run_level = {
+        "model_name_or_path": str(sft_path),
+        "save_policy": True,
+        "seed": cfg.seed,
+        "output_dir": str(Path(cfg.out) / name),
+        "overwrite_output_dir": True,  # a rerun replaces the last run's RL stages
+        "progress_bar": cfg.progress,
+        "use_cpu": True,  # a tiny model is fastest on the CPU
+    }
+    args, config = _compose(cfg, name, run_level)
     return args, config
 
 
@@ -188,11 +243,18 @@ def _write_report(
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    """Run every stage (reusing cached SFT / reward models) and write the report."""
+    """Run every stage of ``cfg.task`` (reusing cached models) and write the report."""
     threads = set_torch_threads(cfg.num_threads)
     quiet_libraries()
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    if cfg.task == "chat-arithmetic":
+        return run_chat_arithmetic(cfg, threads)
+    return run_sentiment(cfg, threads)
+
+
+def run_sentiment(cfg: DemoConfig, threads: tuple[int, str]) -> dict:
+    """SFT -> reward model -> PPO -> report on the sentiment task."""
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     begin, seconds = time.perf_counter(), {}
 
     t = _stage(1, "SFT model: corpus, tokenizer, GPT-2 (cached)")
@@ -230,6 +292,66 @@ def run_demo(cfg: DemoConfig) -> dict:
         "sft": dataclasses.asdict(sft_cfg),
         "reward_model": dataclasses.asdict(rm_cfg),
         "ppo": args_to_dict(args, config),
+    }
+    record = {"config": dataclasses.asdict(cfg), "stages": stage_settings, **summary}
+    atomic_write_json(out / "summary.json", record)
+    _done(t, f"report: {report}")
+    return summary
+
+
+def run_chat_arithmetic(cfg: DemoConfig, threads: tuple[int, str]) -> dict:
+    """SFT on the tutor's conversations, then each estimator from the SFT model against the
+    answer-column exact match, then the report."""
+    out = Path(cfg.out)
+    begin, seconds = time.perf_counter(), {}
+    steps = len(cfg.estimators) + 2
+
+    def stage(i: int, name: str) -> float:
+        print(f"[{i}/{steps}] {name} ...", flush=True)
+        return time.perf_counter()
+
+    t = stage(1, "SFT model: conversations, ChatML tokenizer, Qwen2 (cached)")
+    sft_cfg = sft_args(cfg)
+    sft_path = train_sft(sft_cfg)
+    sft = json.loads((sft_path / "sft_metrics.json").read_text())
+    seconds["sft"] = _done(t, f"{sft_path}: eval loss {sft['eval_loss_after']:.3f}")
+
+    runs, stage_settings = {}, {"sft": dataclasses.asdict(sft_cfg)}
+    for i, name in enumerate(cfg.estimators, start=2):
+        t = stage(i, f"{name.upper()} from the SFT model, reward: exact match of the answer")
+        args, config = rl_args(cfg, name, sft_path)
+        results = run_ppo(args, config)
+        summary = summarize(results, "chat_arithmetic")
+        runs[name] = {"results": results, "summary": summary, "args": (args, config)}
+        stage_settings[name] = args_to_dict(args, config)
+        seconds[name] = _done(
+            t,
+            f"held-out exact match, greedy {summary['accuracy_before']:.1%} -> "
+            f"{summary['accuracy_after']:.1%}, sampled {summary['accuracy_sampled_before']:.1%}"
+            f" -> {summary['accuracy_sampled_after']:.1%}",
+        )
+
+    t = stage(steps, "report")
+    seconds["before_report"] = time.perf_counter() - begin
+    facts = {
+        "SFT model": str(sft_path),
+        "SFT parameters": sft["num_parameters"],
+        "SFT held-out loss before / after": f"{sft['eval_loss_before']:.3f} / "
+        f"{sft['eval_loss_after']:.3f}",
+        "seed": cfg.seed,
+        "torch threads": f"{threads[0]} ({threads[1]})",
+        **{f"seconds, {k}": round(v, 1) for k, v in seconds.items()},
+    }
+    report = write_chat_report(out, {k: v["results"] for k, v in runs.items()}, facts)
+    for run in runs.values():  # each policy's model card carries the demo's report
+        args, config = run["args"]
+        policy = Path(config.output_dir) / "policy"
+        write_policy_card(policy, args, config, run["results"], report.read_text())
+    seconds["total"] = time.perf_counter() - begin
+    summary = {
+        "estimators": {name: run["summary"] for name, run in runs.items()},
+        "seconds": seconds,
+        "report": str(report),
     }
     record = {"config": dataclasses.asdict(cfg), "stages": stage_settings, **summary}
     atomic_write_json(out / "summary.json", record)

@@ -1,9 +1,14 @@
 """``runs/<name>/report.md``: what the pipeline did and whether it worked, with PNG plots.
 
-The report shows the held-out figures before and after PPO (gold score, share rated
-positive, proxy reward, KL to the reference), the stage timings, fixed prompts with the
-SFT model's and the PPO policy's completions, and four plots: proxy reward, gold score
-and KL over training, and gold score against KL.
+The sentiment report (:func:`write_report`) shows the held-out figures before and after PPO
+(gold score, share rated positive, proxy reward, KL to the reference), the stage timings,
+fixed prompts with the SFT model's and the PPO policy's completions, and four plots: proxy
+reward, gold score and KL over training, and gold score against KL.
+
+The chat-arithmetic report (:func:`write_chat_report`) shows, for each estimator, the
+held-out exact match of the SFT model and of the trained policy (greedy and sampled), the
+KL to the SFT model, the greedy answers to fixed held-out questions, and the exact match
+over training (``accuracy.png``).
 """
 
 from __future__ import annotations
@@ -138,4 +143,83 @@ def write_report(out_dir: str | Path, results: dict, summary: dict | None = None
         plots.append("gold_vs_kl.png")
     report = out / "report.md"
     atomic_write_text(report, render_markdown(summary or {}, results, plots))
+    return report
+
+
+def plot_accuracy(runs: dict[str, dict], path) -> None:
+    """Held-out exact match over RL steps, sampled (solid) and greedy (dashed), per run."""
+    plt, fig, ax = _figure()
+    for i, (name, results) in enumerate(runs.items()):
+        steps = [e["step"] for e in results["evals"]]
+        ax.plot(steps, [e["accuracy_sampled"] for e in results["evals"]], "o-", color=f"C{i}",
+                label=f"{name}, sampled")  # fmt: skip
+        ax.plot(steps, [e["accuracy"] for e in results["evals"]], "s--", color=f"C{i}",
+                alpha=0.6, label=f"{name}, greedy")  # fmt: skip
+    ax.set_xlabel("RL step")
+    ax.set_ylabel("held-out exact match")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(plt, fig, Path(path))
+
+
+def render_chat_markdown(runs: dict[str, dict], facts: dict, plots: list[str]) -> str:
+    """The chat-arithmetic report's text: one row per RL run, then samples and plots."""
+    lines = [
+        "# rlhf-pg demo report: chat arithmetic",
+        "",
+        "A tiny Qwen2 with a ChatML template, fine-tuned on conversations in which a user asks "
+        "a sum and a sloppy tutor answers (carries often forgotten), then trained by each "
+        "estimator with a verifiable reward: exact match of the reply against the dataset's "
+        "`answer` column. Held-out questions use operand pairs never seen in SFT or RL; "
+        "'sampled' is the policy RL trains (temperature 1, fixed sampling seed), 'greedy' "
+        "is argmax decoding. Percentages are exact-match accuracy.",
+        "",
+        "## Held-out exact match",
+        "",
+        "| run | steps x completions | greedy: SFT -> after | sampled: SFT -> after | "
+        "gain, sampled | KL to SFT, nats/seq |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, results in runs.items():
+        first, last = results["evals"][0], results["evals"][-1]
+        args = results["args"]
+        n = args["batch_size"] * args["samples_per_prompt"]
+        gain = 100 * (last["accuracy_sampled"] - first["accuracy_sampled"])
+        lines.append(
+            f"| {name} | {args['max_steps']} x {n} | {first['accuracy']:.1%} -> "
+            f"{last['accuracy']:.1%} | {first['accuracy_sampled']:.1%} -> "
+            f"{last['accuracy_sampled']:.1%} | {gain:+.1f} points | {last.get('kl_seq', 0.0):.2f} |"
+        )
+    lines += ["", "## Pipeline", "", "| item | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in facts.items()] + [""]
+    names = list(runs)
+    lines += ["## Greedy answers to fixed held-out questions", ""]
+    lines += ["| question | SFT model | " + " | ".join(names) + " |"]
+    lines += ["|---|---|" + "---|" * len(names)]
+
+    def show(row: dict) -> str:  # the greedy answer, marked right or wrong
+        return _cell(row["completion"]) + (" ✓" if row.get("correct") else " ✗")
+
+    first_run = runs[names[0]]["evals"][0]["samples"]
+    for i, row in enumerate(first_run):
+        prompt = row["prompt"]  # a conversation: show its last (user) message
+        cells = [_cell(prompt if isinstance(prompt, str) else prompt[-1]["content"]), show(row)]
+        for name in names:
+            after = runs[name]["evals"][-1]["samples"]
+            cells.append(show(after[i]) if i < len(after) else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Plots", ""]
+    lines += [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def write_chat_report(out_dir: str | Path, runs: dict[str, dict], facts: dict) -> Path:
+    """``accuracy.png`` and ``report.md`` of the chat-arithmetic demo into ``out_dir``;
+    ``runs`` maps each RL run's name to its PPO-stage results."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_accuracy(runs, out / "accuracy.png")
+    report = out / "report.md"
+    atomic_write_text(report, render_chat_markdown(runs, facts, ["accuracy.png"]))
     return report

@@ -1,5 +1,5 @@
-"""Model-level helpers every stage needs: dropout off, hidden and context sizes, and the
-fused GELU swap for GPT-2."""
+"""Model-level helpers every stage needs: dropout off, hidden and context sizes, the
+fused GELU swap for GPT-2, and a tiny random-init Qwen2 for offline chat tasks and tests."""
 
 from __future__ import annotations
 
@@ -51,3 +51,41 @@ def fuse_gelu(model: nn.Module) -> int:
                 setattr(parent, name, ACT2FN["gelu_pytorch_tanh"])
                 swapped += 1
     return swapped
+
+
+def tiny_qwen2(
+    tokenizer,
+    *,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    intermediate_size: int | None = None,
+    max_position_embeddings: int = 64,
+    seed: int = 0,
+    **overrides,
+):
+    """A random-init ``Qwen2ForCausalLM`` sized for ``tokenizer`` (its vocabulary, EOS and
+    pad ids), with grouped-query attention and rotary positions as the real family has;
+    ``intermediate_size`` defaults to twice ``hidden_size``. Deterministic in ``seed``."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        max_position_embeddings=max_position_embeddings,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        # a model built from a config defaults to eager attention, far slower on CPU than
+        # SDPA once a padding mask is passed; from_pretrained picks SDPA itself
+        attn_implementation="sdpa",
+        **overrides,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return Qwen2ForCausalLM(config)

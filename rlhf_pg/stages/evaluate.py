@@ -12,8 +12,8 @@ stage every ``eval_every`` steps, benchmarks):
 ``response_length``  mean completion length in tokens (stop token included)
 ``eos_rate``         share of completions that ended with EOS (not cut at the length limit)
 ``reward/<name>``    each reward component's mean over the completions it applies to
-``accuracy``         arithmetic: exact-match accuracy of greedy answers
-``accuracy_sampled`` arithmetic: exact-match accuracy of the samples
+``accuracy``         arithmetic tasks: exact-match accuracy of greedy answers
+``accuracy_sampled`` arithmetic tasks: exact-match accuracy of the samples
 ``samples``          a few rows ``{prompt, completion, ...}``, one per distinct prompt
 ``completions``      with ``with_table=True``: every sample's row ``{prompt, completion,
                      proxy, reward/<name>, kl, ...}`` (None: that reward does not apply)
@@ -50,21 +50,23 @@ from ..hf.tokens import encode_prompts, left_pad
 from ..lm.prompts import PromptRows, as_prompt_rows
 from ..lm.rewards import CombinedReward, RewardSpec
 from ..lm.rollout import Rollout, response_forward
+from ..tasks import chat_arithmetic
 from ..tasks.arithmetic import arithmetic_prompts, exact_match_reward
 from ..tasks.gold import fraction_positive, gold_reward
 from ..tasks.reviews import sentiment_prompts
 from ..utils.config import check_types, require, require_model_path
 from ..utils.io import atomic_write_json
 
-TASKS = ("sentiment", "arithmetic", "dataset")
+TASKS = ("sentiment", "arithmetic", "chat_arithmetic", "dataset")
 
 
 @dataclass
 class EvalArgs:
     """What to evaluate and on which prompts (recipe YAML keys and CLI flags)."""
 
-    task: Literal["sentiment", "arithmetic"] = field(
-        default="sentiment", metadata={"help": "which held-out prompts and metrics"}
+    task: Literal["sentiment", "arithmetic", "chat_arithmetic"] = field(
+        default="sentiment",
+        metadata={"help": "which held-out prompts and metrics (chat_arithmetic: conversations)"},
     )
     model_path: str = field(default="", metadata={"help": "the policy to evaluate (a folder)"})
     reference_path: str | None = field(
@@ -82,13 +84,15 @@ class EvalArgs:
     prompt_words: int = field(default=4, metadata={"help": "sentiment: first N words of a review"})
     max_new_tokens: int = field(default=40, metadata={"help": "completion length limit"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (0: greedy)"})
-    max_operand: int = field(default=49, metadata={"help": "arithmetic: as in the SFT corpus"})
+    max_operand: int = field(
+        default=49, metadata={"help": "arithmetic tasks: as in the SFT corpus"}
+    )
     held_out_fraction: float = field(
-        default=0.2, metadata={"help": "arithmetic: held-out share of the sums, as in SFT"}
+        default=0.2, metadata={"help": "arithmetic tasks: held-out share of the sums, as in SFT"}
     )
     split_seed: int = field(
         default=0,
-        metadata={"help": "arithmetic: the SFT corpus seed, which fixes the held-out split"},
+        metadata={"help": "arithmetic tasks: the SFT corpus seed, which fixes the held-out split"},
     )
     n_samples_shown: int = field(default=8, metadata={"help": "completions shown in the result"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
@@ -232,19 +236,34 @@ def _applicable_mean(values: list[float | None]) -> float | None:
 
 
 def arithmetic_accuracy(
-    prompts: list[str], greedy: list[str], sampled: list[str], k: int, n_shown: int
+    prompts: list,
+    greedy: list[str],
+    sampled: list[str],
+    k: int,
+    n_shown: int,
+    answers: Sequence | None = None,
 ) -> dict:
     """Exact-match accuracy of the greedy answers and of the ``k`` samples per prompt; the
-    rows shown are the greedy answers."""
-    correct = exact_match_reward(prompts, greedy)
+    rows shown are the greedy answers. With ``answers`` (one per prompt: the chat task's
+    answer column) a reply must state that answer; without, the sum solved from an
+    ``"a+b="`` prompt."""
     repeated = [p for p in prompts for _ in range(k)]
+    if answers is None:
+        correct = exact_match_reward(prompts, greedy)
+        correct_sampled = exact_match_reward(repeated, sampled)
+    else:
+        correct = chat_arithmetic.answer_exact_match(prompts, greedy, answer=list(answers))
+        repeated_answers = [a for a in answers for _ in range(k)]
+        correct_sampled = chat_arithmetic.answer_exact_match(
+            repeated, sampled, answer=repeated_answers
+        )
     rows = [
         {"prompt": p, "completion": c, "correct": bool(r)}
         for p, c, r in zip(prompts, greedy, correct)
     ]
     return {
         "accuracy": statistics.fmean(correct),
-        "accuracy_sampled": statistics.fmean(exact_match_reward(repeated, sampled)),
+        "accuracy_sampled": statistics.fmean(correct_sampled),
         "samples": rows[:n_shown],
     }
 
@@ -276,6 +295,11 @@ def evaluate_policy(
     if task not in TASKS:
         raise ValueError(f"task={task!r} is not valid; choose one of {', '.join(TASKS)}")
     data, k = as_prompt_rows(prompts, tokenizer), samples_per_prompt
+    if task == "chat_arithmetic" and "answer" not in data.columns:
+        raise ValueError(
+            f"task chat_arithmetic scores replies against an 'answer' column; the prompt rows "
+            f"have {sorted(data.columns)}"
+        )
     prompts, special = data.texts, data.add_special_tokens
     repeated_rows = data.repeat(k)
     repeated = repeated_rows.texts
@@ -315,14 +339,20 @@ def evaluate_policy(
     result["samples"] = rows[::k][:n_samples_shown]  # one row per distinct prompt
     if with_table:
         result["completions"] = rows
-    if task == "arithmetic":
+    if task in ("arithmetic", "chat_arithmetic"):
         greedy, _ = generate_completions(policy, tokenizer, prompts, temperature=0.0, **kw)
-        result.update(arithmetic_accuracy(prompts, greedy, completions, k, n_samples_shown))
+        answers = data.columns.get("answer") if task == "chat_arithmetic" else None
+        shown = data.conversations or prompts
+        result.update(arithmetic_accuracy(shown, greedy, completions, k, n_samples_shown, answers))
     return result
 
 
-def eval_prompts(args: EvalArgs) -> list[str]:
-    """The held-out prompts an :class:`EvalArgs` names."""
+def eval_prompts(args: EvalArgs) -> list:
+    """The held-out prompts an :class:`EvalArgs` names (for the chat task, rows of a
+    conversation and its answer)."""
+    if args.task == "chat_arithmetic":
+        split = (args.max_operand, args.held_out_fraction, args.split_seed)
+        return chat_arithmetic.problem_rows("held_out", *split, limit=args.n_prompts)
     if args.task == "arithmetic":
         held = arithmetic_prompts(
             "held_out", args.max_operand, args.held_out_fraction, args.split_seed

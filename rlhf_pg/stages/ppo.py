@@ -13,7 +13,8 @@ resume, ``metrics.jsonl`` and trackers behave as in any other use of the trainer
   (prompt, completion, each reward component) appended to ``<output_dir>/completions.jsonl``
   and, with the ``eval/*`` scalars, sent to the trackers (:func:`publish_evaluation`).
 
-Prompts come from the task (generated reviews or sums) or from a prompt dataset
+Prompts come from the task (generated reviews, sums, or sums asked in conversations with an
+``answer`` column, which the ``answer_exact_match`` reward reads) or from a prompt dataset
 (``task: dataset``: ``dataset_name`` / ``dataset_config`` / ``dataset_train_split`` /
 ``dataset_test_split``, a ``prompt_column`` of strings or conversations), checked with the
 tokenizer and the reward function's arguments before any model is loaded.
@@ -33,6 +34,7 @@ from ..hf.hub import write_model_card
 from ..lm import CombinedReward, PPOConfig, PPOTrainer, TrainerCallback
 from ..lm.engines import check_launcher, full_weights
 from ..lm.prompts import PromptRows, as_prompt_rows
+from ..tasks import chat_arithmetic
 from ..tasks.arithmetic import arithmetic_prompts
 from ..tasks.gold import fraction_positive, gold_reward
 from ..tasks.reviews import sentiment_prompts
@@ -101,6 +103,11 @@ def build_prompts(args: PPORecipeArgs, tokenizer) -> tuple[PromptRows, PromptRow
     tokenizer (a conversation needs its chat template)."""
     if args.task == "dataset" and args.text_column is None:
         return dataset_prompts(args, tokenizer)
+    if args.task == "chat_arithmetic":  # conversations + answer column, as a user's dataset
+        split = (args.max_operand, args.held_out_fraction, args.corpus_seed)
+        train = chat_arithmetic.problem_rows("train", *split, limit=args.num_prompts)
+        held = chat_arithmetic.problem_rows("held_out", *split, limit=args.num_eval_prompts)
+        return as_prompt_rows(train, tokenizer), as_prompt_rows(held, tokenizer)
     train, held = _text_prompts(args)
     return as_prompt_rows(train, tokenizer), as_prompt_rows(held, tokenizer)
 
@@ -341,8 +348,8 @@ def write_policy_card(
 def summarize(results: dict, task: str) -> dict:
     """Before / after figures of a run: the first and last held-out evaluations."""
     first, last = results["evals"][0], results["evals"][-1]
-    if task == "arithmetic":
-        keys = ["accuracy", "accuracy_sampled"]
+    if task in ("arithmetic", "chat_arithmetic"):
+        keys = ["accuracy", "accuracy_sampled", "kl_seq"]
     else:
         keys = ["proxy", "kl_seq", "gold_mean", "gold_positive"]
     out = {}

@@ -30,11 +30,12 @@ class PPORecipeArgs:
 
     ALIASES: ClassVar[dict[str, str]] = {"dataset_split": "dataset_train_split"}
 
-    task: Literal["sentiment", "arithmetic", "dataset"] = field(
+    task: Literal["sentiment", "arithmetic", "chat_arithmetic", "dataset"] = field(
         default="sentiment",
         metadata={
-            "help": "prompt source: generated reviews, addition problems, or a dataset "
-            "(dataset_name; its prompt_column holds strings or conversations)"
+            "help": "prompt source: generated reviews, addition problems (plain, or as "
+            "conversations with an answer column), or a dataset (dataset_name; its "
+            "prompt_column holds strings or conversations)"
         },
     )
     model_name_or_path: str = field(
@@ -57,9 +58,9 @@ class PPORecipeArgs:
     reward_fn: str = field(
         default="none",
         metadata={
-            "help": "reward function (added to the RM if both): none, exact_match, vader, "
-            "module:function or path/to/file.py:function; it gets the dataset's other "
-            "columns as keyword arguments"
+            "help": "reward function (added to the RM if both): none, exact_match, "
+            "answer_exact_match, vader, module:function or path/to/file.py:function; it gets "
+            "the dataset's other columns as keyword arguments"
         },
     )
     reward_fn_weight: float = field(default=1.0, metadata={"help": "weight of reward_fn"})

@@ -20,10 +20,15 @@ from pathlib import Path
 
 from ..hf.scoring import load_reward_model
 from ..tasks.arithmetic import exact_match_reward
+from ..tasks.chat_arithmetic import answer_exact_match
 from ..tasks.gold import gold_reward
 from ..utils.config import ConfigError
 
-REWARD_FUNCTIONS: dict[str, Callable] = {"exact_match": exact_match_reward, "vader": gold_reward}
+REWARD_FUNCTIONS: dict[str, Callable] = {
+    "exact_match": exact_match_reward,  # "a+b=" prompts: the answer is solved from the prompt
+    "answer_exact_match": answer_exact_match,  # any prompts: reads the dataset's answer column
+    "vader": gold_reward,
+}
 # built-ins that read prompts as text (a sum "12+7=", a review): not for conversations
 TEXT_ONLY_REWARDS = ("exact_match", "vader")
 REWARD_FN_FORMS = (

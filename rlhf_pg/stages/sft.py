@@ -10,11 +10,16 @@ returns the cached folder without training. Two paths:
   conversations (``messages``, through the tokenizer's chat template) and prompt/completion
   pairs (loss on the completion only by default, ``completion_only_loss``); ``packing`` and
   ``assistant_only_loss`` pass through;
-- the generated corpora of the offline tasks (``sentiment``, ``arithmetic``) go through our
-  own short accelerate loop (:func:`_train_loop`). Why: the corpus is a list of short plain
+- the generated corpora of the offline tasks (``sentiment``, ``arithmetic``,
+  ``chat_arithmetic``) go through our own short accelerate loop (:func:`_train_loop`). Why: the corpus is a list of short plain
   texts made here, so SFTTrainer's format detection, dataset preprocessing pass and Trainer
   start-up would add seconds to the demo's budget and nothing else, and the loop is 30
   readable lines whose schedule the demo's published figures were measured with.
+
+The chat task's conversations are rendered by the tokenizer's chat template (the prompt with
+the generation prompt, then the reply) and EOS (``<|im_end|>``, the end of the assistant's
+turn) is appended, which is the template's own rendering of the conversation; the loss
+covers every token, as for the other generated corpora.
 
 Both paths build the tokenizer and model and save the folder the same way
 (:mod:`rlhf_pg.stages.sft_build`) and read the same knobs (:class:`SFTArgs`, in
@@ -34,6 +39,7 @@ from pathlib import Path
 import torch
 
 from ..lm.tracking import tracker_names
+from ..tasks import chat_arithmetic
 from ..tasks.arithmetic import build_arithmetic_corpus
 from ..tasks.reviews import build_corpus
 from ..utils.cache import is_complete
@@ -45,8 +51,19 @@ from .sft_datasets import train_with_sft_trainer
 __all__ = ["SFTArgs", "sft_output_dir", "train_sft"]
 
 
-def build_texts(cfg: SFTArgs) -> list[str]:
-    """The generated SFT corpus of an offline task (``sentiment`` or ``arithmetic``)."""
+def build_texts(cfg: SFTArgs, tokenizer=None) -> list[str]:
+    """The generated SFT corpus of an offline task (``sentiment``, ``arithmetic``, or
+    ``chat_arithmetic``, whose conversations ``tokenizer``'s chat template renders)."""
+    if cfg.task == "chat_arithmetic":
+        rows = chat_arithmetic.sft_rows(
+            cfg.corpus_size,
+            cfg.carry_slip,
+            cfg.error_rate,
+            cfg.max_operand,
+            cfg.held_out_fraction,
+            cfg.corpus_seed,
+        )
+        return [chat_arithmetic.render_sft_text(tokenizer, row) for row in rows]
     if cfg.task == "sentiment":
         return build_corpus(cfg.corpus_size, seed=cfg.corpus_seed)
     return build_arithmetic_corpus(
@@ -206,8 +223,12 @@ def _train_generated_corpus(cfg: SFTArgs, out: Path) -> Path:
     )
     set_seed(cfg.seed)
 
-    texts = build_texts(cfg)
-    tokenizer = build_tokenizer(cfg, texts)
+    if cfg.task == "chat_arithmetic":  # the tokenizer's chat template renders the corpus
+        tokenizer = build_tokenizer(cfg, [])
+        texts = build_texts(cfg, tokenizer)
+    else:
+        texts = build_texts(cfg)
+        tokenizer = build_tokenizer(cfg, texts)
     model = build_model(cfg, tokenizer)
     if cfg.gradient_checkpointing:
         model.activation_checkpointing_enable()  # transformers 5: the new name
@@ -229,7 +250,9 @@ def _train_generated_corpus(cfg: SFTArgs, out: Path) -> Path:
         model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
     )
     scheduler = make_schedule(cfg, optimizer, steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # the schedule stays outside prepare(): accelerate would step it once per process on every
+    # call, but `steps` already counts each process's optimizer steps
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     if trackers:
         accelerator.init_trackers("sft", config={k: str(v) for k, v in vars(cfg).items()})
 

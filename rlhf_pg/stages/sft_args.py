@@ -61,16 +61,24 @@ class SFTArgs:
         "activation_checkpointing": TrlName("gradient_checkpointing", note="same meaning"),
     }
 
-    task: Literal["sentiment", "arithmetic", "dataset"] = field(
+    task: Literal["sentiment", "arithmetic", "chat_arithmetic", "dataset"] = field(
         default="sentiment",
         metadata={
-            "help": "what to train on: the generated reviews, addition problems, or a dataset"
+            "help": "what to train on: the generated reviews, addition problems (plain, or "
+            "as conversations through the chat template), or a dataset"
         },
     )
     model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "model to start from (folder or hub name); unset: a fresh GPT-2 sized by n_layer/n_head/n_embd"
+            "help": "model to start from (folder or hub name); unset: a fresh model_type "
+            "sized by n_layer/n_head/n_embd"
+        },
+    )
+    model_type: Literal["gpt2", "qwen2"] = field(
+        default="gpt2",
+        metadata={
+            "help": "fresh model: gpt2, or qwen2 (n_head // 2 key-value heads, n_head if odd)"
         },
     )
     tokenizer_name_or_path: str | None = field(
@@ -100,6 +108,10 @@ class SFTArgs:
     corpus_seed: int = field(default=0, metadata={"help": "generated tasks: seed of the corpus"})
     error_rate: float = field(
         default=0.3, metadata={"help": "arithmetic: share of wrong answers in the SFT corpus"}
+    )
+    carry_slip: float = field(
+        default=0.6,
+        metadata={"help": "chat_arithmetic: how often the tutor forgets a carry (17 + 5 -> 12)"},
     )
     max_operand: int = field(default=49, metadata={"help": "arithmetic: largest operand"})
     held_out_fraction: float = field(
@@ -228,6 +240,7 @@ class SFTArgs:
         require(self.max_length >= 2, self, "max_length", "must be >= 2")
         require(self.learning_rate > 0, self, "learning_rate", "must be > 0")
         require(0.0 <= self.error_rate <= 1.0, self, "error_rate", "must be in [0, 1]")
+        require(0.0 <= self.carry_slip <= 1.0, self, "carry_slip", "must be in [0, 1]")
         require(0.0 < self.eval_fraction < 0.5, self, "eval_fraction", "must be in (0, 0.5)")
         require(
             self.n_embd % self.n_head == 0,
@@ -249,5 +262,9 @@ def describe_data(cfg: SFTArgs) -> list[str]:
     """What the model was trained on, for its model card."""
     if cfg.task == "dataset":
         return [cfg.dataset_name]
-    what = "movie reviews" if cfg.task == "sentiment" else "addition problems"
+    what = {
+        "sentiment": "movie reviews",
+        "arithmetic": "addition problems",
+        "chat_arithmetic": "conversations asking sums, answered by a sloppy tutor",
+    }[cfg.task]
     return [f"generated {what} ({cfg.corpus_size} texts, corpus_seed {cfg.corpus_seed})"]

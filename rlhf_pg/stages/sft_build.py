@@ -8,7 +8,9 @@ import shutil
 from pathlib import Path
 
 from ..hf.hub import write_model_card
+from ..hf.models import tiny_qwen2
 from ..hf.tokens import ensure_pad_token
+from ..tasks.chat_arithmetic import chat_tokenizer
 from ..tasks.tokenizer import train_tokenizer
 from ..utils.cache import atomic_dir
 from ..utils.io import atomic_write_json
@@ -22,15 +24,27 @@ def build_tokenizer(cfg: SFTArgs, texts: list[str]):
     path = cfg.tokenizer_name_or_path or cfg.model_name_or_path
     if path is not None:
         return AutoTokenizer.from_pretrained(path, padding_side="left")
+    if cfg.task == "chat_arithmetic":  # ChatML, trained on the task's phrasings
+        return chat_tokenizer(cfg.vocab_size)
     return train_tokenizer(texts, cfg.vocab_size, split_digits=cfg.task == "arithmetic")
 
 
 def build_model(cfg: SFTArgs, tokenizer):
-    """A pretrained causal LM from a path, else a fresh GPT-2 sized by the config."""
+    """A pretrained causal LM from a path, else a fresh GPT-2 or Qwen2 sized by the config."""
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
     if cfg.model_name_or_path is not None:
         model = AutoModelForCausalLM.from_pretrained(cfg.model_name_or_path)
+    elif cfg.model_type == "qwen2":
+        model = tiny_qwen2(
+            tokenizer,
+            hidden_size=cfg.n_embd,
+            num_hidden_layers=cfg.n_layer,
+            num_attention_heads=cfg.n_head,
+            num_key_value_heads=cfg.n_head // 2 if cfg.n_head % 2 == 0 else cfg.n_head,
+            max_position_embeddings=cfg.n_positions,
+            seed=cfg.seed,
+        )
     else:
         config = GPT2Config(
             vocab_size=len(tokenizer),
