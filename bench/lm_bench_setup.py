@@ -80,14 +80,17 @@ def build_speed_artifacts(workdir: Path, seed: int = 0) -> dict[str, str]:
     return paths
 
 
-def build_learning_artifacts(progress: bool = False) -> dict[str, str]:
+def build_learning_artifacts(
+    progress: bool = False, cache_dir: str | None = None, overrides: dict | None = None
+) -> dict[str, str]:
     """SFT policy and learned reward model of the offline sentiment task: the demo's stages
-    (the recipe YAMLs it composes) and its cache."""
+    (the recipe YAMLs it composes) and its cache. ``cache_dir`` / ``overrides`` (DemoConfig
+    fields, e.g. ``{"sft": {"max_steps": 20}}``) are for smoke runs with tiny models."""
     from rlhf_pg.demo.pipeline import DemoConfig, rm_args, sft_args
     from rlhf_pg.stages.reward_model import train_reward_model
     from rlhf_pg.stages.sft import train_sft
 
-    cfg = DemoConfig(progress=progress)
+    cfg = DemoConfig(progress=progress, cache_dir=cache_dir, **(overrides or {}))
     sft = train_sft(sft_args(cfg))
     rm = train_reward_model(rm_args(cfg, sft))
     return {"policy": str(sft), "reward": str(rm)}

@@ -10,7 +10,12 @@ Modules, bottom up: ``config`` (the settings dataclass), ``envs``, ``networks``,
 ``trainer`` (the loop), ``compare`` (multi-seed sweeps), ``__main__`` (the CLI).
 """
 
-from .algos import ALGOS
-from .config import Config, ConfigError
+import os
+
+# passive OpenMP waiting before torch loads: see rlhf_pg/__init__.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .algos import ALGOS  # noqa: E402
+from .config import Config, ConfigError  # noqa: E402
 
 __all__ = ["ALGOS", "Config", "ConfigError"]

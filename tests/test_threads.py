@@ -76,3 +76,35 @@ def test_demo_rejects_a_bad_environment_before_any_stage(tmp_path, monkeypatch, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "OMP_NUM_THREADS='lots'" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("package", ["rlhf_pg", "classic_control"])
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_importing_the_package_asks_openmp_for_passive_waiting_before_torch_loads(
+    package, given, expected
+):
+    """In a fresh interpreter the policy is set before torch is imported (the OpenMP runtime
+    reads it only then), and a user's own choice is kept."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    probe = (
+        "import builtins, os\n"
+        "seen = {}\n"
+        "real = builtins.__import__\n"
+        "def spy(name, *a, **k):\n"
+        "    if name == 'torch' and 'policy' not in seen:\n"
+        "        seen['policy'] = os.environ.get('OMP_WAIT_POLICY')\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = spy\n"
+        f"import {package}\n"
+        "print(seen.get('policy'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == expected
