@@ -278,7 +278,11 @@ def _stop_runs(
     if running:  # past the grace period: their last checkpoints will do
         for proc in _workers(ex):
             proc.kill()
-    ex.shutdown(wait=False, cancel_futures=True)
+    # wait=True joins the pool's manager thread (every worker is finished or killed by now):
+    # with wait=False the later shutdown of the `with` block would not join it, and a manager
+    # thread still closing its wake-up pipe at interpreter exit races CPython 3.11's exit hook
+    # (a "Bad file descriptor" traceback after a clean stop)
+    ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _workers(ex: ProcessPoolExecutor) -> list:
