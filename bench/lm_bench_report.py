@@ -112,6 +112,31 @@ def gold_at_kl(curve: list[dict], kl: float) -> float | None:
     return None
 
 
+FRONTIER_KLS = (2.0, 4.0, 6.0, 8.0)
+
+
+def frontier_lines(learn: dict, kls: tuple[float, ...] = FRONTIER_KLS) -> list[str]:
+    """Gold at fixed KLs, each seed's curve read on its own (linear in KL between its saved
+    checkpoints), then the mean and min..max over the seeds that reach that KL: a curve that
+    stops short of a KL has no value there (n < seeds)."""
+    by_name: dict[str, list[list[dict]]] = {}
+    for key, run in learn.items():
+        by_name.setdefault(key.split("/")[0], []).append(run["evals"])
+    head = " | ".join(f"gold at KL {k:g}" for k in kls)
+    lines = [f"| trainer | seeds | {head} |", "|---|---|" + "---|" * len(kls)]
+    for name in sorted(by_name, key=_order):
+        cells = []
+        for k in kls:
+            vals = [v for evals in by_name[name] if (v := gold_at_kl(evals, k)) is not None]
+            cells.append(
+                f"{statistics.fmean(vals):+.3f} ({min(vals):+.3f}..{max(vals):+.3f}, n={len(vals)})"
+                if vals
+                else "-"
+            )
+        lines.append(f"| {LABELS.get(name, name)} | {len(by_name[name])} | {' | '.join(cells)} |")
+    return lines
+
+
 def learn_table(learn: dict) -> list[str]:
     curves = _curves(learn)
     lines = [
@@ -207,6 +232,7 @@ def write_report(results: dict, plot_path: Path) -> str:
         out += ["", f"versions (project venv): {versions}", f"versions (TRL 1.12 venv): {trl112}"]
     if results.get("learn"):
         out += ["", "Sentiment task, held-out evaluation:", "", *learn_table(results["learn"])]
+        out += ["", "Gold at equal KL, per seed:", "", *frontier_lines(results["learn"])]
         plot(results["learn"], plot_path)
         out += ["", f"plot: {plot_path}"]
     return "\n".join(out)

@@ -87,6 +87,29 @@ def learned_reward(path: str):
     return reward_model
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``key=value`` strings as a dict, each value read as JSON where it parses (numbers,
+    true/false) and as a plain string otherwise."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected key=value")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def save_due(args, step: int) -> bool:
+    """Save (for the held-out evaluation) every ``--save-every`` steps and at each of the
+    first ``--save-early`` steps, where the KL moves fastest."""
+    if not args.save_every:
+        return False
+    return step % args.save_every == 0 or step <= args.save_early
+
+
 def save_policy(model, tokenizer, save_dir: str, step: int) -> None:
     path = Path(save_dir) / f"step-{step:04d}"
     model.save_pretrained(path)
@@ -96,7 +119,7 @@ def save_policy(model, tokenizer, save_dir: str, step: int) -> None:
 def run_ours(name: str, args, prompts: list[str]) -> dict:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    from rlhf_pg.lm import PPOTrainer, RewardModel
+    from rlhf_pg.lm import PPOConfig, PPOTrainer, RewardModel
 
     tokenizer = AutoTokenizer.from_pretrained(args.policy, padding_side="left")
     policy = AutoModelForCausalLM.from_pretrained(args.policy)
@@ -106,8 +129,10 @@ def run_ours(name: str, args, prompts: list[str]) -> dict:
         reward = RewardModel(AutoModelForSequenceClassification.from_pretrained(args.reward))
     critic = None
     if name == "ours-ppo-critic":  # TRL 1.12's layout: a separate critic initialised from the RM
-        critic = AutoModelForSequenceClassification.from_pretrained(args.reward)
+        critic = AutoModelForSequenceClassification.from_pretrained(args.critic or args.reward)
     cfg = ours_config(name, args)
+    if args.set:  # --set key=value: one PPOConfig field changed (frontier variants, issue 16)
+        cfg = PPOConfig.from_dict({**cfg.to_dict(), **parse_overrides(args.set)})
     trainer = PPOTrainer(
         cfg, policy, tokenizer, reward=reward, prompts=prompts, critic_model=critic
     )
@@ -122,7 +147,7 @@ def run_ours(name: str, args, prompts: list[str]) -> dict:
         seconds.append(time.perf_counter() - start)
         tokens.append(float(rollout.response_lengths.sum()))
         logs.append({"step": step, **metrics})
-        if args.save_every and step % args.save_every == 0:
+        if save_due(args, step):
             save_policy(trainer.unwrapped_model.pretrained_model, tokenizer, args.save_dir, step)
     return {"step_seconds": seconds, "step_tokens": tokens, "logs": logs}
 
@@ -225,7 +250,10 @@ def main() -> None:
     p.add_argument("--kl-coef", type=float, default=0.05)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--save-every", type=int, default=0)
+    p.add_argument("--save-early", type=int, default=0, help="also save at steps 1..N")
     p.add_argument("--save-dir", default="")
+    p.add_argument("--critic", default="", help="ours-ppo-critic: critic init (default: RM)")
+    p.add_argument("--set", nargs="*", default=[], help="ours: PPOConfig overrides key=value")
     p.add_argument("--learn", action="store_true", help="sentiment task: learned reward scorer")
     args = p.parse_args()
 

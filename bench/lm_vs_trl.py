@@ -100,6 +100,8 @@ def run_trainer(name: str, paths: dict, steps: int, out: Path, args, **extra) ->
     for key, value in opts.items():
         if value is True:
             cmd.append(f"--{key}")
+        elif isinstance(value, list):
+            cmd += [f"--{key}", *map(str, value)]
         elif value is not False and value is not None:
             cmd += [f"--{key}", str(value)]
     env = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -219,8 +221,9 @@ def learn_part(args, results: dict, save) -> None:
     }
     for seed in args.seeds:
         for name in [t for t in args.trainers if t in LEARN_TRAINERS]:
-            key = f"{name}/seed{seed}"
-            save_dir = args.out / "learn" / name / f"seed{seed}"
+            label = f"{name}[{args.tag}]" if args.tag else name  # a variant of the trainer
+            key = f"{label}/seed{seed}"
+            save_dir = args.out / "learn" / label / f"seed{seed}"
             if key in learn:  # kept by --resume
                 if args.reeval:
                     learn[key]["evals"] = evaluate_checkpoints(save_dir, art, args)
@@ -231,12 +234,23 @@ def learn_part(args, results: dict, save) -> None:
                 name,
                 paths,
                 args.learn_steps,
-                args.out / "runs" / f"learn-{name}-{seed}.json",
+                args.out / "runs" / f"learn-{label}-{seed}.json",
                 args,
                 lr=args.learn_lr,
                 seed=seed,
-                **{"kl-coef": args.kl_coef, "save-every": args.eval_every, "save-dir": save_dir},
+                **{
+                    "kl-coef": args.kl_coef,
+                    "save-every": args.eval_every,
+                    "save-early": args.eval_early,
+                    "save-dir": save_dir,
+                },
                 learn=name != "trl112-ppo",
+                set=args.ours_set if args.ours_set and name.startswith("ours") else None,
+                # TRL's critic: the RM with the normalisation scale folded in (values in the
+                # scorer's units) rather than the raw RM
+                critic=paths["reward_trl112"]
+                if args.critic_scaled and name == "ours-ppo-critic"
+                else None,
             )
             evals = evaluate_checkpoints(save_dir, art, args)
             learn[key] = {"evals": evals, "train_seconds": sum(res["step_seconds"])}
@@ -261,6 +275,20 @@ def main() -> None:
     p.add_argument("--response-length", type=int, default=32)
     p.add_argument("--learn-steps", type=int, default=30)
     p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--eval-early", type=int, default=0, help="learn: also evaluate steps 1..N")
+    p.add_argument(
+        "--ours-set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="learn: PPOConfig fields changed for our trainers (a variant; name it with --tag)",
+    )
+    p.add_argument(
+        "--critic-scaled",
+        action="store_true",
+        help="learn: ours-ppo-critic starts from TRL 1.12's critic (the RM scaled by 1/reward_std)",
+    )
+    p.add_argument("--tag", default="", help="learn: variant name, results key <trainer>[tag]")
     p.add_argument("--eval-prompts", type=int, default=256)
     p.add_argument("--learn-lr", type=float, default=3e-4)
     p.add_argument("--kl-coef", type=float, default=0.05)

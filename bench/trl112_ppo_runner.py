@@ -39,6 +39,7 @@ def main() -> None:
     p.add_argument("--kl-coef", type=float, default=0.05)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--save-every", type=int, default=0)
+    p.add_argument("--save-early", type=int, default=0, help="also save at steps 1..N")
     p.add_argument("--save-dir", default="")
     args = p.parse_args()
 
@@ -82,7 +83,7 @@ def main() -> None:
         def on_step_end(self, a, state, control, model=None, **kw):
             marks.append(time.perf_counter())
             step = state.global_step
-            if args.save_every and step % args.save_every == 0:
+            if args.save_every and (step % args.save_every == 0 or step <= args.save_early):
                 model.policy.save_pretrained(os.path.join(args.save_dir, f"step-{step:04d}"))
                 tokenizer.save_pretrained(os.path.join(args.save_dir, f"step-{step:04d}"))
                 marks[-1] = time.perf_counter()  # saving is not part of the step

@@ -320,3 +320,24 @@ def test_separate_critic_must_share_the_policy_vocabulary():
             tok,
             critic_model=make_reward_model(other),
         )
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_value_head_detach_keeps_the_value_gradient_out_of_the_trunk(detach):
+    trainer = make_trainer(value_head_detach=detach, seed=5)
+    model = trainer.unwrapped_model
+    torch.manual_seed(0)
+    with torch.no_grad():  # a non-zero head: the zero init alone would block the trunk's gradient
+        model.v_head.summary.weight.normal_()
+    ids = torch.randint(3, 50, (2, 7))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    positions = torch.arange(7).expand(2, -1)
+    _, values = model(ids, mask, positions)
+    values.square().sum().backward()
+    head_grad = model.v_head.summary.weight.grad.abs().sum()
+    trunk = model.pretrained_model.transformer.h[0].mlp.c_fc.weight.grad
+    assert head_grad > 0  # the head learns either way
+    if detach:
+        assert trunk is None or trunk.abs().sum() == 0
+    else:
+        assert trunk.abs().sum() > 0

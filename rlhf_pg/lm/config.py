@@ -130,6 +130,12 @@ class PPOConfig:
         "token-mean, seq-mean-token-mean or seq-mean-token-sum", "token-mean"
     )
     whiten_advantages: bool = _help("ppo: whiten advantages over the global batch", True)
+    value_head_detach: bool = _help(
+        "ppo with the value head on the policy trunk: the head reads the last hidden state "
+        "detached, so the value loss trains the head only and the policy's weights see the "
+        "policy loss alone (no effect with a separate critic_model)",
+        False,
+    )
 
     # --- KL to the reference ----------------------------------------------
     kl_penalty: str = _help("where the KL goes: reward (classic RLHF), loss (GRPO), none", "reward")

@@ -174,6 +174,7 @@ def build_policy(
         if cfg.uses_critic and wrapper.v_head is None:
             wrapper.v_head = ValueHead(hidden_size(base))
     wrapper.reference_adapter = reference_adapter
+    wrapper.detach_value_input = cfg.value_head_detach
     wrapper.resized_embeddings = wrapper.resized_embeddings or resized
     if wrapper.v_head is not None:
         wrapper.v_head.requires_grad_(cfg.uses_critic)

@@ -73,6 +73,8 @@ class PolicyWithValueHead(nn.Module):
         self.reference_adapter: str | None = None  # peft adapter holding the reference
         self.resized_embeddings = False  # the trainer grew the vocabulary (a pad token)
         self.v_head: ValueHead | None = None
+        # value head on the trunk: read the hidden state detached (PPOConfig.value_head_detach)
+        self.detach_value_input = False
         if with_value_head:
             trunk = critic_model if critic_model is not None else pretrained_model
             self.v_head = ValueHead(hidden_size(trunk))
@@ -124,6 +126,8 @@ class PolicyWithValueHead(nn.Module):
         if with_values and self.v_head is not None:
             if self.critic_model is None:
                 hidden = captured[0]  # the last hidden state at the kept positions
+                if self.detach_value_input:  # the value loss stops at the head
+                    hidden = hidden.detach()
             else:
                 # the trunk alone: a classifier's pooling would need a pad id and wastes work
                 hidden = self.critic_model.base_model(
