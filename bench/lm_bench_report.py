@@ -137,6 +137,46 @@ def frontier_lines(learn: dict, kls: tuple[float, ...] = FRONTIER_KLS) -> list[s
     return lines
 
 
+def frontier_plot(learn: dict, path: Path, names: list[str] | None = None) -> None:
+    """Gold against KL with seed bands: each seed's curve read at a grid of KLs (as in
+    :func:`frontier_lines`); the line is the mean over the seeds that reach a KL, the band
+    their min..max, drawn where at least two seeds reach it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_name: dict[str, list[list[dict]]] = {}
+    for key, run in learn.items():
+        by_name.setdefault(key.split("/")[0], []).append(run["evals"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    grid = [i * 0.25 for i in range(0, 49)]  # 0..12 nats
+    for i, name in enumerate(sorted(by_name, key=_order)):
+        if names and name not in names:
+            continue
+        xs, mean, low, high = [], [], [], []
+        for k in grid:
+            vals = [v for evals in by_name[name] if (v := gold_at_kl(evals, k)) is not None]
+            if len(vals) >= min(2, len(by_name[name])):
+                xs.append(k)
+                mean.append(statistics.fmean(vals))
+                low.append(min(vals))
+                high.append(max(vals))
+        colour = "black" if name.startswith("trl") else f"C{i}"
+        style = "--" if name.startswith("trl") else "-"
+        label = f"{LABELS.get(name, name)} ({len(by_name[name])} seeds)"
+        ax.plot(xs, mean, style, color=colour, label=label)
+        ax.fill_between(xs, low, high, color=colour, alpha=0.12)
+    ax.set(xlabel="KL to the SFT reference (nats / sequence)", ylabel="gold score (VADER)")
+    ax.set_title("Gold vs KL, held-out prompts: seed mean, band = min..max over seeds")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def learn_table(learn: dict) -> list[str]:
     curves = _curves(learn)
     lines = [

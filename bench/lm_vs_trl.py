@@ -295,6 +295,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--out", type=Path, default=ROOT / "results" / "lm_vs_trl")
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "lm_vs_trl_reward_kl.png")
+    p.add_argument(
+        "--frontier-plot", type=Path, default=None, help="learn: gold vs KL with seed bands"
+    )
+    p.add_argument(
+        "--frontier-trainers", nargs="+", default=None, help="results keys to draw there"
+    )
     p.add_argument("--report", action="store_true", help="only print tables / plot from results")
     p.add_argument("--resume", action="store_true", help="learn: keep finished runs, do the rest")
     p.add_argument("--reeval", action="store_true", help="learn: re-evaluate the kept runs")
@@ -337,6 +343,11 @@ def main() -> None:
             learn_part(args, results, save)
         save()
     print(write_report(results, args.plot))
+    if args.frontier_plot and results.get("learn"):
+        from lm_bench_report import frontier_plot
+
+        frontier_plot(results["learn"], args.frontier_plot, args.frontier_trainers)
+        print(f"frontier plot: {args.frontier_plot}")
 
 
 if __name__ == "__main__":
