@@ -105,6 +105,8 @@ def run_trainer(name: str, paths: dict, steps: int, out: Path, args, **extra) ->
         elif value is not False and value is not None:
             cmd += [f"--{key}", str(value)]
     env = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # this checkout's rlhf_pg, not whichever one the venv has installed (editable elsewhere)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     log = out.with_suffix(".log")
     with open(log, "w") as f:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
