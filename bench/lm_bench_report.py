@@ -16,6 +16,7 @@ TARGETS = (
 LABELS = {
     "ours-ppo": "ours PPO (value head)",
     "ours-ppo-critic": "ours PPO (separate critic from the RM)",
+    "ours-ppo-critic[scaled]": "ours PPO (separate critic from the RM, in the scores' units)",
     "ours-rloo": "ours RLOO (k=4)",
     "ours-grpo": "ours GRPO (k=4)",
     "trl112-ppo": "TRL 1.12 PPO (separate value + reward models)",
