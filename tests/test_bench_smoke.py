@@ -47,6 +47,39 @@ def test_gold_at_kl_interpolates_inside_the_curve_only():
     assert report.gold_at_kl(curve, 5.0) is None
 
 
+def test_frontier_reads_each_seed_then_averages_the_seeds_that_reach_a_kl():
+    def evals(points):
+        return {"evals": [{"step": i, "kl": k, "gold": g} for i, (k, g) in enumerate(points)]}
+
+    learn = {  # seed 0 reaches KL 4, seed 1 stops at 2
+        "ours-ppo/seed0": evals([(0.0, 0.0), (4.0, 0.8)]),
+        "ours-ppo/seed1": evals([(0.0, 0.2), (2.0, 0.6)]),
+    }
+    row = next(line for line in report.frontier_lines(learn, (2.0, 4.0, 6.0)) if "ours" in line)
+    # KL 2: seed 0 reads 0.4 on its own line, seed 1 0.6 -> mean 0.5 (a seed-averaged curve
+    # would mix the seeds' KLs); KL 4: only seed 0; KL 6: nobody
+    assert "+0.500 (+0.400..+0.600, n=2)" in row
+    assert "+0.800 (+0.800..+0.800, n=1)" in row
+    assert row.rstrip().endswith("| - |")
+
+
+def test_runner_overrides_and_early_saves():
+    from argparse import Namespace
+
+    from lm_bench_runners import parse_overrides, save_due
+
+    assert parse_overrides(["vf_coef=0.5", "value_head_detach=true", "kl_estimator=k3"]) == {
+        "vf_coef": 0.5,
+        "value_head_detach": True,
+        "kl_estimator": "k3",
+    }
+    with pytest.raises(SystemExit, match="key=value"):
+        parse_overrides(["vf_coef"])
+    args = Namespace(save_every=5, save_early=2)
+    assert [s for s in range(1, 12) if save_due(args, s)] == [1, 2, 5, 10]
+    assert not any(save_due(Namespace(save_every=0, save_early=2), s) for s in range(1, 4))
+
+
 def test_summarize_speed_drops_warmup_and_takes_medians():
     result = {
         "step_seconds": [10.0, 1.0, 2.0, 4.0],
