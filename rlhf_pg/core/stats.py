@@ -27,11 +27,26 @@ def _accumulation_dtype(x: Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
-def _sum_count(x: Tensor, mask: Tensor, distributed: bool) -> tuple[Tensor, Tensor]:
+def _reduces_across_processes(distributed: bool) -> bool:
+    return distributed and dist.is_available() and dist.is_initialized()
+
+
+def _sum_count(x: Tensor, mask: Tensor | None, distributed: bool) -> tuple[Tensor, Tensor | int]:
+    """Sum and count of the valid elements (in the accumulation dtype).
+
+    ``mask=None`` on one process: every element is valid, so the count is ``x.numel()``,
+    a Python int, and no mask is built: the same values bit for bit, with no mask tensor,
+    no ``where`` and no host sync to check the count (small control minibatches call this
+    every optimiser step).
+    """
     acc = _accumulation_dtype(x)
+    if mask is None:
+        if not _reduces_across_processes(distributed):
+            return x.to(acc).sum(), x.numel()
+        mask = torch.ones_like(x, dtype=torch.bool)
     total = torch.where(mask, x, torch.zeros_like(x)).to(acc).sum()
     count = mask.sum().to(acc)
-    if distributed and dist.is_available() and dist.is_initialized():
+    if _reduces_across_processes(distributed):
         both = _all_reduce_sum(torch.stack([total.detach(), count]), True)
         # keep the local autograd path, add the other processes' part as a constant
         total = total + (both[0] - total.detach())
@@ -52,7 +67,7 @@ def masked_mean(x: Tensor, mask: Tensor | None = None, *, distributed: bool = Fa
         would lose counts and sums). Raises if no element is valid.
     """
     check_tensor("x", x)
-    mask = check_mask(mask, "x", x)
+    mask = None if mask is None else check_mask(mask, "x", x)
     check_finite(mask, x=x)
     total, count = _sum_count(x, mask, distributed)
     if float(count) == 0:
@@ -75,9 +90,10 @@ def masked_var(
     element gives 0.
     """
     mean = masked_mean(x, mask, distributed=distributed)
-    mask = check_mask(mask, "x", x)
     xa = x.to(mean.dtype)  # float32 at least, like the mean
-    dev = torch.where(mask, xa - mean, torch.zeros_like(xa))  # NaN padding must not reach grads
+    dev = xa - mean
+    if mask is not None:
+        dev = torch.where(mask, dev, torch.zeros_like(xa))  # NaN padding must not reach grads
     sq, count = _sum_count(dev**2, mask, distributed)
     if unbiased:
         return sq / (count - 1) if float(count) > 1 else sq * 0
