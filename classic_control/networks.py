@@ -66,9 +66,10 @@ class _Affine(nn.Module):
 
     def __init__(self, n_in: int, n_out: int, gain: float) -> None:
         super().__init__()
-        w = torch.empty(n_out, n_in)
-        nn.init.orthogonal_(w, gain)
-        self.weight = nn.Parameter(w.t().contiguous())
+        # initialised as an nn.Linear, so a seed draws the same network as it always did
+        linear = nn.Linear(n_in, n_out)
+        nn.init.orthogonal_(linear.weight, gain)
+        self.weight = nn.Parameter(linear.weight.detach().t().contiguous())
         self.bias = nn.Parameter(torch.zeros(n_out))
 
 
