@@ -247,8 +247,15 @@ def _postfix(row: dict[str, Any], best: float) -> str:
 def upgrade_linear_layout(state: dict) -> None:
     """A checkpoint of an :class:`ActorCritic` saved before its weights were stored (in, out),
     brought to today's layout in place: the network's weights and every optimiser's moments
-    of them transposed (the algorithms that train one keep its optimiser under ``optimizer``)."""
+    of them transposed (the algorithms that train one keep its optimiser under ``optimizer``),
+    and the actor's and critic's optimiser groups merged where they had the same learning
+    rate (``param_groups``: one group then; the parameters keep their order)."""
     state["agent"] = upgrade_state_dict(state["agent"])
     algo = state.get("algo")
     if isinstance(algo, dict) and isinstance(algo.get("optimizer"), dict):
-        algo["optimizer"] = upgrade_optimizer_state(algo["optimizer"])
+        opt = upgrade_optimizer_state(algo["optimizer"])
+        groups = opt.get("param_groups", [])
+        if len(groups) == 2 and all(g.get("lr_ratio") == 1.0 for g in groups):
+            merged = {**groups[0], "params": [*groups[0]["params"], *groups[1]["params"]]}
+            opt = {**opt, "param_groups": [merged]}
+        algo["optimizer"] = opt

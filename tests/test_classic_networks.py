@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from classic_control import rundir
+from classic_control.algos.base import actor_critic_params
 from classic_control.envs import probe_env
 from classic_control.networks import ActorCritic
 from classic_control.settings import resolve
@@ -142,17 +143,25 @@ def test_linear_layout_model_and_checkpoint_still_load_and_resume(tmp_path):
     assert _train(cfg, cut, stop_after=5) is None  # a checkpoint at 256 steps, Adam moments set
 
     # the same run folder as the nn.Linear layout wrote it: weights (out, in) under the old
-    # names, and Adam's moments of the weights with the weights' shapes
+    # names, Adam's moments of the weights with the weights' shapes, and the actor's and
+    # the critic's parameters in two optimiser groups of the same learning rate
     old = tmp_path / "old"
     shutil.copytree(cut, old)
     state = rundir.load_checkpoint(old)
     agent = ActorCritic(probe_env(cfg.env_id), cfg)
     agent.load_state_dict(state["agent"])
     state["agent"] = _old_state_dict(agent, cfg.activation)
-    moments = state["algo"]["optimizer"]["state"]
+    optimizer = state["algo"]["optimizer"]
+    moments = optimizer["state"]
     assert any(t.ndim == 2 for m in moments.values() for t in m.values())
     for m in moments.values():
         m.update({k: t.t().contiguous() for k, t in m.items() if t.ndim == 2})
+    (group,) = optimizer["param_groups"]
+    n_actor = len(actor_critic_params(agent)[0])
+    optimizer["param_groups"] = [
+        {**group, "params": group["params"][:n_actor]},
+        {**group, "params": group["params"][n_actor:]},
+    ]
     rundir.save_checkpoint(old, state)
 
     finished = {d: _train(cfg, d, resume=True) for d in (cut, old)}
