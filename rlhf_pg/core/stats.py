@@ -89,6 +89,13 @@ def masked_var(
     Returns a 0-dim tensor (float32 at least). With ``unbiased=True`` a single valid
     element gives 0.
     """
+    return _mean_and_var(x, mask, unbiased, distributed)[1]
+
+
+def _mean_and_var(
+    x: Tensor, mask: Tensor | None, unbiased: bool, distributed: bool
+) -> tuple[Tensor, Tensor]:
+    """(``masked_mean``, ``masked_var``), the mean computed once for both."""
     mean = masked_mean(x, mask, distributed=distributed)
     xa = x.to(mean.dtype)  # float32 at least, like the mean
     dev = xa - mean
@@ -96,8 +103,8 @@ def masked_var(
         dev = torch.where(mask, dev, torch.zeros_like(xa))  # NaN padding must not reach grads
     sq, count = _sum_count(dev**2, mask, distributed)
     if unbiased:
-        return sq / (count - 1) if float(count) > 1 else sq * 0
-    return sq / count
+        return mean, sq / (count - 1) if float(count) > 1 else sq * 0
+    return mean, sq / count
 
 
 def whiten(
@@ -123,8 +130,7 @@ def whiten(
     if mask is not None:
         mask = check_mask(mask, "x", x)
         x = torch.where(mask, x, torch.zeros_like(x))
-    mean = masked_mean(x, mask, distributed=distributed)
-    var = masked_var(x, mask, distributed=distributed)
+    mean, var = _mean_and_var(x, mask, True, distributed)
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
