@@ -49,6 +49,7 @@ def ours_config(name: str, args):
         seed=args.seed,
         use_cpu=True,
         progress_bar=False,
+        generation_threads=args.generation_threads,
     )
     if name.startswith("ours-ppo"):
         # as TRL 1.12 PPO: value head + GAE, k1 KL in the reward, 4 epochs, no grad clipping
@@ -224,6 +225,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--kl-coef", type=float, default=0.05)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument(
+        "--generation-threads", type=int, default=0, help="ours: decoding threads (0 = --threads)"
+    )
     p.add_argument("--save-every", type=int, default=0)
     p.add_argument("--save-dir", default="")
     p.add_argument("--learn", action="store_true", help="sentiment task: learned reward scorer")

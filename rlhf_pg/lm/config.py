@@ -169,7 +169,8 @@ class PPOConfig:
     generation_threads: int = _help(
         "torch threads while decoding; 0 = the process's own count. On a CPU the per-token "
         "ops of a small model are too small to split, and one thread can decode faster than "
-        "two (the rest of the step keeps the process's count); the tokens are the same",
+        "two (the rest of the step keeps the process's count); the same computation, up to "
+        "the float rounding of how the threads split it",
         0,
     )
     stop_token_ids: list[int] = _help("tokens that end a response; empty = the EOS token", [])
