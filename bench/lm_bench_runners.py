@@ -14,6 +14,7 @@ and generated tokens of every step, the logged metrics, and this process's peak 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -49,7 +50,6 @@ def ours_config(name: str, args):
         seed=args.seed,
         use_cpu=True,
         progress_bar=False,
-        generation_threads=args.generation_threads,
     )
     if name.startswith("ours-ppo"):
         # as TRL 1.12 PPO: value head + GAE, k1 KL in the reward, 4 epochs, no grad clipping
@@ -108,7 +108,8 @@ def run_ours(name: str, args, prompts: list[str]) -> dict:
     critic = None
     if name == "ours-ppo-critic":  # TRL 1.12's layout: a separate critic initialised from the RM
         critic = AutoModelForSequenceClassification.from_pretrained(args.reward)
-    cfg = ours_config(name, args)
+    # decoding threads: not a setting TRL has, so not part of ours_config's matched settings
+    cfg = dataclasses.replace(ours_config(name, args), generation_threads=args.generation_threads)
     trainer = PPOTrainer(
         cfg, policy, tokenizer, reward=reward, prompts=prompts, critic_model=critic
     )

@@ -19,11 +19,20 @@ from transformers.cache_utils import DynamicCache
 
 from rlhf_pg.hf import sample_with_logprobs
 from rlhf_pg.hf import sampling as sampling_module
-from rlhf_pg.hf.sampling import _draw, _PreallocatedLayer, next_token_distribution
+from rlhf_pg.hf.sampling import (
+    _invert_cdf,
+    _PreallocatedLayer,
+    _uniforms,
+    next_token_distribution,
+)
 from rlhf_pg.hf.tokens import encode_prompts, left_pad
 from rlhf_pg.lm import trainer as trainer_module
 
 FAMILY_PROMPTS = ["the movie was", "i loved", "what is twelve plus", "the"]
+
+
+def _draw(probs, generator):
+    return _invert_cdf(probs, _uniforms(probs.shape[0], generator, probs.device))
 
 
 def test_draw_follows_the_categorical_distribution():
@@ -140,3 +149,32 @@ def test_decoding_with_one_thread_draws_the_same_tokens(monkeypatch):
         torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-6, rtol=0)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_dropping_finished_rows_changes_no_token(family, tmp_path, monkeypatch):
+    """Rows that stopped leave the forward passes; with them dropped at every chance, at
+    the default share or never, the tokens, log-probs and entropies are the same (many stop
+    tokens, so rows end at different steps)."""
+    model, tok, _ = load_family(family, tmp_path)
+    model.eval()
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    ids, mask = left_pad(encode_prompts(tok, FAMILY_PROMPTS * 3, max_length=64), pad)
+    stops = [tok.eos_token_id, *range(3, len(tok), 7)]  # about 1 token in 7 stops a row
+    settings = dict(max_new_tokens=12, temperature=1.0, stop_ids=stops, pad_id=pad)
+    results = {}
+    for share in (1.0, sampling_module.COMPACT_BELOW, 0.0):  # 0: never drop a row
+        monkeypatch.setattr(sampling_module, "COMPACT_BELOW", share)
+        results[share] = sample_with_logprobs(
+            model, ids, mask, generator=torch.Generator().manual_seed(7), **settings
+        )
+    never = results.pop(0.0)
+    is_stop = torch.isin(never.tokens, torch.tensor(stops)).long()
+    after_stop = (is_stop.cumsum(1) - is_stop) > 0  # padding after the row's stop token
+    assert len(set(after_stop.sum(1).tolist())) > 2  # rows stop at different steps
+    for got in results.values():
+        assert torch.equal(got.tokens, never.tokens)
+        torch.testing.assert_close(got.logprobs, never.logprobs, atol=1e-6, rtol=0)
+        torch.testing.assert_close(got.entropy, never.entropy, atol=1e-6, rtol=0)
+    assert never.tokens[after_stop].eq(pad).all()
+    assert never.logprobs[after_stop].eq(0).all() and never.entropy[after_stop].eq(0).all()

@@ -50,27 +50,32 @@ def next_token_distribution(logits: Tensor, temperature: float, top_k: int, top_
     return probs
 
 
-def _draw(probs: Tensor, generator: torch.Generator | None) -> Tensor:
-    r"""One token per row from ``probs`` (B, V) by inverting the cumulative distribution
-    with ONE uniform draw per row: the first token :math:`a` with
-    :math:`\sum_{b \le a} p_b > u \sum_b p_b`, :math:`u \sim U[0, 1)`.
+def _uniforms(rows: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """(rows, 1) float64 uniforms on [0, 1) from the caller's generator (on its device)."""
+    where = device if generator is None else generator.device
+    u = torch.rand(rows, 1, dtype=torch.float64, generator=generator, device=where)
+    return u.to(device)
 
-    Exactly the categorical distribution of ``probs``, as ``torch.multinomial`` draws,
-    but ``multinomial`` spends an exponential draw on every vocabulary entry (B x V per
-    token; 16% of this project's CPU decoding time) where this spends one per row, so the
-    same generator state gives other (equally distributed) tokens. Sums run in float64 so
-    that no token's share is lost to rounding (float32 sums over a 150k vocabulary drift
-    by more than a rare token's probability). A token of probability 0 (top-k / top-p) is
-    never drawn: its cumulative sum equals its predecessor's, so it is never the first to
-    exceed the threshold; and ``u < 1`` keeps the threshold below the last sum."""
-    device = probs.device if generator is None else generator.device
-    u = torch.rand(probs.shape[0], 1, dtype=torch.float64, generator=generator, device=device)
+
+def _invert_cdf(probs: Tensor, u: Tensor) -> Tensor:
+    r"""The token of each row of ``probs`` (B, V) that the uniform ``u`` (B, 1) picks: the
+    first :math:`a` with :math:`\sum_{b \le a} p_b > u \sum_b p_b`.
+
+    With :math:`u \sim U[0, 1)` that is exactly the categorical distribution of ``probs``,
+    the one ``torch.multinomial`` draws from; but ``multinomial`` spends an exponential draw
+    on every vocabulary entry (B x V per token: 16% of this project's CPU decoding time)
+    where this spends one uniform per row, so the same generator state gives other (equally
+    distributed) tokens than ``multinomial`` would.
+    Sums run in float64 so that no token's share is lost to rounding (float32 sums over a
+    150k vocabulary drift by more than a rare token's probability). A token of probability
+    0 (top-k / top-p) is never picked: its cumulative sum equals its predecessor's, so it is
+    never the first to exceed the threshold; and ``u < 1`` keeps the threshold below the
+    last sum."""
     cdf = probs.to(torch.float64).cumsum(dim=-1)
     total = cdf[:, -1:]
     if not bool(torch.isfinite(total).all()):
         raise ValueError("next-token probabilities contain inf or nan (are the logits finite?)")
-    threshold = u.to(probs.device) * total
-    return torch.searchsorted(cdf, threshold, right=True)[:, 0]
+    return torch.searchsorted(cdf, u * total, right=True)[:, 0]
 
 
 class Samples(NamedTuple):
@@ -123,7 +128,8 @@ def sample_with_logprobs(
     r"""As :func:`sample_tokens` at ``temperature > 0`` without truncation (the same tokens
     from the same generator state), plus each token's log-prob
     :math:`z_a / T - \operatorname{logsumexp}(z / T)` and the entropy of
-    :math:`\mathrm{softmax}(z / T)`, in float32, at every new position (padding included).
+    :math:`\mathrm{softmax}(z / T)`, in float32, at every new position (0 at the padding
+    after a row's stop token).
 
     These equal a full forward pass's :func:`rlhf_pg.lm.rollout.token_logprobs` in exact
     arithmetic; in float32 they differ by rounding only (the KV-cached steps multiply in
@@ -164,6 +170,12 @@ class _PreallocatedLayer(DynamicLayer):
         self.keys, self.values = (buf[:, :, :end] for buf in self._buffers)
         return self.keys, self.values
 
+    def batch_select_indices(self, indices: Tensor) -> None:
+        """Keep only the rows ``indices`` (a decode dropping its finished rows)."""
+        if self.is_initialized:
+            self._buffers = [buf.index_select(0, indices) for buf in self._buffers]
+            self.keys, self.values = (buf[:, :, : self.length] for buf in self._buffers)
+
     @staticmethod
     def _empty(like: Tensor, length: int) -> Tensor:
         b, h, _, d = like.shape
@@ -189,6 +201,11 @@ def decoding_cache(model, capacity: int) -> DynamicCache:
     return cache
 
 
+# Finished rows leave the decoding batch once at most this share of the rows still decoding
+# is unfinished: dropping them copies the cache, so it is done in a few large steps
+COMPACT_BELOW = 0.75
+
+
 def _decode(
     model,
     query_ids: Tensor,
@@ -203,20 +220,25 @@ def _decode(
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """The decoding loop; ``record``: also the drawn tokens' log-probs and entropies.
 
-    Per new token: one forward pass of one position with the KV cache, the draw, and one
-    host sync (have all rows stopped?). The cache and the attention mask are allocated once
-    for the longest decode (prompt + ``max_new_tokens``) and filled in place."""
+    Per new token: one forward pass of one position with the KV cache over the rows still
+    decoding, the draw, and one host sync (have all rows stopped?). The cache and the
+    attention mask are allocated once for the longest decode (prompt + ``max_new_tokens``)
+    and filled in place. Rows that produced a stop token leave the forward passes (see
+    ``COMPACT_BELOW``); the generator still gives one uniform per row of the whole batch at
+    every step, so which rows are dropped when does not change the tokens."""
     temperature = settings["temperature"]
     batch, width = query_ids.shape
+    device = query_ids.device
     # the mask of every position the decode can reach; step t attends to its first width + t
-    mask = torch.ones(batch, width + max_new_tokens, dtype=torch.long, device=query_ids.device)
+    mask = torch.ones(batch, width + max_new_tokens, dtype=torch.long, device=device)
     mask[:, :width] = query_mask
-    stops = torch.as_tensor(list(stop_ids), device=query_ids.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=query_ids.device)
+    stops = torch.as_tensor(list(stop_ids), device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    rows = torch.arange(batch, device=device)  # the rows in the forward passes
+    cache = decoding_cache(model, width + max_new_tokens)
     out = model(
         input_ids=query_ids, attention_mask=mask[:, :width], position_ids=position_ids(query_mask),
-        past_key_values=decoding_cache(model, width + max_new_tokens), use_cache=True,
-        logits_to_keep=1,
+        past_key_values=cache, use_cache=True, logits_to_keep=1,
     )  # fmt: skip
     position = query_mask.sum(dim=1, keepdim=True)  # the next token's position in each row
     new_tokens, logprobs, entropies = [], [], []
@@ -224,22 +246,38 @@ def _decode(
         logits = out.logits[:, -1]
         if temperature > 0:
             probs = next_token_distribution(logits, **settings)
-            token = _draw(probs, generator)
+            u = _uniforms(batch, generator, device)  # every row's, decoding or not
+            token = _invert_cdf(probs, u[rows])
         else:
             token = logits.argmax(dim=-1)
+        done = finished[rows]  # stopped at an earlier step: pad from here on
+        token = torch.where(done, torch.full_like(token, pad_id), token)
+        new_tokens.append(
+            torch.full_like(finished, pad_id, dtype=token.dtype).index_put((rows,), token)
+        )
         if record:  # the formula of the trainer's token_logprobs, on this step's logits
             z = logits.float() / temperature
-            taken = z.gather(-1, token[:, None])[:, 0]
-            logprobs.append(taken - torch.logsumexp(z, dim=-1))
-            entropies.append(entropy(z))
-        token = torch.where(finished, torch.full_like(token, pad_id), token)
-        new_tokens.append(token)
-        finished |= torch.isin(token, stops)
-        if step + 1 == max_new_tokens or bool(finished.all()):
+            taken = z.gather(-1, token[:, None])[:, 0] - torch.logsumexp(z, dim=-1)
+            ent = entropy(z)
+            zero = torch.zeros_like(taken)
+            logprobs.append(
+                torch.zeros(batch, device=device).index_put((rows,), torch.where(done, zero, taken))
+            )
+            entropies.append(
+                torch.zeros(batch, device=device).index_put((rows,), torch.where(done, zero, ent))
+            )
+        finished[rows] = done | torch.isin(token, stops)
+        left = int((~finished[rows]).sum())  # the one host sync of the step
+        if step + 1 == max_new_tokens or left == 0:
             break
+        if left <= COMPACT_BELOW * len(rows):  # drop the finished rows from the batch
+            keep = (~finished[rows]).nonzero()[:, 0]
+            rows, token, position = rows[keep], token[keep], position[keep]
+            mask = mask[keep]
+            cache.batch_select_indices(keep)
         out = model(
             input_ids=token[:, None], attention_mask=mask[:, : width + step + 1],
-            position_ids=position, past_key_values=out.past_key_values, use_cache=True,
+            position_ids=position, past_key_values=cache, use_cache=True,
         )  # fmt: skip
         position = position + 1
     if not record:
