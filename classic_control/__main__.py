@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name, flag in (("seed", "--seed"), ("total_steps", "--steps")):
         kwargs = {"type": int, "default": None, "dest": name}
-        t.add_argument(flag, help=config_flag_help(fields[name]), **kwargs)
+        text = config_flag_help(fields[name])
+        if name == "total_steps":
+            text += "; with --resume, a larger budget to train the run on to"
+        t.add_argument(flag, help=text, **kwargs)
     t.add_argument(
         "--out",
         type=Path,
@@ -130,8 +133,9 @@ def _resume(args: argparse.Namespace) -> int:
     from .trainer import Trainer
 
     # the saved config is what makes a resumed run equal an uninterrupted one
-    names = {f.name: f.name for f in dataclasses.fields(Config)}
-    names.update({"total_steps": "steps", "env_id": "env", "out": "out", "config": "config"})
+    # (--steps is the one exception: it extends the budget, see _extend_budget)
+    names = {f.name: f.name for f in dataclasses.fields(Config) if f.name != "total_steps"}
+    names.update({"env_id": "env", "out": "out", "config": "config"})
     names.update({OLD_PREFIX + old: old for old in Config.ALIASES})
     given = sorted(
         flag_name(flag) for k, flag in names.items() if getattr(args, k, None) is not None
@@ -145,10 +149,35 @@ def _resume(args: argparse.Namespace) -> int:
     cfg = rundir.read_config(run_dir)
     with rundir.claim(run_dir):
         # fail early on a missing, unreadable or other run's checkpoint
-        rundir.check_checkpoint(run_dir, rundir.load_checkpoint(run_dir), cfg)
+        state = rundir.load_checkpoint(run_dir)
+        rundir.check_checkpoint(run_dir, state, cfg)
+        if args.total_steps is not None:
+            cfg = _extend_budget(cfg, args.total_steps, int(state["progress"]["env_steps"]))
         trainer = Trainer(cfg, run_dir, _check_env(cfg))
         print(f"resuming {run_dir} at {cfg.env_id} / {cfg.algo}")
         return _run(trainer, resume=True, show=not args.no_progress)
+
+
+def _extend_budget(cfg: Config, total_steps: int, done: int) -> Config:
+    """``cfg`` with a larger env-step budget, for ``--resume RUN --steps N``: train a finished
+    (or interrupted) run on to ``N`` steps. Allowed only when nothing in the run is scheduled
+    over its budget: with a constant learning rate and clip range the extended run takes the
+    same updates as one started with ``--steps N`` (its rollouts, optimiser state and RNG all
+    continue from the checkpoint), so the evaluations of the first budget stay valid."""
+    if total_steps <= cfg.total_steps:
+        raise ConfigError(
+            f"--steps {total_steps} with --resume extends a run; it must exceed the run's "
+            f"budget of {cfg.total_steps} steps ({done} done)"
+        )
+    scheduled = [name for name in ("anneal_lr", "anneal_clip") if getattr(cfg, name, False)]
+    if scheduled:
+        raise ConfigError(
+            f"--steps cannot extend this run: its {' and '.join(scheduled)} schedule spans "
+            f"total_steps={cfg.total_steps}, so a longer budget would change the updates "
+            "already taken; start a new run with --steps instead"
+        )
+    print(f"extending the budget from {cfg.total_steps} to {total_steps} env steps")
+    return dataclasses.replace(cfg, total_steps=total_steps)
 
 
 def _check_env(cfg: Config) -> EnvSpec:

@@ -140,3 +140,44 @@ def test_cli_train_eval_and_video(tmp_path, capsys):
     frames = imageio.mimread(result["video"])
     assert len(frames) > 5 and frames[0].ndim == 3
     assert "mean return" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_resume_with_more_steps_equals_a_run_started_with_them(tmp_path, capsys):
+    # constant learning rate and clip range: nothing is scheduled over the budget, so training
+    # a finished 1,024-step run on to 2,048 steps must take exactly the updates of a run
+    # started with 2,048 (same rows, same weights); the first budget's evaluations stay valid
+    common = [
+        "train", "--algo", "ppo", "--env", "CartPole-v1", "--seed", "3", "--no-progress",
+        "--num-envs", "4", "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "2",
+        "--anneal-lr", "false", "--anneal-clip", "false", "--eval-every", "512",
+        "--eval-episodes", "2",
+    ]  # fmt: skip
+    short, full = tmp_path / "short", tmp_path / "full"
+    assert main([*common, "--steps", "1024", "--out", str(short)]) == 0
+    first_budget = _learning_metrics(short)
+    assert main(["train", "--resume", str(short), "--steps", "2048", "--no-progress"]) == 0
+    assert main([*common, "--steps", "2048", "--out", str(full)]) == 0
+    assert "extending the budget from 1024 to 2048" in capsys.readouterr().out
+    extended = _learning_metrics(short)
+    assert extended[: len(first_budget)] == first_budget
+    assert extended == _learning_metrics(full)
+    assert extended[-1]["env_steps"] == 2048
+    assert _same_weights(short, full)
+    # and the saved config now says 2,048, so a later plain --resume keeps the new budget
+    assert "total_steps: 2048" in (short / "config.yaml").read_text()
+
+
+def test_resume_with_steps_refuses_a_smaller_budget_or_a_schedule(tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--algo", "ppo", "--env", "CartPole-v1", "--no-progress", "--steps", "256",
+            "--num-envs", "2", "--num-steps", "64", "--num-minibatches", "1",
+            "--eval-every", "0", "--eval-episodes", "1", "--out", str(run)]  # fmt: skip
+    assert main(argv) == 0  # the PPO default anneals its learning rate
+    capsys.readouterr()
+    for steps, words in (("128", ["--steps 128", "must exceed", "256"]),
+                         ("512", ["anneal_lr", "total_steps=256", "new run"])):  # fmt: skip
+        assert main(["train", "--resume", str(run), "--steps", steps]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and all(w in err for w in words), err
+    assert "total_steps: 256" in (run / "config.yaml").read_text()  # nothing rewritten
