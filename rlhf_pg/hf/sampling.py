@@ -221,9 +221,9 @@ def _decode(
     """The decoding loop; ``record``: also the drawn tokens' log-probs and entropies.
 
     Per new token: one forward pass of one position with the KV cache over the rows still
-    decoding, the draw, and one host sync (have all rows stopped?). The cache and the
-    attention mask are allocated once for the longest decode (prompt + ``max_new_tokens``)
-    and filled in place. Rows that produced a stop token leave the forward passes (see
+    decoding, the draw, and two host syncs (are the probabilities finite? have all rows
+    stopped?). The cache and the attention mask are allocated once for the longest decode
+    (prompt + ``max_new_tokens``) and filled in place. Rows that produced a stop token leave the forward passes (see
     ``COMPACT_BELOW``); the generator still gives one uniform per row of the whole batch at
     every step, so which rows are dropped when does not change the tokens."""
     temperature = settings["temperature"]
@@ -267,7 +267,7 @@ def _decode(
                 torch.zeros(batch, device=device).index_put((rows,), torch.where(done, zero, ent))
             )
         finished[rows] = done | torch.isin(token, stops)
-        left = int((~finished[rows]).sum())  # the one host sync of the step
+        left = int((~finished[rows]).sum())  # a host sync: are all rows done?
         if step + 1 == max_new_tokens or left == 0:
             break
         if left <= COMPACT_BELOW * len(rows):  # drop the finished rows from the batch
