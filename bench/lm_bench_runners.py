@@ -14,6 +14,7 @@ and generated tokens of every step, the logged metrics, and this process's peak 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -130,7 +131,8 @@ def run_ours(name: str, args, prompts: list[str]) -> dict:
     critic = None
     if name == "ours-ppo-critic":  # TRL 1.12's layout: a separate critic initialised from the RM
         critic = AutoModelForSequenceClassification.from_pretrained(args.critic or args.reward)
-    cfg = ours_config(name, args)
+    # decoding threads: not a setting TRL has, so not part of ours_config's matched settings
+    cfg = dataclasses.replace(ours_config(name, args), generation_threads=args.generation_threads)
     if args.set:  # --set key=value: one PPOConfig field changed (frontier variants, issue 16)
         cfg = PPOConfig.from_dict({**cfg.to_dict(), **parse_overrides(args.set)})
     trainer = PPOTrainer(
@@ -249,6 +251,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--kl-coef", type=float, default=0.05)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument(
+        "--generation-threads", type=int, default=0, help="ours: decoding threads (0 = --threads)"
+    )
     p.add_argument("--save-every", type=int, default=0)
     p.add_argument("--save-early", type=int, default=0, help="also save at steps 1..N")
     p.add_argument("--save-dir", default="")

@@ -15,6 +15,14 @@ Part "speed": random-init GPT-2 (4 layers x 128 dim, offline default tokenizer),
 of 8-16 tokens, 64 completions x 32 new tokens per step, temperature 1, fp32, a random-init
 GPT-2 reward model; ``--repeats`` rounds, trainers interleaved within each round; per run
 one warm-up step, then ``--steps`` timed steps (median). Tables show medians over rounds.
+``--model sft`` times the same with the offline sentiment task's SFT policy and learned
+reward model (the demo's cache, as the learn part), on 512 prompts of 8-16 tokens cut the
+same way with its tokenizer: a policy that emits EOS, so responses end early. Every trainer
+stops a response at EOS (ours: ``stop_token_ids`` empty = EOS; TRL 1.16: the tokenizer's
+and the generation config's EOS; TRL 1.12 PPO: ``stop_token="eos"``) and stops decoding once
+every response of the batch has ended. ``--ours-generation-threads`` (default 1) is our
+trainers' ``generation_threads``: they decode on one thread, where per-token ops are too
+small to split, and run the rest of the step on ``--threads``.
 Part "learn": the offline sentiment task (SFT policy, learned reward model from the demo's
 cache), ``--learn-steps`` steps per trainer; every ``--eval-every`` steps the policy is saved
 and evaluated on held-out prompts by one evaluator (rlhf_pg.stages.evaluate): proxy reward,
@@ -22,6 +30,7 @@ gold (VADER) score and KL to the SFT reference; the plot shows reward against KL
 
     python bench/lm_vs_trl.py                        # both parts, then tables + plot
     python bench/lm_vs_trl.py --part speed --repeats 3
+    python bench/lm_vs_trl.py --part speed --model sft --out results/lm_vs_trl_sft
     python bench/lm_vs_trl.py --report               # tables + plot from saved results
 
 Results go to ``<out>/results.json`` (atomic writes after every run).
@@ -104,6 +113,8 @@ def run_trainer(name: str, paths: dict, steps: int, out: Path, args, **extra) ->
             cmd += [f"--{key}", *map(str, value)]
         elif value is not False and value is not None:
             cmd += [f"--{key}", str(value)]
+    if name.startswith("ours"):
+        cmd += ["--generation-threads", str(args.ours_generation_threads)]
     env = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1", "TOKENIZERS_PARALLELISM": "false"}
     # this checkout's rlhf_pg, not whichever one the venv has installed (editable elsewhere)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
@@ -149,9 +160,27 @@ def scaled_reward_copy(src: str, dst: Path) -> str:
     return str(dst)
 
 
+def sft_speed_artifacts(out: Path) -> dict[str, str]:
+    """The sentiment SFT policy and its learned reward model (the demo's cache) with 512
+    prompts of 8-16 tokens cut as the random-init set-up's, with the SFT tokenizer."""
+    from lm_bench_setup import speed_prompts
+    from transformers import AutoTokenizer
+
+    art = build_learning_artifacts()
+    prompts = out / "speed-sft-prompts.json"
+    if not prompts.exists():
+        tokenizer = AutoTokenizer.from_pretrained(art["policy"])
+        atomic_write_json(prompts, speed_prompts(tokenizer))
+    return {"policy": art["policy"], "reward": art["reward"], "prompts": str(prompts)}
+
+
 def speed_part(args, results: dict, save) -> None:
-    paths = build_speed_artifacts(args.out / "speed-setup")
+    if args.model == "sft":
+        paths = sft_speed_artifacts(args.out)
+    else:
+        paths = build_speed_artifacts(args.out / "speed-setup")
     paths["reward_trl112"] = paths["reward"]
+    results["speed_model"] = args.model
     runs = results.setdefault("speed_runs", {})
     for round_ in range(args.repeats):  # interleaved, so load drift hits every trainer alike
         for name in args.trainers:
@@ -273,6 +302,18 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1, help="speed: untimed first steps per run")
     p.add_argument("--steps", type=int, default=3, help="speed: timed steps per run")
     p.add_argument("--threads", type=int, default=2, help="torch threads per trainer")
+    p.add_argument(
+        "--model",
+        choices=("random", "sft"),
+        default="random",
+        help="speed: random-init GPT-2 + reward model, or the sentiment SFT policy + its RM",
+    )
+    p.add_argument(
+        "--ours-generation-threads",
+        type=int,
+        default=1,
+        help="speed and learn: torch threads of our trainers' decoding (0 = --threads)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="completions per step")
     p.add_argument("--response-length", type=int, default=32)
     p.add_argument("--learn-steps", type=int, default=30)
@@ -309,11 +350,14 @@ def main() -> None:
     args = p.parse_args()
     for name in ("repeats", "steps", "threads", "batch_size", "learn_steps", "eval_every"):
         if getattr(args, name) < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.batch_size % 4:
-        raise SystemExit(
-            f"--batch-size must be a multiple of 4 (groups of 4), got {args.batch_size}"
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.ours_generation_threads < 0:
+        p.error(
+            f"--ours-generation-threads must be >= 0 (0 = --threads), "
+            f"got {args.ours_generation_threads}"
         )
+    if args.batch_size % 4:
+        p.error(f"--batch-size must be a multiple of 4 (groups of 4), got {args.batch_size}")
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "runs").mkdir(exist_ok=True)

@@ -56,6 +56,7 @@ def main() -> None:
         TrainerCallback,
     )
     from trl.experimental.ppo import PPOConfig, PPOTrainer
+    from trl.experimental.ppo import ppo_trainer as ppo_module
 
     transformers.utils.logging.set_verbosity_error()
     datasets.disable_progress_bars()
@@ -71,6 +72,17 @@ def main() -> None:
 
     marks: list[float] = []
     logs: list[dict] = []
+    # generated tokens per rollout: TRL logs no response length, so count the valid tokens of
+    # the responses it truncates after EOS (the reward model's input), EOS included
+    response_tokens: list[int] = []
+    truncate = ppo_module.truncate_response
+
+    def counting_truncate(stop_token_id, pad_token_id, responses):
+        out = truncate(stop_token_id, pad_token_id, responses)
+        response_tokens.append(int((out != pad_token_id).sum()))
+        return out
+
+    ppo_module.truncate_response = counting_truncate
 
     class Recorder(TrainerCallback):
         def on_train_begin(self, a, state, control, **kw):
@@ -129,7 +141,8 @@ def main() -> None:
         trainer.train()
 
     steps = [b - a for a, b in zip(marks, marks[1:])]
-    tokens = [args.batch_size * args.response_length] * len(steps)  # never stops early
+    # one truncate_response call per rollout (local_rollout_forward_batch_size = batch size)
+    tokens = [float(t) for t in response_tokens[: len(steps)]]
     result = {
         "trainer": "trl112-ppo",
         "step_seconds": steps,

@@ -4,7 +4,8 @@ Orthogonal init (hidden layers gain sqrt(2), policy head 0.01, value head 1,
 zero biases): the near-uniform initial policy and unit-scale values are part
 of what makes PPO learn reliably on these tasks. Distributions are written
 out by hand on plain tensors; ``torch.distributions`` costs more Python per
-call than the network itself at these sizes.
+call than the network itself at these sizes. For the same reason each MLP stores its
+weights (in, out) and runs one ``addmm`` per layer (see :class:`MLP`).
 """
 
 from __future__ import annotations
@@ -22,20 +23,98 @@ from .envs import EnvSpec
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
-def _linear(n_in: int, n_out: int, gain: float) -> nn.Linear:
-    layer = nn.Linear(n_in, n_out)
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.zeros_(layer.bias)
-    return layer
+class MLP(nn.Module):
+    r"""Affine layers with an activation between them (and after the last one if
+    ``activate_last``): :math:`h_{i} = \sigma(h_{i-1} W_i + b_i)`, :math:`h_0 = x`.
+
+    Each layer is one ``torch.addmm(b_i, h, W_i)`` with :math:`W_i` stored (in, out), the
+    layout ``addmm`` multiplies by as it is. ``nn.Linear`` stores (out, in) and transposes
+    on every call: at these sizes (64-64 on 256 rows) the transposes, forward and backward
+    (17 of the ~225 tensor ops of a PPO minibatch), and one module call per layer are a
+    large share of the time. Same function as ``nn.Sequential(nn.Linear, act, ...)``
+    holding the transposed weights (``tests/test_classic_networks.py``); 15% less time
+    for the actor's and critic's forward+backward (micro-benchmark, 256 rows).
+
+    Orthogonal init of the (out, in) matrix, as ``nn.init.orthogonal_`` does for an
+    ``nn.Linear`` (same numbers for the same seed), gain ``gain``; zero biases.
+    """
+
+    def __init__(
+        self, dims: list[int], activation: str, gain: float, *, activate_last: bool
+    ) -> None:
+        super().__init__()
+        self.act = {"tanh": torch.tanh, "relu": torch.relu}[activation]
+        self.activate_last = activate_last
+        self.layers = nn.ModuleList(
+            _Affine(n_in, n_out, gain) for n_in, n_out in zip(dims, dims[1:])
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., in) -> (..., out), like ``nn.Linear``; addmm itself takes (rows, in)."""
+        lead = x.shape[:-1]
+        if x.ndim != 2:
+            x = x.reshape(-1, x.shape[-1])
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):  # the layers hold weights; no module call each
+            x = torch.addmm(layer.bias, x, layer.weight)
+            if i < last or self.activate_last:
+                x = self.act(x)
+        return x if len(lead) == 1 else x.view(*lead, -1)
 
 
-def _body(n_in: int, sizes: list[int], activation: str) -> tuple[nn.Sequential, int]:
-    act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
-    layers: list[nn.Module] = []
-    for size in sizes:
-        layers += [_linear(n_in, size, math.sqrt(2)), act()]
-        n_in = size
-    return nn.Sequential(*layers), n_in
+class _Affine(nn.Module):
+    """The parameters of one layer of :class:`MLP`: ``weight`` (in, out), ``bias`` (out,)."""
+
+    def __init__(self, n_in: int, n_out: int, gain: float) -> None:
+        super().__init__()
+        # initialised as an nn.Linear, so a seed draws the same network as it always did
+        linear = nn.Linear(n_in, n_out)
+        nn.init.orthogonal_(linear.weight, gain)
+        self.weight = nn.Parameter(linear.weight.detach().t().contiguous())
+        self.bias = nn.Parameter(torch.zeros(n_out))
+
+
+def _body(n_in: int, sizes: list[int], activation: str) -> MLP:
+    return MLP([n_in, *sizes], activation, math.sqrt(2), activate_last=True)
+
+
+def _head(n_in: int, n_out: int, gain: float) -> MLP:
+    return MLP([n_in, n_out], "tanh", gain, activate_last=False)  # one layer: no activation
+
+
+def upgrade_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """An :class:`ActorCritic` state dict of the ``nn.Linear`` layout (before 2026-11-30:
+    ``actor_body.2.weight`` (out, in), ``policy_head.weight``) in today's names and
+    (in, out) layout; a state dict of today's layout comes back as it is."""
+    new: dict[str, Tensor] = {}
+    for key, value in state.items():
+        part, *rest = key.split(".")
+        if part in ("actor_body", "critic_body") and len(rest) == 2 and rest[0].isdigit():
+            index, name = int(rest[0]) // 2, rest[1]  # Sequential(Linear, act, Linear, act)
+        elif part in ("policy_head", "value_head") and len(rest) == 1:
+            index, name = 0, rest[0]
+        else:
+            new[key] = value
+            continue
+        new[f"{part}.layers.{index}.{name}"] = value.t().contiguous() if name == "weight" else value
+    return new
+
+
+def is_linear_layout(state: dict[str, Tensor]) -> bool:
+    """Whether ``state`` holds an :class:`ActorCritic` of the old ``nn.Linear`` layout."""
+    return any(k in state for k in ("policy_head.weight", "value_head.weight"))
+
+
+def upgrade_optimizer_state(state: dict) -> dict:
+    """An optimiser state dict of an ``nn.Linear``-layout :class:`ActorCritic` for today's
+    layout: the per-parameter moments (Adam's ``exp_avg``, RMSprop's ``square_avg``, ...)
+    have their parameter's shape, and the 2-D ones, the weights', are transposed. The
+    parameters keep their order (each layer: weight, then bias), so indices still match."""
+    moments = {
+        index: {k: v.t().contiguous() if v.ndim == 2 else v for k, v in per_param.items()}
+        for index, per_param in state["state"].items()
+    }
+    return {**state, "state": moments}
 
 
 class ActorCritic(nn.Module):
@@ -46,10 +125,11 @@ class ActorCritic(nn.Module):
         self.discrete = spec.discrete
         self.shared = cfg.shared_network
         sizes, act = list(cfg.hidden_sizes), cfg.activation
-        self.actor_body, width = _body(spec.obs_dim, sizes, act)
-        self.critic_body = None if self.shared else _body(spec.obs_dim, sizes, act)[0]
-        self.policy_head = _linear(width, spec.act_dim, 0.01)
-        self.value_head = _linear(width, 1, 1.0)
+        width = sizes[-1]  # Config.check: at least one hidden layer
+        self.actor_body = _body(spec.obs_dim, sizes, act)
+        self.critic_body = None if self.shared else _body(spec.obs_dim, sizes, act)
+        self.policy_head = _head(width, spec.act_dim, 0.01)
+        self.value_head = _head(width, 1, 1.0)
         if not self.discrete:
             self.log_std = nn.Parameter(torch.full((spec.act_dim,), float(cfg.init_log_std)))
 

@@ -38,6 +38,7 @@ from rlhf_pg.utils.run_folder import OutputDirError, lock_run_folder
 
 from .config import Config, ConfigError
 from .metrics import EVAL_RETURN, TRAIN_RETURN, upgrade_row
+from .networks import ActorCritic, upgrade_state_dict
 from .settings import read_config as _read_config_file
 
 CONFIG, METRICS, CHECKPOINT, EVAL = "config.yaml", "metrics.jsonl", "checkpoint.pt", "eval.json"
@@ -153,6 +154,8 @@ def load_model(path: Path, agent: torch.nn.Module) -> dict:
     except Exception as e:  # safetensors' own errors are not one class
         raise ConfigError(f"cannot read {path}: {_first_line(e)}") from None
     state = {k[len("agent.") :]: v for k, v in tensors.items() if k.startswith("agent.")}
+    if isinstance(agent, ActorCritic):  # a model saved before the (in, out) layout loads too
+        state = upgrade_state_dict(state)
     expected = agent.state_dict()
     if set(state) != set(expected) or not {"obs_rms.mean", "obs_rms.var"} <= set(tensors):
         raise ConfigError(f"{path} is not a model of this run's network ({CONFIG})")

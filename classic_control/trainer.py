@@ -23,6 +23,12 @@ from .config import Config, ConfigError
 from .envs import EnvSpec, ObsNormalizer, probe_env
 from .evaluate import Evaluator, summary
 from .metrics import ELAPSED, EVAL_RETURN, EVAL_STD, STEPS_PER_S, TRAIN_RETURN
+from .networks import (
+    ActorCritic,
+    is_linear_layout,
+    upgrade_optimizer_state,
+    upgrade_state_dict,
+)
 from .settings import validate
 from .tracking import Trackers, check_trackers
 
@@ -76,6 +82,8 @@ class Trainer:
         """Restore the checkpoint of ``run_dir``; a foreign, damaged or other-run checkpoint
         is one ``ConfigError`` line naming the file."""
         state = rundir.load_checkpoint(self.run_dir)
+        if isinstance(self.agent, ActorCritic) and is_linear_layout(state["agent"]):
+            upgrade_linear_layout(state)
         rundir.check_checkpoint(self.run_dir, state, self.cfg, self.agent.state_dict())
         try:
             self.agent.load_state_dict(state["agent"])
@@ -234,3 +242,20 @@ def _postfix(row: dict[str, Any], best: float) -> str:
     if best > -float("inf"):
         parts.append(f"best={best:.1f}")
     return " ".join(parts)
+
+
+def upgrade_linear_layout(state: dict) -> None:
+    """A checkpoint of an :class:`ActorCritic` saved before its weights were stored (in, out),
+    brought to today's layout in place: the network's weights and every optimiser's moments
+    of them transposed (the algorithms that train one keep its optimiser under ``optimizer``),
+    and the actor's and critic's optimiser groups merged where they had the same learning
+    rate (``param_groups``: one group then; the parameters keep their order)."""
+    state["agent"] = upgrade_state_dict(state["agent"])
+    algo = state.get("algo")
+    if isinstance(algo, dict) and isinstance(algo.get("optimizer"), dict):
+        opt = upgrade_optimizer_state(algo["optimizer"])
+        groups = opt.get("param_groups", [])
+        if len(groups) == 2 and all(g.get("lr_ratio") == 1.0 for g in groups):
+            merged = {**groups[0], "params": [*groups[0]["params"], *groups[1]["params"]]}
+            opt = {**opt, "param_groups": [merged]}
+        algo["optimizer"] = opt

@@ -27,17 +27,40 @@ def _speed_rows(completions_per_s: float, rss: float) -> list[dict]:
 
 def test_ratio_lines_flag_a_missed_target():
     runs = {
-        "ours-ppo": _speed_rows(50.0, 500.0),
+        "ours-ppo": _speed_rows(50.0, 500.0),  # 2x, target 3x
         "trl112-ppo": _speed_rows(25.0, 1000.0),
-        "ours-rloo": _speed_rows(90.0, 500.0),
+        "ours-rloo": _speed_rows(110.0, 500.0),  # 1.375x, target 1.5x
         "trl116-rloo": _speed_rows(80.0, 800.0),
     }
     lines = report.ratio_lines(runs)
     ppo = next(line for line in lines if line.startswith("| ours-ppo"))
     rloo = next(line for line in lines if line.startswith("| ours-rloo"))
-    assert "| 2.00x | >= 2.5x | **no** | 0.50 |" in ppo
-    assert "| 1.12x | >= 1.2x | **no** |" in rloo
+    assert "| 2.00x | >= 3.0x | **no** | 0.50 |" in ppo
+    assert "| 1.38x | >= 1.5x | **no** |" in rloo
     assert not any("ours-grpo" in line for line in lines)  # no TRL run to compare with
+
+
+def test_speed_table_shows_tokens_per_completion():
+    runs = {"ours-grpo": _speed_rows(100.0, 500.0)}
+    runs["ours-grpo"][0]["tokens_per_s"] = 1300.0  # 13 tokens per completion (EOS included)
+    row = next(line for line in report.speed_table(runs) if line.startswith("| ours GRPO"))
+    assert "| 100.0 | 1300 | 13.0 | 500 |" in row
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ours-generation-threads", "-1"], "--ours-generation-threads must be >= 0"),
+        (["--model", "gpt4"], "argument --model: invalid choice: 'gpt4'"),
+        (["--batch-size", "6"], "--batch-size must be a multiple of 4"),
+    ],
+)
+def test_bad_bench_arguments_exit_2_before_any_work(tmp_path, args, message):
+    cmd = [sys.executable, str(ROOT / "bench" / "lm_vs_trl.py"), *args, "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_gold_at_kl_interpolates_inside_the_curve_only():

@@ -53,7 +53,7 @@ def test_actor_critic_loss_of_a2c_and_a3c():
     assert torch.allclose(loss.policy, -(logp * adv).mean())
     loss.total.backward()
     for head in (agent.policy_head, agent.value_head):
-        assert head.weight.grad.abs().sum() > 0
+        assert head.layers[0].weight.grad.abs().sum() > 0
 
 
 def test_truncated_steps_bootstrap_from_final_observation():

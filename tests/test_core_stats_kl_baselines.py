@@ -147,3 +147,46 @@ def test_masked_statistics_of_bf16_input_accumulate_in_float32():
     assert float(masked_mean(x, mask)) == pytest.approx(float(exact.mean()), rel=1e-6)
     assert float(masked_var(x, mask)) == pytest.approx(float(exact.var()), rel=1e-4)
     assert whiten(x, mask).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("n", [1, 2, 7, 256])
+def test_mask_none_statistics_equal_an_all_true_mask_bit_for_bit(dtype, n):
+    torch.manual_seed(n)
+    x = (torch.randn(1, n) * 3 + 1).to(dtype).requires_grad_()
+    every = torch.ones(1, n, dtype=torch.bool)
+    for f in (masked_mean, masked_var, lambda x, m=None: masked_var(x, m, unbiased=False), whiten):
+        fast, masked = f(x), f(x, every)
+        assert torch.equal(fast, masked)
+        (g_fast,) = torch.autograd.grad(fast.float().sum(), x)
+        (g_masked,) = torch.autograd.grad(masked.float().sum(), x)
+        assert torch.equal(g_fast, g_masked)
+    if n == 1:
+        assert masked_var(x).item() == 0.0  # unbiased, one element: 0 as with a mask
+    with pytest.raises(ValueError, match="empty"):
+        masked_mean(torch.zeros(1, 0, dtype=dtype))
+
+
+def test_whiten_without_a_mask_makes_no_host_sync():
+    """A minibatch loop calls it every optimiser step: no .item()/float() of a tensor."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from rlhf_pg.core import finite_checks
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    x = torch.randn(1, 64)
+    syncs = {}
+    for mask in (None, torch.ones(1, 64, dtype=torch.bool)):
+        with finite_checks(False), Ops() as ops:
+            whiten(x, mask)
+        syncs[mask is None] = sum("_local_scalar_dense" in n for n in ops.names)
+    assert syncs[False] > 0  # the counter sees the masked path's count checks
+    assert syncs[True] == 0

@@ -57,7 +57,9 @@ def test_one_step_actor_critic_update_is_td0_with_separate_learning_rates():
         v_after = agent.value(obs[0]).item()
     # the critic moved towards the TD target; both networks were updated
     assert abs(v_after - (v.item() + delta)) < abs(delta)
-    assert not torch.equal(before["policy_head.weight"], agent.policy_head.weight)
+    assert not torch.equal(
+        before["policy_head.layers.0.weight"], agent.policy_head.layers[0].weight
+    )
 
 
 def test_actor_critic_rejects_batched_settings():
@@ -135,7 +137,7 @@ def test_reinforce_total_mode_weights_every_step_by_the_episode_return():
     )
     logp = agent.evaluate(b.obs.reshape(k * t, -1), b.actions.reshape(-1))[0].view(k, t)
     hand = -(torch.where(b.mask, logp, 0.0) * g0[:, None]).sum() / b.mask.sum()
-    grads = torch.autograd.grad(hand, agent.policy_head.weight)[0]
+    grads = torch.autograd.grad(hand, agent.policy_head.layers[0].weight)[0]
     start = {n: p.detach().clone() for n, p in agent.state_dict().items()}
     moved = {}
     for mode in ("total", "reward_to_go"):
@@ -144,7 +146,9 @@ def test_reinforce_total_mode_weights_every_step_by_the_episode_return():
             dataclasses.replace(cfg, return_mode=mode, learning_rate=1e-3), agent
         )
         algo.update(b, 1.0)
-        moved[mode] = agent.policy_head.weight.detach() - start["policy_head.weight"]
+        moved[mode] = (
+            agent.policy_head.layers[0].weight.detach() - start["policy_head.layers.0.weight"]
+        )
     assert not torch.allclose(moved["total"], moved["reward_to_go"])
     # Adam's first step moves each weight by -lr * sign(gradient)
     nonzero = grads.abs() > 1e-6

@@ -57,7 +57,9 @@ def mdp():
     spec = EnvSpec(obs_dim=N_STATES, discrete=True, act_dim=2, act_low=None, act_high=None)
     agent = ActorCritic(spec, Config(hidden_sizes=[8]))
     with torch.no_grad():  # a policy far from uniform, so the estimators differ
-        agent.policy_head.weight.normal_(0.0, 1.0)
+        # drawn as an nn.Linear's (out, in) weight: the policy this test was written for
+        head = agent.policy_head.layers[0].weight
+        head.copy_(torch.empty(head.shape[::-1]).normal_(0.0, 1.0).t())
     paths = trajectories()
     n, eye = len(paths), torch.eye(N_STATES)
     obs = torch.zeros(n, HORIZON, N_STATES)

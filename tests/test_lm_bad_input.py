@@ -42,6 +42,7 @@ def test_config_parses_with_hf_argument_parser():
         ({"top_k": 4}, r"top_k=4, top_p=1.0: training rollouts"),
         ({"kl_penalty": "loss"}, r"kl_penalty='loss' with kl_estimator='k1'"),
         ({"batch_size": 3, "num_minibatches": 2}, "3 completions per process cannot be split"),
+        ({"generation_threads": -1}, "generation_threads must be an integer >= 0, got -1"),
         ({"report_to": "mlflow"}, "report_to='mlflow' is not valid"),
         ({"report_to": ["tensorboard", "comet"]}, "report_to='comet' is not valid"),
     ],

@@ -252,3 +252,23 @@ def test_sb3_baseline_runs_the_same_gsde_settings_as_the_preset():
     same_name = ["learning_rate", "buffer_size", "batch_size", "train_freq", "gradient_steps"]
     same_name += ["gamma", "tau", "learning_starts"]
     assert {k: zoo[k] for k in same_name} == {k: getattr(ours, k) for k in same_name}
+
+
+def test_sb3_baseline_runs_the_lunarlander_ppo_preset_settings():
+    """SB3's PPO on LunarLander-v3 gets the settings of our preset, in SB3's names (the
+    minibatch is given as a size there, as a count here)."""
+    from classic_control.compare.baselines_sb3 import ZOO
+
+    ours, _ = resolve("ppo", "LunarLander-v3", {})
+    zoo = ZOO[("ppo", "LunarLander-v3")]
+    assert (zoo["n_envs"], zoo["n_steps"]) == (ours.num_envs, ours.num_steps)
+    assert zoo["batch_size"] == ours.num_envs * ours.num_steps // ours.num_minibatches
+    assert (zoo["n_epochs"], zoo["gamma"], zoo["gae_lambda"], zoo["ent_coef"]) == (
+        ours.update_epochs,
+        ours.gamma,
+        ours.gae_lambda,
+        ours.entropy_coef,
+    )
+    # SB3's defaults for the rest: lr 3e-4 constant, clip 0.2 constant
+    assert (ours.learning_rate, ours.anneal_lr, ours.clip_eps) == (3e-4, False, 0.2)
+    assert not ours.anneal_clip

@@ -26,10 +26,14 @@ def param_groups(cfg: Config, actor: list[nn.Parameter], critic: list[nn.Paramet
     """Optimiser groups; the critic's carries ``lr_ratio`` = critic_learning_rate / learning_rate.
 
     ``set_lr`` scales every group by its ratio, so annealing keeps the two rates in proportion.
+    Without a critic learning rate it is one group, actor then critic: one fused Adam call
+    per step instead of two (a fifth of the optimiser's time with a 4k-parameter network).
     """
     lr = cfg.learning_rate
-    ratio = 1.0 if cfg.critic_learning_rate is None else cfg.critic_learning_rate / lr
-    groups = [{"params": actor, "lr": lr, "lr_ratio": 1.0}]
+    if cfg.critic_learning_rate is None:
+        return [{"params": [*actor, *critic], "lr": lr, "lr_ratio": 1.0}]
+    ratio = cfg.critic_learning_rate / lr
+    groups = [{"params": actor, "lr": lr, "lr_ratio": 1.0}] if actor else []
     if critic:
         groups.append({"params": critic, "lr": lr * ratio, "lr_ratio": ratio})
     return groups
@@ -158,7 +162,8 @@ class Algorithm:
 
     def step(self, loss: Tensor) -> Tensor:
         """One optimiser step with global grad-norm clipping; returns the pre-clip norm."""
-        self.optimizer.zero_grad(set_to_none=True)
+        for p in self.params:  # optimizer.zero_grad(set_to_none=True) without its hooks
+            p.grad = None
         loss.backward()
         norm = clip_grad_norm(
             [p.grad for p in self.params if p.grad is not None], self.cfg.max_grad_norm

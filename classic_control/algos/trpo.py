@@ -132,7 +132,7 @@ class TRPO(Algorithm):
         # the base class clips and steps ``self.params``: for TRPO that is only the critic
         self.params = [*agent.critic_body.parameters(), *agent.value_head.parameters()]
         # the critic's learning rate: critic_learning_rate if set (see param_groups)
-        self.optimizer = make_optimizer(cfg, param_groups(cfg, [], self.params)[1:])
+        self.optimizer = make_optimizer(cfg, param_groups(cfg, [], self.params))
 
     def _dist(self, obs: Tensor):
         out = self.agent.policy_out(obs)

@@ -65,6 +65,15 @@ ZOO: dict[tuple[str, str], dict[str, Any]] = {
         n_epochs=4,
         ent_coef=0.0,
     ),
+    ("ppo", "LunarLander-v3"): dict(
+        n_envs=16,
+        n_steps=1024,
+        batch_size=64,
+        gae_lambda=0.98,
+        gamma=0.999,
+        n_epochs=4,
+        ent_coef=0.01,
+    ),
     ("a2c", "CartPole-v1"): dict(n_envs=8, ent_coef=0.0),
     ("a2c", "Acrobot-v1"): dict(normalize=True, n_envs=16, ent_coef=0.0),
     ("trpo", "CartPole-v1"): dict(

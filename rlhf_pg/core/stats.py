@@ -27,11 +27,26 @@ def _accumulation_dtype(x: Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
-def _sum_count(x: Tensor, mask: Tensor, distributed: bool) -> tuple[Tensor, Tensor]:
+def _reduces_across_processes(distributed: bool) -> bool:
+    return distributed and dist.is_available() and dist.is_initialized()
+
+
+def _sum_count(x: Tensor, mask: Tensor | None, distributed: bool) -> tuple[Tensor, Tensor | int]:
+    """Sum and count of the valid elements (in the accumulation dtype).
+
+    ``mask=None`` on one process: every element is valid, so the count is ``x.numel()``,
+    a Python int, and no mask is built: the same values bit for bit, with no mask tensor,
+    no ``where`` and no host sync to check the count (small control minibatches call this
+    every optimiser step).
+    """
     acc = _accumulation_dtype(x)
+    if mask is None:
+        if not _reduces_across_processes(distributed):
+            return x.to(acc).sum(), x.numel()
+        mask = torch.ones_like(x, dtype=torch.bool)
     total = torch.where(mask, x, torch.zeros_like(x)).to(acc).sum()
     count = mask.sum().to(acc)
-    if distributed and dist.is_available() and dist.is_initialized():
+    if _reduces_across_processes(distributed):
         both = _all_reduce_sum(torch.stack([total.detach(), count]), True)
         # keep the local autograd path, add the other processes' part as a constant
         total = total + (both[0] - total.detach())
@@ -52,7 +67,7 @@ def masked_mean(x: Tensor, mask: Tensor | None = None, *, distributed: bool = Fa
         would lose counts and sums). Raises if no element is valid.
     """
     check_tensor("x", x)
-    mask = check_mask(mask, "x", x)
+    mask = None if mask is None else check_mask(mask, "x", x)
     check_finite(mask, x=x)
     total, count = _sum_count(x, mask, distributed)
     if float(count) == 0:
@@ -74,14 +89,22 @@ def masked_var(
     Returns a 0-dim tensor (float32 at least). With ``unbiased=True`` a single valid
     element gives 0.
     """
+    return _mean_and_var(x, mask, unbiased, distributed)[1]
+
+
+def _mean_and_var(
+    x: Tensor, mask: Tensor | None, unbiased: bool, distributed: bool
+) -> tuple[Tensor, Tensor]:
+    """(``masked_mean``, ``masked_var``), the mean computed once for both."""
     mean = masked_mean(x, mask, distributed=distributed)
-    mask = check_mask(mask, "x", x)
     xa = x.to(mean.dtype)  # float32 at least, like the mean
-    dev = torch.where(mask, xa - mean, torch.zeros_like(xa))  # NaN padding must not reach grads
+    dev = xa - mean
+    if mask is not None:
+        dev = torch.where(mask, dev, torch.zeros_like(xa))  # NaN padding must not reach grads
     sq, count = _sum_count(dev**2, mask, distributed)
     if unbiased:
-        return sq / (count - 1) if float(count) > 1 else sq * 0
-    return sq / count
+        return mean, sq / (count - 1) if float(count) > 1 else sq * 0
+    return mean, sq / count
 
 
 def whiten(
@@ -107,8 +130,7 @@ def whiten(
     if mask is not None:
         mask = check_mask(mask, "x", x)
         x = torch.where(mask, x, torch.zeros_like(x))
-    mean = masked_mean(x, mask, distributed=distributed)
-    var = masked_var(x, mask, distributed=distributed)
+    mean, var = _mean_and_var(x, mask, True, distributed)
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean

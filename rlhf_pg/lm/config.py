@@ -172,6 +172,13 @@ class PPOConfig:
         "exactly 0). Off by default: the default rollout log-probs are bit-exact",
         False,
     )
+    generation_threads: int = _help(
+        "torch threads while decoding; 0 = the process's own count. On a CPU the per-token "
+        "ops of a small model are too small to split, and one thread can decode faster than "
+        "two (the rest of the step keeps the process's count); the same computation, up to "
+        "the float rounding of how the threads split it",
+        0,
+    )
     stop_token_ids: list[int] = _help("tokens that end a response; empty = the EOS token", [])
     max_prompt_length: int = _help("longest prompt in tokens; 0 = context minus max_new_tokens", 0)
     prompt_truncation: str = _help("prompts over the limit: error or left (keep the end)", "error")
@@ -237,7 +244,7 @@ class PPOConfig:
     def _check_ranges(self) -> None:
         for name in AT_LEAST_ONE:
             _at_least(name, getattr(self, name), 1)
-        for name in ("top_k", "max_prompt_length", "save_every"):
+        for name in ("top_k", "max_prompt_length", "save_every", "generation_threads"):
             _at_least(name, getattr(self, name), 0)
         for name in ("learning_rate", "temperature", "adam_eps", "kl_target", "kl_horizon"):
             if not getattr(self, name) > 0:

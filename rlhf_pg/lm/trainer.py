@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..core import AdaptiveKLController, FixedKLController
 from ..hf.hub import write_model_card
 from ..hf.models import context_length
-from ..hf.sampling import sample_tokens, sample_with_logprobs
+from ..hf.sampling import sample_tokens, sample_with_logprobs, torch_threads
 from ..hf.tokens import decode_rows, encode_prompts, left_pad, truncate_at_stop
 from ..utils.run_folder import check_process_group
 from .advantages import compute_advantages, last_valid_index, update_batch
@@ -212,7 +212,11 @@ class PPOTrainer:
         self.unwrapped_model.eval()
         model = self.unwrapped_model.pretrained_model
         # sharded engines: full weights for the whole decode (every process calls this)
-        with full_weights(self.accelerator, self.model), self.accelerator.autocast():
+        with (
+            full_weights(self.accelerator, self.model),
+            self.accelerator.autocast(),
+            torch_threads(cfg.generation_threads),
+        ):
             if keep_logprobs:
                 raw, logprobs, entropies = sample_with_logprobs(
                     model, query_ids, query_mask, **common, **settings
