@@ -148,4 +148,9 @@ TRL_UNSUPPORTED: dict[str, str] = {
     "reward_model_weight to recipes/ppo.py",
     "mask_truncated_completions": "use missing_eos_penalty to score completions without a "
     "stop token down",
+    # TRL 1.12 PPO (default False): divides the per-token rewards (KL penalty + score) by their
+    # std without centring them; ours has no such step
+    "whiten_rewards": "TRL scales its per-token rewards by their std; there is no such step "
+    "here (its default, false, is ours): drop it, or whiten the sequence scores with "
+    "normalize_scores (centred, before the KL penalty: not the same)",
 }
