@@ -269,6 +269,9 @@ def test_sb3_baseline_runs_the_lunarlander_ppo_preset_settings():
         ours.gae_lambda,
         ours.entropy_coef,
     )
-    # SB3's defaults for the rest: lr 3e-4 constant, clip 0.2 constant
+    # SB3's defaults for the rest: lr 3e-4 constant, clip 0.2 constant, no value clipping,
+    # value loss 0.5 * MSE (ours is vf_coef * 1/2 * MSE, so vf_coef 1.0)
     assert (ours.learning_rate, ours.anneal_lr, ours.clip_eps) == (3e-4, False, 0.2)
     assert not ours.anneal_clip
+    assert "clip_range_vf" not in zoo and not ours.clip_vloss
+    assert "vf_coef" not in zoo and ours.vf_coef == 1.0
