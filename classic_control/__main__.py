@@ -163,7 +163,9 @@ def _extend_budget(cfg: Config, total_steps: int, done: int) -> Config:
     (or interrupted) run on to ``N`` steps. Allowed only when nothing in the run is scheduled
     over its budget: with a constant learning rate and clip range the extended run takes the
     same updates as one started with ``--steps N`` (its rollouts, optimiser state and RNG all
-    continue from the checkpoint), so the evaluations of the first budget stay valid."""
+    continue from the checkpoint), so the evaluations of the first budget stay valid. (An
+    off-policy run whose old budget ended inside a collection chunk had that chunk cut short,
+    which a run started with ``N`` would not have.)"""
     if total_steps <= cfg.total_steps:
         raise ConfigError(
             f"--steps {total_steps} with --resume extends a run; it must exceed the run's "
