@@ -17,7 +17,13 @@ Reported per run: env steps per second of training (CPU seconds of this
 process and wall seconds), and the training time until the evaluation first
 reaches -200.
 
+Ours runs with ``flush_denormal`` on (its default: subnormal floats computed
+as zero); SB3 as its users get it, with the CPU's default. ``--sb3-flush-denormal``
+adds a third contender, SB3 with the same flag set around its run, to show how
+much of the gap that flag is.
+
     nice python bench/offpolicy_vs_sb3.py --algos td3 sac --seeds 5
+    nice python bench/offpolicy_vs_sb3.py --algos td3 sac --seeds 3 --sb3-flush-denormal
     python bench/offpolicy_vs_sb3.py --algos sac --seeds 1 --steps 1000   # smoke
 """
 
@@ -94,8 +100,10 @@ def run_ours(algo: str, seed: int, steps: int) -> dict:
     return _result(clock, done, solved)
 
 
-def run_sb3(algo: str, seed: int, steps: int) -> dict:
+def run_sb3(algo: str, seed: int, steps: int, flush_denormal: bool = False) -> dict:
     from stable_baselines3.common.callbacks import BaseCallback
+
+    torch.set_flush_denormal(flush_denormal)
 
     model = build_model(algo, ENV, seed)[0]
     spec = probe_env(ENV)
@@ -122,7 +130,15 @@ def run_sb3(algo: str, seed: int, steps: int) -> dict:
     model.learn(steps, callback=callback)
     result = _result(clock, model.num_timesteps, callback.solved)
     evaluator.close()
+    torch.set_flush_denormal(False)
     return result
+
+
+CONTENDERS = {
+    "ours": run_ours,
+    "sb3": run_sb3,
+    "sb3-ftz": lambda algo, seed, steps: run_sb3(algo, seed, steps, flush_denormal=True),
+}
 
 
 def _median(xs) -> float:
@@ -132,21 +148,27 @@ def _median(xs) -> float:
 
 def summarise(algo: str, runs: dict[str, list[dict]]) -> str:
     lines = []
-    for key in ("steps_per_cpu_s", "steps_per_wall_s"):
-        o = [r[key] for r in runs["ours"]]
-        b = [r[key] for r in runs["sb3"]]
-        lines.append(
-            f"{algo} {key}: ours median {_median(o):.1f} ({min(o):.1f}..{max(o):.1f}), "
-            f"SB3 {_median(b):.1f} ({min(b):.1f}..{max(b):.1f}); ratio {_median(o) / _median(b):.2f}x"
-        )
-    for clock in ("cpu_s", "wall_s"):
-        t = {k: [r["solved"][clock] if r["solved"] else None for r in v] for k, v in runs.items()}
-        n = {k: sum(x is not None for x in v) for k, v in t.items()}
-        lines.append(
-            f"{algo} time to {THRESHOLD:g} ({clock}): ours {n['ours']}/{len(t['ours'])} reached, "
-            f"median {_median(t['ours']):.1f}; SB3 {n['sb3']}/{len(t['sb3'])}, median "
-            f"{_median(t['sb3']):.1f}; ours/SB3 {_median(t['ours']) / _median(t['sb3']):.2f}"
-        )
+    for other in [k for k in runs if k != "ours"]:
+        for key in ("steps_per_cpu_s", "steps_per_wall_s"):
+            o = [r[key] for r in runs["ours"]]
+            b = [r[key] for r in runs[other]]
+            lines.append(
+                f"{algo} {key}: ours median {_median(o):.1f} ({min(o):.1f}..{max(o):.1f}), "
+                f"{other} {_median(b):.1f} ({min(b):.1f}..{max(b):.1f}); "
+                f"ratio {_median(o) / _median(b):.2f}x"
+            )
+        for clock in ("cpu_s", "wall_s"):
+            t = {
+                k: [r["solved"][clock] if r["solved"] else None for r in runs[k]]
+                for k in ("ours", other)
+            }
+            n = {k: sum(x is not None for x in v) for k, v in t.items()}
+            lines.append(
+                f"{algo} time to {THRESHOLD:g} ({clock}): ours {n['ours']}/{len(t['ours'])} "
+                f"reached, median {_median(t['ours']):.1f}; {other} {n[other]}/{len(t[other])}, "
+                f"median {_median(t[other]):.1f}; ours/{other} "
+                f"{_median(t['ours']) / _median(t[other]):.2f}"
+            )
     return "\n".join(lines)
 
 
@@ -156,7 +178,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--out", type=Path, default=Path("results/offpolicy_vs_sb3.json"))
+    p.add_argument(
+        "--sb3-flush-denormal",
+        action="store_true",
+        help="also run SB3 with subnormal floats flushed to zero (ours' default)",
+    )
     args = p.parse_args()
+    contenders = ["ours", "sb3"] + (["sb3-ftz"] if args.sb3_flush_denormal else [])
     torch.set_num_threads(1)
     import stable_baselines3
 
@@ -167,12 +195,12 @@ def main() -> None:
     print(header, flush=True)
     results: dict = {"header": header, "steps": args.steps, "runs": {}}
     for algo in args.algos:
-        runs: dict[str, list[dict]] = {"ours": [], "sb3": []}
+        runs: dict[str, list[dict]] = {who: [] for who in contenders}
         for seed in range(args.seeds):
-            order = ("ours", "sb3") if seed % 2 == 0 else ("sb3", "ours")
+            # the order rotates seed by seed, so no contender always runs first
+            order = contenders[seed % len(contenders) :] + contenders[: seed % len(contenders)]
             for who in order:
-                fn = run_ours if who == "ours" else run_sb3
-                runs[who].append(fn(algo, seed, args.steps))
+                runs[who].append(CONTENDERS[who](algo, seed, args.steps))
                 print(f"{algo} seed {seed} {who}: {json.dumps(runs[who][-1])}", flush=True)
         results["runs"][algo] = runs
         print(summarise(algo, runs), flush=True)

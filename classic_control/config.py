@@ -154,6 +154,11 @@ class Config:
         [], f"also log the metrics to: {' '.join(REPORT_TO)} (none: only the metrics files)"
     )
     torch_threads: int = _h(1, "torch CPU threads")
+    flush_denormal: bool = _h(
+        True,
+        "torch CPU: compute with subnormal floats as zero (Adam's second moments of tiny "
+        "gradients decay into them, and x86 cores handle them many times slower)",
+    )
 
     def __post_init__(self) -> None:
         self.check()

@@ -42,6 +42,9 @@ class Trainer:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.spec = spec or probe_env(cfg.env_id, **cfg.env_options())
         torch.set_num_threads(cfg.torch_threads)
+        # a process-wide CPU flag: close() puts back what the caller had
+        self._flushed_before = denormals_flushed()
+        torch.set_flush_denormal(cfg.flush_denormal)
         seed_everything(cfg.seed)
         algo_cls = REGISTRY[cfg.algo]
         self.agent = algo_cls.build_agent(self.spec, cfg)
@@ -231,6 +234,7 @@ class Trainer:
     def close(self) -> None:
         self.collector.close()
         self.evaluator.close()
+        torch.set_flush_denormal(self._flushed_before)
 
 
 def _postfix(row: dict[str, Any], best: float) -> str:
@@ -259,3 +263,10 @@ def upgrade_linear_layout(state: dict) -> None:
             merged = {**groups[0], "params": [*groups[0]["params"], *groups[1]["params"]]}
             opt = {**opt, "param_groups": [merged]}
         algo["optimizer"] = opt
+
+
+def denormals_flushed() -> bool:
+    """Whether this thread computes with subnormal floats as zero (``torch.set_flush_denormal``
+    has no getter): 2 * 1e-40 is a subnormal float32, 0 when they are flushed."""
+    return bool((torch.tensor([1e-40]) * 2).item() == 0.0)
+

@@ -275,3 +275,28 @@ def test_sb3_baseline_runs_the_lunarlander_ppo_preset_settings():
     assert not ours.anneal_clip
     assert "clip_range_vf" not in zoo and not ours.clip_vloss
     assert "vf_coef" not in zoo and ours.vf_coef == 1.0
+
+
+def _subnormal_survives() -> bool:
+    """A quarter of the smallest normal float32 is subnormal; flushed, it is 0."""
+    tiny = torch.full((1,), torch.finfo(torch.float32).tiny)
+    return bool((tiny * 0.25).item() > 0.0)
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_trainer_flushes_subnormals_while_it_lives_and_restores_the_caller_setting(flush):
+    torch.set_flush_denormal(False)
+    try:
+        trainer = Trainer(_cfg("sac", flush_denormal=flush), "unused")
+        assert _subnormal_survives() is not flush
+        # why it matters: Adam's second moment of a tiny gradient is subnormal (1e-38 times
+        # 1 - beta2 = 1e-41); flushed, the optimizer state holds zeros instead
+        p = torch.nn.Parameter(torch.zeros(4))
+        p.grad = torch.full((4,), 1e-19)
+        opt = torch.optim.Adam([p], lr=1e-3)
+        opt.step()
+        assert bool((opt.state[p]["exp_avg_sq"] > 0).all()) is not flush
+        trainer.close()
+        assert _subnormal_survives()  # the caller's setting is back
+    finally:
+        torch.set_flush_denormal(False)

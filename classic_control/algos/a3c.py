@@ -93,6 +93,7 @@ def _worker(
     exit_with_parent(parent)
     ignore_stop_signals()
     torch.set_num_threads(1)
+    torch.set_flush_denormal(cfg.flush_denormal)  # see Config.flush_denormal
     torch.manual_seed(seed)
     wcfg = dataclasses.replace(cfg, seed=seed)
     shared_params = list(sh.agent.parameters())
