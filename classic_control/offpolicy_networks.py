@@ -54,11 +54,15 @@ class QEnsemble(nn.Module):
             self.weights.append(nn.Parameter(torch.empty(n, n_in, n_out).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(n, 1, n_out).uniform_(-bound, bound)))
 
-    def forward(self, obs: Tensor, actions: Tensor) -> Tensor:
-        """Q values, shape (n, B)."""
-        x = torch.cat([obs, actions], dim=-1).expand(len(self.weights[0]), -1, -1)
+    def forward(self, obs: Tensor, actions: Tensor, first: int | None = None) -> Tensor:
+        """Q values, shape (n, B); with ``first``, only those of critics 0 .. first - 1
+        (TD3's actor loss needs Q_1 alone: half the matmuls)."""
+        n = len(self.weights[0]) if first is None else first
+        x = torch.cat([obs, actions], dim=-1).expand(n, -1, -1)
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if first is not None:
+                w, b = w[:first], b[:first]
             x = torch.baddbmm(b, x, w)
             if i < last:
                 x = self.act(x)

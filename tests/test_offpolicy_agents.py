@@ -300,3 +300,31 @@ def test_trainer_flushes_subnormals_while_it_lives_and_restores_the_caller_setti
         assert _subnormal_survives()  # the caller's setting is back
     finally:
         torch.set_flush_denormal(False)
+
+
+def test_q_ensemble_first_critics_match_separate_linear_critics():
+    """QEnsemble against two plain nn.Linear critics holding the same weights, whole and with
+    ``first=1`` (TD3's actor loss): same values and same gradient to the action."""
+    from classic_control.offpolicy_networks import QEnsemble
+
+    torch.manual_seed(0)
+    ens = QEnsemble(3, 2, [16, 8], "relu", n=2)
+    critics = []
+    for k in range(2):
+        layers = []
+        for w, b in zip(ens.weights, ens.biases):
+            lin = torch.nn.Linear(*w.shape[1:])
+            lin.weight.data, lin.bias.data = w[k].detach().T.clone(), b[k, 0].detach().clone()
+            layers += [lin, torch.nn.ReLU()]
+        critics.append(torch.nn.Sequential(*layers[:-1]))
+    obs, act = torch.randn(5, 3), torch.randn(5, 2, requires_grad=True)
+    ref = [c(torch.cat([obs, act], -1)).squeeze(-1) for c in critics]
+    (g_ref,) = torch.autograd.grad(ref[0].sum(), act)
+    both = ens(obs, act)
+    assert both.shape == (2, 5)
+    torch.testing.assert_close(both, torch.stack(ref))
+    q1 = ens(obs, act, first=1)
+    assert q1.shape == (1, 5)
+    torch.testing.assert_close(q1[0], ref[0])
+    (g,) = torch.autograd.grad(q1[0].sum(), act)
+    torch.testing.assert_close(g, g_ref)

@@ -48,7 +48,7 @@ class TD3(OffPolicy):
         # 4. every policy_delay critic updates: actor ascends Q1(s, mu(s)), targets follow
         if self.gradient_steps % cfg.policy_delay == 0:
             with frozen(agent.critic):
-                actor_loss = -agent.critic(b.obs, agent.actor(b.obs))[0].mean()
+                actor_loss = -agent.critic(b.obs, agent.actor(b.obs), first=1)[0].mean()
             self.optimize(self.actor_opt, actor_loss)
             self.last_actor_loss = actor_loss.detach()
             polyak_update(agent.critic_target.parameters(), agent.critic.parameters(), tau=cfg.tau)
