@@ -269,4 +269,3 @@ def denormals_flushed() -> bool:
     """Whether this thread computes with subnormal floats as zero (``torch.set_flush_denormal``
     has no getter): 2 * 1e-40 is a subnormal float32, 0 when they are flushed."""
     return bool((torch.tensor([1e-40]) * 2).item() == 0.0)
-
