@@ -30,6 +30,7 @@ from classic_control_targets import TARGETS  # noqa: E402  (bench/ is on sys.pat
 
 from classic_control import rundir  # noqa: E402
 from classic_control.metrics import EVAL_RETURN  # noqa: E402
+from rlhf_pg.utils.io import atomic_path  # noqa: E402
 
 
 def seed_curves(target_dir: Path) -> list[dict]:
@@ -84,11 +85,9 @@ def plot(results: Path, targets: list[str], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2, loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:  # a kill mid-write leaves the old figure whole
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def main() -> None:
