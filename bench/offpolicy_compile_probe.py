@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from classic_control.config import ConfigError  # noqa: E402
 from classic_control.settings import resolve  # noqa: E402
 from classic_control.trainer import Trainer  # noqa: E402
 from rlhf_pg.core import finite_checks  # noqa: E402
@@ -54,9 +55,12 @@ def main() -> None:
     torch.set_num_threads(1)
     overrides = {"total_steps": WARMUP_ENV_STEPS, "num_steps": WARMUP_ENV_STEPS}
     overrides.update(learning_starts=WARMUP_ENV_STEPS, eval_every=0, checkpoint_every=0)
-    cfg, preset = resolve(args.algo, args.env_id, overrides)
     with tempfile.TemporaryDirectory() as d, finite_checks(False):
-        trainer = Trainer(cfg, Path(d) / "eager")
+        try:  # an unknown env or a discrete one: one line, exit 2
+            cfg, preset = resolve(args.algo, args.env_id, overrides)
+            trainer = Trainer(cfg, Path(d) / "eager")
+        except ConfigError as e:
+            p.error(str(e))
         nets_trainer = Trainer(cfg, Path(d) / "nets")  # same seed: same init, same buffer
         steps = {"eager": trainer.algo.train_step, "compiled nets": nets_trainer.algo.train_step}
         agent = nets_trainer.agent

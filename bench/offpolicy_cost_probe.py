@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from classic_control.config import ConfigError  # noqa: E402
 from classic_control.settings import resolve  # noqa: E402
 from classic_control.trainer import Trainer  # noqa: E402
 
@@ -36,9 +37,12 @@ def main() -> None:
     torch.set_num_threads(1)
     overrides = {"total_steps": 10**6, "num_steps": CHUNK, "learning_starts": CHUNK}
     overrides.update(eval_every=0, eval_episodes=1, checkpoint_every=0, buffer_size=50_000)
-    cfg, preset = resolve(args.algo, args.env_id, overrides)
     with tempfile.TemporaryDirectory() as d:
-        trainer = Trainer(cfg, Path(d))
+        try:  # an unknown env or a discrete one: one line, exit 2
+            cfg, preset = resolve(args.algo, args.env_id, overrides)
+            trainer = Trainer(cfg, Path(d))
+        except ConfigError as e:
+            p.error(str(e))
         trainer.collector.collect()  # warm-up (and the first learning phase)
         cpu, wall = time.process_time(), time.perf_counter()
         for _ in range(CHUNKS):
