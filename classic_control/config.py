@@ -125,8 +125,19 @@ class Config:
     learning_starts: int = _h(
         100, "uniform random actions, and no updates, for this many env steps (ddpg, td3, sac)"
     )
-    train_freq: int = _h(1, "env steps per env between learning phases (ddpg, td3, sac)")
-    gradient_steps: int = _h(1, "gradient steps per learning phase (ddpg, td3, sac)")
+    train_freq: int = _h(
+        1,
+        "a learning phase every train_freq env steps per env, or finished episodes (all envs "
+        "together) with train_freq_unit episode (ddpg, td3, sac)",
+    )
+    train_freq_unit: str = _h(
+        "step", "unit of train_freq: step | episode (SB3's train_freq=(n, unit)) (ddpg, td3, sac)"
+    )
+    gradient_steps: int = _h(
+        1,
+        "gradient steps per learning phase; -1: as many as the phase had env steps, all envs "
+        "together (SB3's -1) (ddpg, td3, sac)",
+    )
     tau: float = _h(0.005, "Polyak coefficient of the target networks (ddpg, td3, sac)")
     exploration_noise: str = _h("normal", "ddpg, td3: normal | ou (Ornstein-Uhlenbeck)")
     exploration_noise_std: float = _h(

@@ -121,10 +121,14 @@ class Chunk:
 class ReplayCollector:
     """Steps the vector env and, after warm-up, calls the algorithm's gradient step.
 
-    One ``collect()`` = ``num_steps`` iterations of: act, step, store, learn
-    (every ``train_freq`` iterations, ``gradient_steps`` updates), i.e. SB3's
-    ``train_freq`` / ``gradient_steps`` schedule. The trainer logs one
-    metrics row per call.
+    One ``collect()`` = ``num_steps`` iterations of: act, step, store, and at
+    the end of a learning phase learn. A phase is ``train_freq`` iterations
+    (``train_freq_unit`` step) or lasts until ``train_freq`` episodes have
+    finished, counted over all envs (``episode``); it ends with
+    ``gradient_steps`` updates, or with as many as it had env steps (-1), once
+    ``learning_starts`` env steps are in: SB3's ``train_freq`` /
+    ``gradient_steps`` schedule. Phases may span ``collect()`` calls; the
+    trainer logs one metrics row per call.
     """
 
     def __init__(self, env_id: str, spec: EnvSpec, cfg, algo: Learner) -> None:
@@ -135,6 +139,7 @@ class ReplayCollector:
         self.buffer = ReplayBuffer(cfg.buffer_size, spec.obs_dim, spec.act_dim)
         self.warmup_rng = np.random.default_rng(cfg.seed)
         self.env_steps, self.iteration = 0, 0
+        self.phase_steps, self.phase_episodes = 0, 0  # env steps and episodes ended this phase
         raw, _ = self.envs.reset(seed=cfg.seed)
         self.obs = np.array(raw, dtype=np.float32)
 
@@ -146,10 +151,19 @@ class ReplayCollector:
             for _ in range(iters):
                 self._env_step()
                 self.iteration += 1
-                if self.env_steps >= cfg.learning_starts and self.iteration % cfg.train_freq == 0:
-                    for _ in range(cfg.gradient_steps):
+                if not self._phase_over():
+                    continue
+                updates = cfg.gradient_steps if cfg.gradient_steps > 0 else self.phase_steps
+                self.phase_steps, self.phase_episodes = 0, 0
+                if self.env_steps >= cfg.learning_starts:
+                    for _ in range(updates):
                         logs.append(self.algo.train_step(self.buffer.sample(cfg.batch_size)))
         return Chunk(steps=iters * n, logs=torch.stack(logs) if logs else None)
+
+    def _phase_over(self) -> bool:
+        if self.cfg.train_freq_unit == "episode":
+            return self.phase_episodes >= self.cfg.train_freq
+        return self.iteration % self.cfg.train_freq == 0
 
     def _env_step(self) -> None:
         # 1. act: uniform random during warm-up, then the algorithm's exploration policy
@@ -171,6 +185,8 @@ class ReplayCollector:
         self.algo.episode_ends(term | trunc)
         self.obs = np.array(raw, dtype=np.float32)
         self.env_steps += self.cfg.num_envs
+        self.phase_steps += self.cfg.num_envs
+        self.phase_episodes += int((term | trunc).sum())
 
     def state_dict(self) -> dict:
         return {
@@ -181,6 +197,8 @@ class ReplayCollector:
             "warmup_rng": self.warmup_rng.bit_generator.state,
             "env_steps": self.env_steps,
             "iteration": self.iteration,
+            "phase_steps": self.phase_steps,
+            "phase_episodes": self.phase_episodes,
         }
 
     def load_state_dict(self, s: dict) -> None:
@@ -192,6 +210,10 @@ class ReplayCollector:
         self.stats.load_state_dict(s["stats"])
         self.warmup_rng.bit_generator.state = s["warmup_rng"]
         self.env_steps, self.iteration = int(s["env_steps"]), int(s["iteration"])
+        # checkpoints from before train_freq_unit: phases were train_freq iterations long
+        steps = (self.iteration % self.cfg.train_freq) * self.cfg.num_envs
+        self.phase_steps = int(s.get("phase_steps", steps))
+        self.phase_episodes = int(s.get("phase_episodes", 0))
 
     def close(self) -> None:
         self.envs.close()

@@ -23,6 +23,7 @@ from ..replay import Chunk, ReplayCollector, Transitions
 from .base import Algorithm
 
 NOISE_TYPES = ("normal", "ou")
+TRAIN_FREQ_UNITS = ("step", "episode")
 # the registered algorithms that take discrete actions (a test keeps this list complete)
 DISCRETE_FIT = ("ppo", "a2c", "reinforce", "trpo", "a3c", "actor_critic", "ppo_kl")
 
@@ -88,9 +89,19 @@ class OffPolicy(Algorithm):
     @classmethod
     def check_config(cls, cfg: Config) -> None:
         """Settings every off-policy algorithm needs; subclasses add their own."""
-        for name in ("buffer_size", "batch_size", "train_freq", "gradient_steps"):
+        for name in ("buffer_size", "batch_size", "train_freq"):
             if getattr(cfg, name) < 1:
                 raise ConfigError(f"{name} must be >= 1 for {cfg.algo}, got {getattr(cfg, name)}")
+        if cfg.gradient_steps < 1 and cfg.gradient_steps != -1:
+            raise ConfigError(
+                f"gradient_steps must be >= 1 or -1 (as many as the phase's env steps) for "
+                f"{cfg.algo}, got {cfg.gradient_steps}"
+            )
+        if cfg.train_freq_unit not in TRAIN_FREQ_UNITS:
+            raise ConfigError(
+                f"unknown train_freq_unit {cfg.train_freq_unit!r}; valid: "
+                f"{', '.join(TRAIN_FREQ_UNITS)}"
+            )
         if cfg.learning_starts < 0:
             raise ConfigError(f"learning_starts must be >= 0, got {cfg.learning_starts}")
         if not 0.0 <= cfg.tau <= 1.0:

@@ -31,6 +31,12 @@ class SAC(OffPolicy):
                 f"sde_sample_freq must be >= 1 (env steps per exploration matrix) or -1 "
                 f"(one per train_freq steps), got {cfg.sde_sample_freq}"
             )
+        if cfg.use_sde and cfg.sde_sample_freq == -1 and cfg.train_freq_unit != "step":
+            raise ConfigError(
+                "sde_sample_freq -1 holds each exploration matrix for train_freq env steps, "
+                f"which train_freq_unit {cfg.train_freq_unit!r} does not give; set "
+                "sde_sample_freq >= 1"
+            )
 
     def __init__(self, cfg: Config, agent) -> None:
         super().__init__(cfg, agent)
