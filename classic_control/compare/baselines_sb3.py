@@ -31,7 +31,8 @@ def _linear(start: float):
     return schedule
 
 
-_PENDULUM_TD3: dict[str, Any] = dict(
+# the zoo's TD3 (and DDPG) settings, the same for Pendulum, LunarLanderContinuous, BipedalWalker
+_ZOO_TD3: dict[str, Any] = dict(
     gamma=0.98,
     buffer_size=200_000,
     learning_starts=10_000,
@@ -88,9 +89,22 @@ ZOO: dict[tuple[str, str], dict[str, Any]] = {
     ),
     ("trpo", "Acrobot-v1"): dict(normalize=True, n_envs=2, n_steps=1024),
     # hyperparams/{td3,ddpg,sac}.yml; "noise_*" become SB3's NormalActionNoise / OU noise
-    ("td3", "Pendulum-v1"): dict(_PENDULUM_TD3),
-    ("ddpg", "Pendulum-v1"): dict(_PENDULUM_TD3),
+    ("td3", "Pendulum-v1"): dict(_ZOO_TD3),
+    ("ddpg", "Pendulum-v1"): dict(_ZOO_TD3),
+    ("td3", "LunarLanderContinuous-v3"): dict(_ZOO_TD3),
+    ("td3", "BipedalWalker-v3"): dict(_ZOO_TD3),
     ("sac", "Pendulum-v1"): dict(learning_rate=1e-3),
+    ("sac", "LunarLanderContinuous-v3"): dict(
+        batch_size=256,
+        learning_rate="lin_7.3e-4",
+        buffer_size=1_000_000,
+        gamma=0.99,
+        tau=0.01,
+        train_freq=1,
+        gradient_steps=1,
+        learning_starts=10_000,
+        net_arch=[400, 300],
+    ),
     ("sac", "MountainCarContinuous-v0"): dict(
         learning_rate=3e-4,
         buffer_size=50_000,
