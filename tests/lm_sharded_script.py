@@ -204,6 +204,10 @@ def run(engine: str, out_dir: str) -> None:
         atomic_save_safetensors(first, out / "first.safetensors")
         atomic_write_json(out / "metrics.json", metrics)
     acc.wait_for_everyone()
+    # end the process group before the interpreter exits: a gloo group left to the exit
+    # handlers can abort a rank ("terminate called without an active exception", SIGABRT)
+    again.end_training()
+    trainer.end_training()
 
 
 if __name__ == "__main__":
