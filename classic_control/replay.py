@@ -176,17 +176,18 @@ class ReplayCollector:
         # 2. step with the actions rescaled to the env's bounds
         env_actions = self.algo.agent.to_env(torch.from_numpy(actions)).numpy()
         raw, reward, term, trunc, info = self.envs.step(env_actions)
+        done = term | trunc
         # 3. store; where an episode ended, next_obs is its true final observation
         next_obs = np.array(raw, dtype=np.float32)
-        for i in np.flatnonzero(term | trunc):
+        for i in np.flatnonzero(done):
             next_obs[i] = info["final_obs"][i]
         self.buffer.add(self.obs, actions, reward, next_obs, term)
-        self.stats.step(reward, term | trunc)
-        self.algo.episode_ends(term | trunc)
+        self.stats.step(reward, done)
+        self.algo.episode_ends(done)
         self.obs = np.array(raw, dtype=np.float32)
         self.env_steps += self.cfg.num_envs
         self.phase_steps += self.cfg.num_envs
-        self.phase_episodes += int((term | trunc).sum())
+        self.phase_episodes += int(done.sum())
 
     def state_dict(self) -> dict:
         return {
