@@ -239,8 +239,10 @@ class EpisodeRecorder(gym.Wrapper):
 
     Enough to rebuild the env's exact mid-episode state on resume (reset with
     the same RNG state, replay the actions) for any env that is deterministic
-    given its ``np_random`` (all classic-control and Box2D tasks), without
-    pickling the env.
+    given its ``np_random`` and actions (all classic-control and Box2D tasks,
+    once each Box2D episode gets a world of its own: see ``_fresh_box2d_world``),
+    without pickling the env. ``restore_vector_env`` checks the replay and
+    restarts the episode of an env where it does not land on the saved state.
     """
 
     def reset(self, *, seed=None, options=None):
@@ -248,6 +250,7 @@ class EpisodeRecorder(gym.Wrapper):
             self.env.unwrapped._np_random, _ = gym.utils.seeding.np_random(seed)
         self.reset_rng = self.env.unwrapped.np_random.bit_generator.state
         self.actions: list = []
+        _fresh_box2d_world(self.env.unwrapped)
         return self.env.reset(options=options)
 
     def step(self, action):
@@ -257,13 +260,30 @@ class EpisodeRecorder(gym.Wrapper):
     def state_dict(self) -> dict:
         return {"reset_rng": self.reset_rng, "actions": list(self.actions)}
 
-    def restore(self, s: dict) -> np.ndarray:
+    def restore(self, s: dict, replay: bool = True) -> np.ndarray:
+        """Reset from the saved RNG state and, with ``replay``, step the saved actions."""
         self.env.unwrapped.np_random.bit_generator.state = s["reset_rng"]
         obs, _ = self.reset()
         dtype = self.action_space.dtype
-        for a in s["actions"]:
+        for a in s["actions"] if replay else []:
             obs, *_ = self.step(np.asarray(a, dtype=dtype))
         return obs
+
+
+def _fresh_box2d_world(env: gym.Env) -> None:
+    """Give a Box2D env a new, empty world before its reset.
+
+    BipedalWalker builds one ``b2World`` in ``__init__`` and keeps it for life; the
+    world's broad-phase and contact history then changes the floats of later episodes
+    (replaying an episode's actions in a new env diverges within a few steps), so an
+    episode would not be a function of its reset RNG and actions. LunarLander already
+    builds a new world at every reset; for it this changes nothing.
+    """
+    world = getattr(env, "world", None)
+    if type(world).__name__ != "b2World" or not hasattr(env, "_destroy"):
+        return
+    env._destroy()  # the env's bodies live in the old world: remove them from it first
+    env.world = type(world)(gravity=world.gravity, doSleep=world.allowSleeping)
 
 
 def make_vector_env(
@@ -283,7 +303,32 @@ def vector_env_state(envs: SyncVectorEnv) -> list[dict]:
     return [e.state_dict() for e in envs.envs]
 
 
-def restore_vector_env(envs: SyncVectorEnv, states: list[dict], seed: int) -> np.ndarray:
-    """Bring freshly made envs back to the saved mid-episode states; returns the batched obs."""
+def restore_vector_env(
+    envs: SyncVectorEnv, states: list[dict], saved_obs: np.ndarray, seed: int, atol: float = 1e-6
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bring freshly made envs back to the saved mid-episode states.
+
+    Each env is reset with its saved RNG state and its episode's actions replayed. Where
+    the replay does not land on that env's saved observation (an env whose episode is not
+    a function of its RNG and actions, or a checkpoint written before Box2D episodes got a
+    world of their own), the interrupted episode starts again from its first state, with
+    a warning, rather than refusing the checkpoint: what was learned is kept, and the
+    caller drops that env's partial episode. Returns the batched observations and the
+    mask of restarted envs.
+    """
     envs.reset(seed=seed)  # initialises every sub-env; overwritten below
-    return np.stack([e.restore(s) for e, s in zip(envs.envs, states)])
+    saved_obs = np.asarray(saved_obs)
+    obs, restarted = [], np.zeros(len(states), dtype=bool)
+    for i, (env, s) in enumerate(zip(envs.envs, states)):
+        o = env.restore(s)
+        gap = float(np.max(np.abs(o - saved_obs[i]))) if o.shape == saved_obs[i].shape else np.inf
+        if not gap <= atol:
+            warnings.warn(
+                f"env {i}: replaying its saved episode ({len(s['actions'])} steps) did not "
+                f"reproduce the saved state (largest difference {gap:.3g}); that episode "
+                "starts again from its first state and its partial return is not counted",
+                stacklevel=2,
+            )
+            o, restarted[i] = env.restore(s, replay=False), True
+        obs.append(o)
+    return np.stack(obs), restarted

@@ -203,12 +203,12 @@ class ReplayCollector:
         }
 
     def load_state_dict(self, s: dict) -> None:
-        raw = restore_vector_env(self.envs, s["envs"], self.seed)
-        if not np.allclose(raw, np.asarray(s["obs"]), atol=1e-6):
-            raise RuntimeError("replaying the saved episodes did not reproduce the saved states")
+        raw, restarted = restore_vector_env(self.envs, s["envs"], s["obs"], self.seed)
         self.obs = np.array(raw, dtype=np.float32)
         self.buffer.load_state_dict(s["buffer"])
         self.stats.load_state_dict(s["stats"])
+        self.stats.drop_running(restarted)
+        self.algo.episode_ends(restarted)  # e.g. OU noise starts afresh with the episode
         self.warmup_rng.bit_generator.state = s["warmup_rng"]
         self.env_steps, self.iteration = int(s["env_steps"]), int(s["iteration"])
         # checkpoints from before train_freq_unit: phases were train_freq iterations long

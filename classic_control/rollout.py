@@ -74,6 +74,10 @@ class EpisodeStats:
         out, self.finished = self.finished, []
         return out
 
+    def drop_running(self, envs: np.ndarray) -> None:
+        """Forget the unfinished episodes of ``envs`` (a bool mask): restarted on resume."""
+        self.ret[envs], self.len[envs] = 0.0, 0
+
     def state_dict(self) -> dict:
         return {"ret": self.ret.tolist(), "len": self.len.tolist()}
 
@@ -179,13 +183,13 @@ class VectorCollector:
         }
 
     def load_state_dict(self, s: dict) -> None:
-        raw = restore_vector_env(self.envs, s["envs"], self.seed)
-        if not np.allclose(raw, np.asarray(s["raw_obs"]), atol=1e-6):
-            raise RuntimeError("replaying the saved episodes did not reproduce the saved states")
+        raw, restarted = restore_vector_env(self.envs, s["envs"], s["raw_obs"], self.seed)
         self.raw_obs = raw
         self.obs_norm.rms.load_state_dict(s["obs_rms"])
         self.reward_scaler.load_state_dict(s["reward_scaler"])
+        self.reward_scaler.ret[restarted] = 0.0  # as at an episode end
         self.stats.load_state_dict(s["stats"])
+        self.stats.drop_running(restarted)
         self.obs = self.obs_norm(self.raw_obs)
 
     def close(self) -> None:
