@@ -111,7 +111,8 @@ def make_env(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return gym.make(env_id, **kwargs)
+            env = gym.make(env_id, **kwargs)
+        return Box2DWorldPerEpisode(env) if _box2d_world(env.unwrapped) is not None else env
     except gym.error.Error as e:  # deprecated versions, missing extras
         raise ConfigError(f"cannot create env {env_id!r}: {e}") from None
     except ImportError as e:
@@ -240,7 +241,7 @@ class EpisodeRecorder(gym.Wrapper):
     Enough to rebuild the env's exact mid-episode state on resume (reset with
     the same RNG state, replay the actions) for any env that is deterministic
     given its ``np_random`` and actions (all classic-control and Box2D tasks,
-    once each Box2D episode gets a world of its own: see ``_fresh_box2d_world``),
+    once each Box2D episode gets a world of its own: ``Box2DWorldPerEpisode``),
     without pickling the env. ``restore_vector_env`` checks the replay and
     restarts the episode of an env where it does not land on the saved state.
     """
@@ -250,7 +251,6 @@ class EpisodeRecorder(gym.Wrapper):
             self.env.unwrapped._np_random, _ = gym.utils.seeding.np_random(seed)
         self.reset_rng = self.env.unwrapped.np_random.bit_generator.state
         self.actions: list = []
-        _fresh_box2d_world(self.env.unwrapped)
         return self.env.reset(options=options)
 
     def step(self, action):
@@ -270,20 +270,28 @@ class EpisodeRecorder(gym.Wrapper):
         return obs
 
 
-def _fresh_box2d_world(env: gym.Env) -> None:
-    """Give a Box2D env a new, empty world before its reset.
+def _box2d_world(env: gym.Env) -> Any:
+    world = getattr(env, "world", None)
+    return world if type(world).__name__ == "b2World" and hasattr(env, "_destroy") else None
+
+
+class Box2DWorldPerEpisode(gym.Wrapper):
+    """Give a Box2D env a new, empty world before each reset.
 
     BipedalWalker builds one ``b2World`` in ``__init__`` and keeps it for life; the
-    world's broad-phase and contact history then changes the floats of later episodes
-    (replaying an episode's actions in a new env diverges within a few steps), so an
-    episode would not be a function of its reset RNG and actions. LunarLander already
-    builds a new world at every reset; for it this changes nothing.
+    world's broad-phase and contact history then changes the floats of later episodes (an
+    episode replayed in a new env diverges within a few steps, and an evaluation would
+    depend on the evaluations before it), so an episode would not be a function of its
+    reset RNG and actions. LunarLander already builds a new world at every reset; for it
+    this changes nothing.
     """
-    world = getattr(env, "world", None)
-    if type(world).__name__ != "b2World" or not hasattr(env, "_destroy"):
-        return
-    env._destroy()  # the env's bodies live in the old world: remove them from it first
-    env.world = type(world)(gravity=world.gravity, doSleep=world.allowSleeping)
+
+    def reset(self, *, seed=None, options=None):
+        env = self.env.unwrapped
+        world = _box2d_world(env)
+        env._destroy()  # the env's bodies live in the old world: remove them from it first
+        env.world = type(world)(gravity=world.gravity, doSleep=world.allowSleeping)
+        return self.env.reset(seed=seed, options=options)
 
 
 def make_vector_env(

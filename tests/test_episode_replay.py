@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from classic_control.envs import make_vector_env, restore_vector_env, vector_env_state
+from classic_control.envs import make_env, make_vector_env, restore_vector_env, vector_env_state
 from classic_control.settings import resolve
 from classic_control.trainer import Trainer
 
@@ -74,3 +74,23 @@ def test_a_replay_that_misses_restarts_that_episode_and_drops_its_partial_return
     assert [n for _, n in finished] == [200]
     a.close()
     b.close()
+
+
+def test_a_bipedalwalker_episode_does_not_depend_on_the_episodes_before_it():
+    # what evaluation relies on: the same seed and actions in a used env and in a new one
+    # (as after a resume) give the same episode
+    actions = np.random.default_rng(1).uniform(-1, 1, (300, 4)).astype(np.float32)
+
+    def episode(env, seed):
+        obs = [env.reset(seed=seed)[0]]
+        for a in actions:
+            o, _, term, trunc, _ = env.step(a)
+            obs.append(o)
+            if term or trunc:
+                break
+        return np.array(obs)
+
+    used = make_env("BipedalWalker-v3")
+    for seed in (1, 2, 3):
+        episode(used, seed)
+    np.testing.assert_array_equal(episode(used, 7), episode(make_env("BipedalWalker-v3"), 7))
