@@ -9,6 +9,10 @@ span several sittings this way).
 
     nice python bench/classic_control_targets.py --targets ppo-cartpole --seeds 10
     nice -n 19 python bench/classic_control_targets.py --targets td3-lunarlandercontinuous --first-seed 1 --seeds 9
+
+``--config FILE`` lays a YAML file of settings over each target's preset (the
+CLI's ``--config``), to test one change of settings against the preset's
+records; give it its own ``--out``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from classic_control import rundir  # noqa: E402
+from classic_control.config import ConfigError  # noqa: E402
 from classic_control.lifetime import stop_on_sigterm  # noqa: E402
 from classic_control.metrics import EVAL_RETURN, STEPS_PER_S  # noqa: E402
 from classic_control.settings import resolve  # noqa: E402
@@ -53,12 +58,14 @@ TARGETS = {
 }
 
 
-def run_one(name: str, seed: int, out: Path) -> dict:
+def run_one(name: str, seed: int, out: Path, config_file: Path | None = None) -> dict:
     record_path = out / name / f"seed{seed}.json"
     if record_path.exists():
         return json.loads(record_path.read_text())
     algo, env_id, steps, threshold, _ = TARGETS[name]
-    cfg, preset = resolve(algo, env_id, {"seed": seed, "total_steps": steps})
+    cfg, preset = resolve(
+        algo, env_id, {"seed": seed, "total_steps": steps}, config_file=config_file
+    )
     run_dir = out / name / f"run_seed{seed}"
     trainer = Trainer(cfg, run_dir)
     resume = (run_dir / "checkpoint.pt").exists()
@@ -80,6 +87,7 @@ def run_one(name: str, seed: int, out: Path) -> dict:
         "env_id": env_id,
         "seed": seed,
         "preset": preset,
+        "config_file": config_file and str(config_file),
         "env_steps": result["env_steps"],
         "final_eval_mean": result["mean_return"],
         "final_eval_std": result["std_return"],
@@ -114,7 +122,21 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("results/classic_targets"))
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML file of settings over each target's preset (default: none)",
+    )
     args = p.parse_args()
+    if args.config is not None and not args.config.is_file():
+        p.error(f"--config {args.config}: no such file")
+    for name in args.targets:  # a bad setting fails here, before any training
+        algo, env_id, steps, _, _ = TARGETS[name]
+        try:
+            resolve(algo, env_id, {"total_steps": steps}, config_file=args.config)
+        except ConfigError as e:
+            p.error(f"{name}: {e}")
     torch.set_num_threads(1)
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or platform.machine()}, "
@@ -128,7 +150,7 @@ def main() -> None:
     for name in args.targets:
         records = []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            r = run_one(name, seed, args.out)
+            r = run_one(name, seed, args.out, args.config)
             print(
                 f"{name} seed {seed}: final eval {r['final_eval_mean']:.1f} "
                 f"(first >= threshold at {r['first_eval_at_threshold_steps']}) "
